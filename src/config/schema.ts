@@ -1,0 +1,178 @@
+// The shape of a pgwarden configuration file, as the user writes it (snake_case), with every
+// default. Output keeps the YAML key names; load.ts renames to the Config contract.
+//
+// Unknown keys are collected as issues of their own (one per key, with a "did you mean"),
+// and every check runs even when a sibling value is wrong, so one run reports every problem.
+
+import { z } from 'zod';
+import { didYouMean } from './did-you-mean';
+import { showValue } from './errors';
+import * as f from './fields';
+import { checkRules } from './rules';
+
+/** Extra data on an unknown-key issue; load.ts writes the message once the full path is known. */
+export interface UnknownKeyParams {
+  readonly kind: 'unknown_key';
+  readonly suggestion?: string;
+  readonly hint?: string;
+}
+
+/** For each key, the sections that accept it: `interval` written at the top level belongs under `health`. */
+const KEY_HOMES = new Map<string, string[]>();
+
+/** Every key a configuration file may use, with the sections that accept it ('' is the top level). */
+export const CONFIG_KEYS: ReadonlyMap<string, readonly string[]> = KEY_HOMES;
+
+function homeLabel(where: string): string {
+  if (where === '') return 'the top level';
+  if (where.endsWith('[]')) return `each entry of \`${where.slice(0, -2)}\``;
+  return `\`${where}\``;
+}
+
+function unknownKeyParams(key: string, where: string, known: readonly string[]): UnknownKeyParams {
+  // A key that is right but in the wrong place says where it goes; a guess would mislead.
+  const homes = (KEY_HOMES.get(key) ?? []).filter((home) => home !== where);
+  if (homes.length > 0) {
+    return { kind: 'unknown_key', hint: `\`${key}\` belongs under ${homes.map(homeLabel).join(' or ')}` };
+  }
+  const suggestion = didYouMean(key, known);
+  if (suggestion !== undefined) return { kind: 'unknown_key', suggestion };
+  return { kind: 'unknown_key', hint: `valid keys here: ${known.join(', ')}` };
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A mapping that accepts only the keys of `shape`; `where` names it in hints. */
+function section<S extends z.ZodRawShape>(where: string, shape: S) {
+  const known = Object.keys(shape);
+  for (const key of known) KEY_HOMES.set(key, [...(KEY_HOMES.get(key) ?? []), where]);
+  const keys = known.map((k) => `\`${k}\``).join(', ');
+  return z
+    .looseObject(shape, {
+      error: (issue) => (issue.code === 'invalid_type' ? `expected a mapping with keys ${keys}, got ${showValue(issue.input)}` : undefined),
+    })
+    .superRefine(
+      (value, ctx) => {
+        if (!isMapping(value)) return;
+        for (const key of Object.keys(value)) {
+          if (Object.hasOwn(shape, key)) continue;
+          ctx.addIssue({ code: 'custom', path: [key], message: `unknown key \`${key}\``, params: unknownKeyParams(key, where, known) });
+        }
+      },
+      // Report unknown keys even when a known key in the same mapping is wrong.
+      { when: () => true },
+    );
+}
+
+/** A section that may be omitted or left empty (`health:` with everything commented out). */
+function optionalSection<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (value === null ? undefined : value), schema.prefault({} as z.input<T>));
+}
+
+/** A list with at least one entry; `example` shows the smallest valid entry. */
+function nonEmptyList<T extends z.ZodType>(item: T, noun: string, example: string) {
+  return z.preprocess(
+    (value, ctx) => {
+      if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) {
+        ctx.addIssue({ code: 'custom', input: value, message: `at least one ${noun} is required`, params: { hint: `for example: ${example}` } });
+        return [];
+      }
+      return value;
+    },
+    z.array(item, { error: (issue) => `expected a list of ${noun}s, got ${showValue(issue.input)}` }),
+  );
+}
+
+export const ROUTES = ['primary', 'replica', 'any'] as const;
+export const BALANCES = ['roundrobin', 'leastconn', 'random'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const ROLE_ALIASES = { master: 'primary', leader: 'primary', standby: 'replica', slave: 'replica', secondary: 'replica' } as const;
+
+const listener = section('listeners[]', {
+  name: f.name(),
+  bind: f.bind(),
+  route: f.oneOf(ROUTES, { ...ROLE_ALIASES, rw: 'primary', write: 'primary', ro: 'replica', read: 'replica' }),
+  balance: f.oneOf(BALANCES, { round_robin: 'roundrobin', rr: 'roundrobin', leastconnections: 'leastconn', least_conn: 'leastconn' }).default('roundrobin'),
+  // Only for `route: replica`; absence matters (rules.ts), so the default is applied in load.ts.
+  fallback: f.oneOf(['primary', 'none'], { master: 'primary', leader: 'primary' }).optional(),
+  max_connections: f.integer(0).default(10_000),
+});
+
+const backend = section('backends[]', {
+  name: f.name(),
+  host: f.host(),
+  port: f.port(),
+  weight: f.integer(0, 1000).default(100),
+  backup: f.flag().default(false),
+  role: f.oneOf(['primary', 'replica'], ROLE_ALIASES).optional(),
+});
+
+const health = section('health', {
+  check: f.oneOf(['postgres', 'tcp'], { postgresql: 'postgres', pg: 'postgres', sql: 'postgres' }).default('postgres'),
+  user: f.text('a PostgreSQL user name').default('postgres'),
+  password: f.text('a password (in quotes if it looks like a number)').optional(),
+  password_env: f.envName().optional(),
+  database: f.text('a database name').default('postgres'),
+  interval: f.duration('positive').default(1_000),
+  // Default min(250ms, interval), applied in load.ts: a short `interval` alone must not be an error.
+  fast_interval: f.duration('positive').optional(),
+  down_interval: f.duration('positive').default(2_000),
+  timeout: f.duration('positive').default(1_000),
+  rise: f.integer(1).default(2),
+  fall: f.integer(1).default(2),
+  jitter: f.fraction().default(0.1),
+  max_replica_lag: f.replicaLag().optional(),
+});
+
+const failover = section('failover', {
+  queue_timeout: f.duration('non-negative').default(30_000),
+  queue_size: f.integer(0).default(1_000),
+});
+
+const tls = section('tls', {
+  mode: f
+    .oneOf(['passthrough', 'disable'], { disabled: 'disable', off: 'disable', none: 'disable' }, {
+      terminate: 'TLS termination at the proxy is not supported yet; `passthrough` keeps TLS end to end',
+    })
+    .default('passthrough'),
+});
+
+const logging = section('logging', {
+  level: f.oneOf(LOG_LEVELS, { warning: 'warn', err: 'error', critical: 'fatal', verbose: 'debug', off: 'silent' }).default('info'),
+});
+
+const proxy = section('proxy', {
+  client_login_timeout: f.duration('positive').default(10_000),
+  connect_timeout: f.duration('positive').default(2_000),
+  shutdown_timeout: f.duration('non-negative').default(10_000),
+});
+
+const document = section('', {
+  listeners: nonEmptyList(listener, 'listener', '`listeners: [{ name: rw, bind: "127.0.0.1:6432", route: primary }]`'),
+  backends: nonEmptyList(backend, 'backend', '`backends: [{ name: pg1, host: 127.0.0.1, port: 5432 }]`'),
+  health: optionalSection(health),
+  failover: optionalSection(failover),
+  tls: optionalSection(tls),
+  logging: optionalSection(logging),
+  proxy: optionalSection(proxy),
+});
+
+/** A configuration document after parsing: YAML key names, defaults applied, units converted. */
+export type ParsedDocument = z.output<typeof document>;
+
+/**
+ * The schema for one load. `env` resolves `password_env`; cross-key rules (duplicates, loops,
+ * fast_interval <= interval ...) run even when single values are wrong, on what did parse.
+ */
+export function configSchema(env: NodeJS.ProcessEnv) {
+  return document.superRefine(
+    (doc, ctx) =>
+      checkRules(doc, env, (path, message, hint) => {
+        ctx.addIssue({ code: 'custom', path: [...path], message, params: hint === undefined ? {} : { hint } });
+      }),
+    { when: () => true },
+  );
+}

@@ -1,0 +1,48 @@
+// Shared vocabulary of the health subsystem: what a probe returns and what a checker reports.
+
+/** Failure layers, HAProxy check.c style: each failure names where it happened. */
+export type FailureLayer = 'L4CON' | 'L4TOUT' | 'L6TLS' | 'L7AUTH' | 'L7QUERY' | 'L7TOUT';
+
+export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Object.freeze({
+  L4CON: 'L4 connection refused or reset',
+  L4TOUT: 'L4 connect timeout',
+  L6TLS: 'L6 TLS handshake failed',
+  L7AUTH: 'L7 authentication failed',
+  L7QUERY: 'L7 check query failed',
+  L7TOUT: 'L7 check timed out after connect',
+});
+
+export type DetectedRole = 'primary' | 'replica';
+
+export interface ProbeSuccess {
+  readonly ok: true;
+  /** Role reported by the server (postgres check) or taken from the config (tcp check). */
+  readonly role: DetectedRole;
+  /** pg_current_wal_lsn() on a primary, as a byte position. */
+  readonly currentLsn?: bigint;
+  /** pg_last_wal_receive_lsn() / pg_last_wal_replay_lsn() on a replica. */
+  readonly receiveLsn?: bigint;
+  readonly replayLsn?: bigint;
+  /** Seconds since the last replayed transaction, 0 when fully caught up. */
+  readonly replayLagSeconds?: number;
+  readonly durationMs: number;
+}
+
+export interface ProbeFailure {
+  readonly ok: false;
+  readonly layer: FailureLayer;
+  /** Human-readable detail, e.g. "connect ECONNREFUSED 127.0.0.1:5432". Never contains a password. */
+  readonly message: string;
+  readonly durationMs: number;
+}
+
+export type ProbeResult = ProbeSuccess | ProbeFailure;
+
+/** One probe attempt; must settle (never reject) within the timeout it was given. */
+export type Probe = (signal: AbortSignal) => Promise<ProbeResult>;
+
+/** Injected time source so the state machine and checker can be tested without sleeping. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): { clear(): void };
+}

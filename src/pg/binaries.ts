@@ -1,0 +1,77 @@
+// Finds one directory that holds every PostgreSQL server program the cluster harness runs.
+// All four must come from the same directory: mixing an initdb from one major version with a
+// pg_basebackup from another (or with Debian's pg_wrapper, which picks a version by itself)
+// gives data directories that the other programs refuse.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, readdirSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export const REQUIRED_PG_PROGRAMS = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup'] as const;
+
+const DEBIAN_PG_ROOT = '/usr/lib/postgresql';
+
+export class PgBinariesMissing extends Error {
+  readonly code = 'PGW_PG_BINARIES_MISSING';
+  constructor(readonly searched: readonly string[]) {
+    super(
+      'PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, postgres) not found in PATH, ' +
+        '`pg_config --bindir` or /usr/lib/postgresql/*/bin — install them: apt-get install -y postgresql',
+    );
+    this.name = 'PgBinariesMissing';
+  }
+}
+
+let cachedBinDir: string | undefined;
+
+/** The first directory (PATH, then `pg_config --bindir`, then /usr/lib/postgresql/<highest>/bin) holding all four programs. */
+export function findPgBinDir(): string {
+  if (cachedBinDir !== undefined) return cachedBinDir;
+  const candidates = [...pathDirs(), ...pgConfigBinDir(), ...debianBinDirs()];
+  const found = candidates.find(hasAllPrograms);
+  if (found === undefined) throw new PgBinariesMissing(candidates);
+  cachedBinDir = found;
+  return found;
+}
+
+/** Absolute path of one PostgreSQL program in the directory findPgBinDir() chose. */
+export function pgProgram(name: (typeof REQUIRED_PG_PROGRAMS)[number]): string {
+  return join(findPgBinDir(), name);
+}
+
+function hasAllPrograms(dir: string): boolean {
+  return REQUIRED_PG_PROGRAMS.every((program) => isExecutable(join(dir, program)));
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pathDirs(): string[] {
+  return (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '');
+}
+
+function pgConfigBinDir(): string[] {
+  const result = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8', timeout: 5000 });
+  if (result.status !== 0 || typeof result.stdout !== 'string') return [];
+  const dir = result.stdout.trim();
+  return dir === '' ? [] : [dir];
+}
+
+function debianBinDirs(): string[] {
+  let versions: string[];
+  try {
+    versions = readdirSync(DEBIAN_PG_ROOT);
+  } catch {
+    return [];
+  }
+  // Highest major version first; "9.6" sorts below "10" because it is compared as a number.
+  return versions
+    .filter((v) => /^\d+(\.\d+)?$/.test(v))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => join(DEBIAN_PG_ROOT, v, 'bin'));
+}

@@ -1,0 +1,54 @@
+// Remembers which backend issued each BackendKeyData a session saw during startup, so a
+// CancelRequest — which arrives on a brand-new client connection — reaches the one server
+// that can act on it. Entries live exactly as long as their session.
+import net from 'node:net';
+
+export interface CancelTarget {
+  readonly backend: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+export class CancelRegistry {
+  private readonly keys = new Map<string, CancelTarget>();
+
+  add(key: string, target: CancelTarget): void {
+    this.keys.set(key, target);
+  }
+
+  delete(key: string): void {
+    this.keys.delete(key);
+  }
+
+  get(key: string): CancelTarget | undefined {
+    return this.keys.get(key);
+  }
+
+  get size(): number {
+    return this.keys.size;
+  }
+}
+
+/**
+ * Deliver a 16-byte CancelRequest to one server and close. Resolves true when the bytes were
+ * written; never rejects (a failed cancel must not hurt the proxy — the client retries).
+ */
+export function sendCancel(host: string, port: number, packet: Buffer, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    timer.unref();
+    socket.on('error', () => done(false));
+    socket.on('connect', () => {
+      // The server closes the connection after reading the request; wait for that (or our
+      // timeout) so the request is not cut off by an early destroy.
+      socket.end(packet);
+    });
+    socket.on('close', () => done(true));
+  });
+}

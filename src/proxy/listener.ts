@@ -1,0 +1,62 @@
+// One `net.Server` per configured listener. Owns its sessions and enforces max_connections.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { errorResponse } from '../protocol/error-response';
+import type { ListenerContext } from './listener-context';
+import { Session } from './session';
+
+export class Listener {
+  private readonly server: net.Server;
+  readonly sessions = new Set<Session>();
+  private closedServer?: Promise<void>;
+
+  constructor(private readonly ctx: ListenerContext, private readonly log: Logger) {
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server.on('error', (err) => this.log.error({ err, listener: ctx.listener.name }, 'listener error'));
+  }
+
+  get name(): string {
+    return this.ctx.listener.name;
+  }
+
+  /** Bound address (useful with port 0 in tests). */
+  address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  listen(): Promise<void> {
+    const { host, port, name } = this.ctx.listener;
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(new Error(`listener ${name} cannot bind ${host}:${port}: ${err.code ?? err.message}`));
+      };
+      this.server.once('error', onError);
+      this.server.listen({ host, port, backlog: 1024 }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /** Stop accepting; existing sessions continue. */
+  stopAccepting(): Promise<void> {
+    this.closedServer ??= new Promise((resolve) => this.server.close(() => resolve()));
+    this.ctx.router.close();
+    return this.closedServer;
+  }
+
+  private accept(socket: net.Socket): void {
+    const max = this.ctx.listener.maxConnections;
+    if (max > 0 && this.sessions.size >= max) {
+      socket.on('error', () => socket.destroy());
+      const message = `too many client connections on listener ${this.name} (max_connections ${max})`;
+      this.ctx.onClientError('53300', message);
+      socket.end(errorResponse({ severity: 'FATAL', code: '53300', message }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const session = new Session(socket, this.ctx, (s) => this.sessions.delete(s));
+    this.sessions.add(session);
+    session.start();
+  }
+}

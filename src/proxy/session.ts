@@ -1,0 +1,326 @@
+// One client connection. Reads only the first packet(s) — bounded in size and time — decides
+// where the session goes, connects, forwards the startup bytes and then becomes a pipe with
+// backpressure both ways. The backend→client stream is watched only until the first
+// ReadyForQuery (to learn BackendKeyData for cancels); after that nothing is parsed.
+import type net from 'node:net';
+import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
+import { errorResponse } from '../protocol/error-response';
+import { cancelKey, cancelRequest } from '../protocol/cancel';
+import { StartupWatcher } from '../protocol/startup-watcher';
+import { connectBackend, BackendConnectError } from './backend-connect';
+import { RoutingError } from '../routing/routing-error';
+import type { BackendView } from '../routing/topology';
+import type { ListenerContext } from './listener-context';
+import { RecentFailures } from './recent-failures';
+
+type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
+
+export class Session {
+  private phase: Phase = 'reading';
+  private buffered: Buffer = Buffer.alloc(0);
+  private backend?: net.Socket;
+  private target?: BackendView;
+  private key?: string;
+  private readonly started = Date.now();
+  private readonly abort = new AbortController();
+  private loginTimer?: NodeJS.Timeout;
+  private readonly failures: RecentFailures;
+  /** Set when the SSLRequest was already answered by the backend we are connected to. */
+  private sslNegotiated = false;
+  private user?: string;
+  private database?: string;
+  private readonly clientAddress: string;
+
+  constructor(readonly client: net.Socket, private readonly ctx: ListenerContext, private readonly onClose: (s: Session) => void) {
+    this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
+    this.failures = new RecentFailures(ctx.health.fastInterval * 4);
+  }
+
+  start(): void {
+    const c = this.client;
+    c.setNoDelay(true);
+    c.on('error', () => this.close());
+    c.on('close', () => this.close());
+    // The server socket is half-open capable so a client that sends half a startup packet and
+    // then FIN still gets a proper 08P01 instead of a silent close.
+    c.on('end', () => {
+      if (this.phase === 'reading' && this.buffered.length > 0) {
+        this.fail('08P01', `truncated startup packet: ${this.buffered.length} bytes received before the client closed`);
+      } else this.close();
+    });
+    c.on('data', this.onClientData);
+    this.loginTimer = setTimeout(
+      () => this.fail('08P01', `no startup packet within client_login_timeout (${this.ctx.proxy.clientLoginTimeout} ms)`),
+      this.ctx.proxy.clientLoginTimeout,
+    );
+    this.loginTimer.unref();
+  }
+
+  get backendName(): string | undefined {
+    return this.target?.name;
+  }
+
+  /** A method, not a narrowed field read: the phase changes across awaits. */
+  private get isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  get isEstablished(): boolean {
+    return this.phase === 'piping';
+  }
+
+  /** Shutdown/drain: a FATAL to a session that has not reached its backend yet, else a close. */
+  terminate(sqlstate: string, message: string): void {
+    if (this.phase === 'reading' || this.phase === 'routing') this.fail(sqlstate, message, 'FATAL');
+    else this.close();
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.phase === 'reading') this.processBuffered();
+    // While routing, the client should be silent; keep reading (so a disconnect is noticed at
+    // once) but never hold more than one startup packet's worth.
+    else if (this.buffered.length > MAX_STARTUP_PACKET) this.fail('08P01', 'client sent data before the server answered');
+  };
+
+  private processBuffered(): void {
+    while (this.phase === 'reading' && this.buffered.length > 0) {
+      const packet = readFirstPacket(this.buffered);
+      if (packet.kind === 'incomplete') {
+        if (this.buffered.length > MAX_STARTUP_PACKET) this.fail('08P01', 'startup packet too large');
+        return;
+      }
+      if (!this.handle(packet)) return;
+    }
+  }
+
+  /** Returns true when the loop may read the next packet from the buffer. */
+  private handle(p: FirstPacket): boolean {
+    switch (p.kind) {
+      case 'incomplete':
+        return false;
+      case 'invalid':
+        this.fail(p.sqlstate, p.reason);
+        return false;
+      case 'gssenc':
+        // GSSAPI encryption is not proxied: refuse it, the client continues in plain text or TLS.
+        this.buffered = this.buffered.subarray(p.size);
+        this.client.write('N');
+        return true;
+      case 'ssl':
+        this.buffered = this.buffered.subarray(p.size);
+        if (this.ctx.tls.mode === 'disable' || this.sslNegotiated) {
+          this.client.write('N');
+          return true;
+        }
+        void this.routeThen((b) => this.negotiateSsl(b));
+        return false;
+      case 'direct-tls':
+        if (this.ctx.tls.mode === 'disable') {
+          this.close(); // cannot answer a TLS ClientHello with a plain ErrorResponse
+          return false;
+        }
+        void this.routeThen((b) => this.pipeRaw(b, this.takeBuffered()));
+        return false;
+      case 'cancel':
+        this.buffered = this.buffered.subarray(p.size);
+        void this.forwardCancel(p.processId, p.secretKey);
+        return false;
+      case 'startup':
+        this.user = p.params.user;
+        this.database = p.params.database ?? p.params.user;
+        if (this.backend) this.beginStartup(this.backend);
+        else void this.routeThen((b) => this.beginStartup(b));
+        return false;
+    }
+  }
+
+  /** Find a backend (waiting in the queue if needed), connect, retry on the next candidate. */
+  private async routeThen(next: (backend: net.Socket) => void): Promise<void> {
+    this.phase = 'routing';
+    const deadline = Date.now() + this.ctx.failover.queueTimeout;
+    for (;;) {
+      let view: BackendView;
+      try {
+        view = await this.ctx.router.acquire(() => this.failures.active(), deadline, this.abort.signal);
+      } catch (e) {
+        if (e instanceof RoutingError) {
+          this.ctx.onRejected(e);
+          if (e.code !== 'PGW_CLIENT_GONE') this.fail(e.sqlstate, e.message, 'FATAL');
+        } else this.fail('XX000', `internal error while routing: ${(e as Error).message}`, 'FATAL');
+        return;
+      }
+      if (this.isClosed) return;
+      const { host, port } = view.config;
+      try {
+        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout);
+        if (this.isClosed) {
+          socket.destroy();
+          return;
+        }
+        this.attach(view, socket);
+        next(socket);
+        return;
+      } catch (e) {
+        if (this.isClosed) return;
+        const err = e as BackendConnectError;
+        this.failures.add(view.name);
+        this.ctx.onConnectFailure(view.name, err);
+        // loop: the next candidate (redispatch) or the queue, within the same deadline
+      }
+    }
+  }
+
+  private attach(view: BackendView, socket: net.Socket): void {
+    this.target = view;
+    this.backend = socket;
+    this.ctx.topology.sessionOpened(view.name);
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.closeAfterFlush());
+  }
+
+  private negotiateSsl(backend: net.Socket): void {
+    const onAnswer = (chunk: Buffer) => {
+      backend.off('data', onAnswer);
+      backend.pause();
+      const answer = chunk[0];
+      if (answer === 0x53 /* 'S' */) {
+        // End-to-end TLS between client and server: from here on the bytes are opaque.
+        this.client.write(chunk.subarray(0, 1));
+        if (chunk.length > 1) backend.unshift(chunk.subarray(1));
+        this.pipeRaw(backend, this.takeBuffered());
+      } else if (answer === 0x4e /* 'N' */) {
+        // Server has no TLS: tell the client, keep this backend and read its StartupMessage.
+        this.sslNegotiated = true;
+        this.client.write(chunk.subarray(0, 1));
+        this.phase = 'reading';
+        this.processBuffered();
+      } else {
+        this.fail('08P01', `backend ${this.target?.name} sent an unexpected answer to SSLRequest`, 'FATAL');
+      }
+    };
+    backend.on('data', onAnswer);
+    backend.write(sslRequestBytes);
+  }
+
+  private beginStartup(backend: net.Socket): void {
+    this.clearLoginTimer();
+    this.phase = 'startup';
+    const watcher = new StartupWatcher({
+      onBackendKeyData: (pid, secret) => {
+        this.key = cancelKey(pid, secret);
+        this.ctx.cancels.add(this.key, { backend: this.target!.name, host: this.target!.config.host, port: this.target!.config.port });
+      },
+      onReadyForQuery: () => undefined,
+      onError: () => undefined,
+    });
+    const onDrain = () => backend.resume();
+    const onData = (chunk: Buffer) => {
+      watcher.feed(chunk);
+      if (!this.client.write(chunk)) backend.pause();
+      if (watcher.done) {
+        // Startup finished: from the next byte on the server→client direction is a plain pipe.
+        backend.off('data', onData);
+        this.client.off('drain', onDrain);
+        this.phase = 'piping';
+        backend.pipe(this.client, { end: false });
+      }
+    };
+    this.client.on('drain', onDrain);
+    backend.on('data', onData);
+    backend.resume();
+    // Client→server is a pipe from the startup packet on; bytes read so far are sent first.
+    backend.write(this.takeBuffered());
+    this.client.off('data', this.onClientData);
+    this.client.pipe(backend, { end: false });
+  }
+
+  /** TLS passthrough: opaque bytes both ways. The cancel key stays unknown (encrypted). */
+  private pipeRaw(backend: net.Socket, pending: Buffer): void {
+    this.clearLoginTimer();
+    this.phase = 'piping';
+    if (pending.length > 0) backend.write(pending);
+    this.client.off('data', this.onClientData);
+    this.client.pipe(backend, { end: false });
+    backend.pipe(this.client, { end: false });
+  }
+
+  private async forwardCancel(processId: number, secretKey: number): Promise<void> {
+    this.clearLoginTimer();
+    this.phase = 'routing';
+    const packet = cancelRequest(processId, secretKey);
+    const known = this.ctx.cancels.get(cancelKey(processId, secretKey));
+    const targets = known ? [known] : this.ctx.cancelTargets();
+    await Promise.all(targets.map((t) => this.ctx.sendCancel(t.host, t.port, packet)));
+    this.close();
+  }
+
+  private takeBuffered(): Buffer {
+    const b = this.buffered;
+    this.buffered = Buffer.alloc(0);
+    return b;
+  }
+
+  /** Send an ErrorResponse (when nothing else was sent to the client yet) and close. */
+  private fail(sqlstate: string, message: string, severity: 'FATAL' | 'ERROR' = 'FATAL'): void {
+    if (this.phase === 'closed') return;
+    this.ctx.onClientError(sqlstate, message);
+    const c = this.client;
+    if (!c.destroyed && c.writable) c.end(errorResponse({ severity, code: sqlstate, message }));
+    this.phase = 'closed';
+    this.backend?.destroy();
+    this.finish();
+    // Give the error a moment to flush, then make sure the socket is gone.
+    setTimeout(() => c.destroy(), 1000).unref();
+  }
+
+  /** The backend closed: flush what it sent to the client, then close the client. */
+  private closeAfterFlush(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.client.end();
+    setTimeout(() => this.client.destroy(), 1000).unref();
+    this.finish();
+  }
+
+  /** The client went away (or a socket failed): let the backend see a clean FIN, then drop it. */
+  close(): void {
+    if (this.phase === 'closed' && this.finished) return;
+    this.phase = 'closed';
+    this.client.destroy();
+    const b = this.backend;
+    if (b && !b.destroyed) {
+      b.end();
+      setTimeout(() => b.destroy(), 1000).unref();
+    }
+    this.finish();
+  }
+
+  private finished = false;
+  private finish(): void {
+    this.abort.abort();
+    this.clearLoginTimer();
+    if (this.finished) return;
+    this.finished = true;
+    if (this.key) this.ctx.cancels.delete(this.key);
+    if (this.target && this.backend) this.ctx.topology.sessionClosed(this.target.name);
+    this.onClose(this);
+    this.ctx.onSessionEnd({
+      backend: this.target?.name,
+      client: this.clientAddress,
+      user: this.user,
+      database: this.database,
+      durationMs: Date.now() - this.started,
+      bytesFromClient: this.client.bytesRead,
+      bytesToClient: this.client.bytesWritten,
+    });
+  }
+
+  private clearLoginTimer(): void {
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = undefined;
+  }
+}
+
+/** SSLRequest: Int32 8, Int32 80877103 (protocol docs, "Message Formats"). */
+const sslRequestBytes = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);

@@ -1,0 +1,107 @@
+// Routes new sessions of one listener: candidates → balancer → a backend. When there is no
+// candidate, the session waits in a bounded FIFO queue and is woken by the next topology change
+// (a replica promoted, a server back up) instead of being refused; past `queue_timeout` it gets
+// 57P03 with the reason, and a full queue answers 53300 at once.
+import type { FailoverConfig, ListenerConfig } from '../config/types';
+import { Balancer } from './balancer';
+import { candidatesFor } from './candidates';
+import type { BackendView, Topology } from './topology';
+import { RoutingError } from './routing-error';
+
+/** Backends this session must skip right now (they just refused it); re-read at every wake. */
+export type ExcludeFn = () => ReadonlySet<string>;
+
+interface Waiter {
+  readonly exclude: ExcludeFn;
+  resolve(v: BackendView): void;
+  reject(e: RoutingError): void;
+  timer: NodeJS.Timeout;
+}
+
+export class Router {
+  private readonly balancer: Balancer;
+  private readonly queue: Waiter[] = [];
+  private readonly onChange = () => this.wake();
+  private closed = false;
+
+  constructor(
+    readonly listener: ListenerConfig,
+    private readonly topology: Topology,
+    private readonly failover: FailoverConfig,
+    random?: () => number,
+  ) {
+    this.balancer = new Balancer(listener.balance, random);
+    topology.on('change', this.onChange);
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Pick a backend now, or undefined (no waiting). */
+  pickNow(exclude?: ReadonlySet<string>): BackendView | undefined {
+    return this.balancer.pick(candidatesFor(this.listener, this.topology, exclude).backends);
+  }
+
+  /**
+   * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`
+   * (ms since epoch). `signal` aborts the wait (the client went away).
+   */
+  acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal): Promise<BackendView> {
+    const now = this.pickNow(exclude());
+    if (now) return Promise.resolve(now);
+    if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
+    if (this.queue.length >= this.failover.queueSize) {
+      const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? '';
+      return Promise.reject(
+        new RoutingError('PGW_QUEUE_FULL', '53300', `too many clients waiting on listener ${this.listener.name} (queue_size ${this.failover.queueSize}); ${reason}`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        exclude,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.remove(waiter);
+          const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? `no backend available for listener ${this.listener.name}`;
+          reject(new RoutingError('PGW_QUEUE_TIMEOUT', '57P03', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
+        }, Math.max(0, deadline - Date.now())),
+      };
+      waiter.timer.unref();
+      signal.addEventListener('abort', () => {
+        if (this.remove(waiter)) reject(new RoutingError('PGW_CLIENT_GONE', '08006', 'client disconnected while waiting'));
+      }, { once: true });
+      this.queue.push(waiter);
+    });
+  }
+
+  /** Reject every waiter (shutdown) and stop listening to the topology. */
+  close(): void {
+    this.closed = true;
+    this.topology.off('change', this.onChange);
+    for (const w of this.queue.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
+    }
+  }
+
+  private wake(): void {
+    // FIFO: the oldest waiter is served first. Candidates differ per waiter only through its
+    // `exclude`, so a waiter that still has none does not block the ones behind it.
+    for (const w of [...this.queue]) {
+      const b = this.pickNow(w.exclude());
+      if (!b) continue;
+      this.remove(w);
+      w.resolve(b);
+    }
+  }
+
+  private remove(w: Waiter): boolean {
+    const i = this.queue.indexOf(w);
+    if (i < 0) return false;
+    this.queue.splice(i, 1);
+    clearTimeout(w.timer);
+    return true;
+  }
+}

@@ -1,0 +1,158 @@
+// The single source of truth for the cluster view: each backend's health state, role, lag and
+// live session count, and which backend is the primary. Pure logic fed by the health checkers
+// (no sockets, no timers), so it is unit-testable and every routing decision reads one place.
+import { EventEmitter } from 'node:events';
+import type { BackendConfig, HealthConfig } from '../config/types';
+import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
+
+export type BackendState = 'init' | 'up' | 'down';
+
+export interface BackendView {
+  readonly config: BackendConfig;
+  readonly name: string;
+  state: BackendState;
+  /** Rise/fall counters are moving: the state may flip soon. */
+  transitional: boolean;
+  role?: DetectedRole;
+  /** Write position on a primary; replay position on a replica (from the last good check). */
+  currentLsn?: bigint;
+  receiveLsn?: bigint;
+  replayLsn?: bigint;
+  lagBytes?: number;
+  lagSeconds?: number;
+  lastFailure?: ProbeFailure;
+  lastCheckAt?: number;
+  activeSessions: number;
+}
+
+export interface CheckerSnapshot {
+  state: BackendState;
+  transitional: boolean;
+  role?: DetectedRole;
+  lastResult?: ProbeResult;
+  lastFailure?: ProbeFailure;
+  lastCheckAt?: number;
+}
+
+export interface StateChange {
+  backend: string;
+  from: BackendState;
+  to: BackendState;
+  role?: DetectedRole;
+  reason?: string;
+}
+
+/**
+ * Events: 'change' (after any update that can alter routing), 'state' (StateChange),
+ * 'primary' ({from?: string, to?: string}).
+ */
+export class Topology extends EventEmitter {
+  private readonly views = new Map<string, BackendView>();
+  private primaryName: string | undefined;
+  private splitBrain: string[] = [];
+
+  constructor(backends: readonly BackendConfig[], private readonly health: Pick<HealthConfig, 'maxReplicaLag'>) {
+    super();
+    for (const config of backends) {
+      this.views.set(config.name, { config, name: config.name, state: 'init', transitional: false, activeSessions: 0 });
+    }
+  }
+
+  backends(): BackendView[] {
+    return [...this.views.values()];
+  }
+
+  get(name: string): BackendView | undefined {
+    return this.views.get(name);
+  }
+
+  primary(): BackendView | undefined {
+    return this.primaryName === undefined ? undefined : this.views.get(this.primaryName);
+  }
+
+  /** Names of backends that all claim to be primary, when more than one does. */
+  splitBrainMembers(): readonly string[] {
+    return this.splitBrain;
+  }
+
+  /** Feed one checker snapshot; emits 'state' on a state flip and 'change' always. */
+  update(name: string, snap: CheckerSnapshot): void {
+    const view = this.views.get(name);
+    if (!view) return;
+    const from = view.state;
+    view.state = snap.state;
+    view.transitional = snap.transitional;
+    view.lastFailure = snap.lastFailure;
+    view.lastCheckAt = snap.lastCheckAt;
+    const r = snap.lastResult;
+    if (r && r.ok) {
+      view.role = r.role;
+      view.currentLsn = r.currentLsn;
+      view.receiveLsn = r.receiveLsn;
+      view.replayLsn = r.replayLsn;
+      view.lagSeconds = r.role === 'replica' ? (r.replayLagSeconds ?? 0) : undefined;
+    } else if (snap.role) {
+      view.role = snap.role;
+    }
+    this.recomputePrimary();
+    this.recomputeLag();
+    if (from !== view.state) {
+      const reason = view.state === 'down' && view.lastFailure ? describeFailure(view.lastFailure) : undefined;
+      this.emit('state', { backend: name, from, to: view.state, role: view.role, reason } satisfies StateChange);
+    }
+    this.emit('change');
+  }
+
+  sessionOpened(name: string): void {
+    const v = this.views.get(name);
+    if (v) v.activeSessions++;
+  }
+
+  sessionClosed(name: string): void {
+    const v = this.views.get(name);
+    if (v && v.activeSessions > 0) v.activeSessions--;
+  }
+
+  /** True when a replica is within `max_replica_lag` (no limit configured: always). */
+  withinLag(v: BackendView): boolean {
+    const limit = this.health.maxReplicaLag;
+    if (limit.bytes !== undefined && (v.lagBytes === undefined || v.lagBytes > limit.bytes)) return false;
+    if (limit.ms !== undefined && (v.lagSeconds === undefined || v.lagSeconds * 1000 > limit.ms)) return false;
+    return true;
+  }
+
+  private recomputePrimary(): void {
+    const claimants = this.backends().filter((v) => v.state === 'up' && v.role === 'primary');
+    const before = this.primaryName;
+    if (claimants.length === 1) {
+      this.primaryName = claimants[0].name;
+      this.splitBrain = [];
+    } else {
+      // Two servers that both accept writes: routing writes to either could lose data, so
+      // route writes to neither until one is back in recovery (fencing by timeline comes with
+      // the failover work). Zero claimants: no primary, new write sessions wait in the queue.
+      this.primaryName = undefined;
+      this.splitBrain = claimants.length > 1 ? claimants.map((v) => v.name) : [];
+    }
+    if (before !== this.primaryName) this.emit('primary', { from: before, to: this.primaryName });
+  }
+
+  private recomputeLag(): void {
+    const primaryLsn = this.primary()?.currentLsn;
+    for (const v of this.views.values()) {
+      if (v.role !== 'replica' || v.replayLsn === undefined) {
+        v.lagBytes = undefined;
+        continue;
+      }
+      // Against the primary's write position when we know it (up to one check interval old);
+      // otherwise what the replica received but has not replayed yet.
+      const ref = primaryLsn ?? v.receiveLsn ?? v.replayLsn;
+      const diff = ref - v.replayLsn;
+      v.lagBytes = diff > 0n ? Number(diff) : 0;
+    }
+  }
+}
+
+export function describeFailure(f: ProbeFailure): string {
+  return `${FAILURE_DESCRIPTIONS[f.layer]}: ${f.message}`;
+}

@@ -1,0 +1,40 @@
+// No primary: new write sessions wait in the bounded queue instead of failing, connect the
+// moment a replica is promoted, and get 57P03 (with the reason) after queue_timeout.
+import t from 'tap';
+import { startCluster } from '../helpers/cluster';
+import { CHECK_USER, connect, startProxy, waitFor, waitForBackend, whoAnswers } from '../helpers/proxy';
+
+t.test('the queue while there is no primary', async (t) => {
+  const cluster = await startCluster(t, { replicas: 1, checkUser: CHECK_USER });
+  const [pg1, pg2] = cluster.nodes;
+  const p = await startProxy(t, cluster, { failover: '  queue_timeout: 60s\n  queue_size: 100' });
+  const short = await startProxy(t, cluster, { failover: '  queue_timeout: 1s\n  queue_size: 1' });
+  for (const proxy of [p, short]) for (const n of cluster.nodes) await waitForBackend(proxy, n.name, 'up');
+
+  t.test('a waiting client connects when a replica is promoted', async (t) => {
+    await cluster.kill9(pg1);
+    await waitForBackend(p, 'pg1', 'down');
+    const waiting = whoAnswers(p.rwPort);
+    await waitFor('the client is queued', () => p.app.listener('rw').sessions.size === 1 && queued(p) === 1);
+    await cluster.promote(pg2);
+    t.same(await waiting, { port: pg2.port, inRecovery: false }, 'the queued session reached the new primary');
+    const c = await connect(p.rwPort);
+    await c.query('create table after_failover (id int)');
+    await c.end();
+  });
+
+  t.test('no primary within queue_timeout: 57P03 with the reason; a full queue: 53300 at once', async (t) => {
+    await cluster.stop(pg2, 'immediate');
+    await waitForBackend(short, 'pg2', 'down');
+    const first = connect(short.rwPort).then(() => 'connected', (e) => e);
+    await waitFor('the first client is queued', () => queued(short) === 1);
+    const second = await connect(short.rwPort).then(() => 'connected', (e) => e);
+    t.match(second, { code: '53300', message: /too many clients waiting on listener rw \(queue_size 1\)/ });
+    const err = await first;
+    t.match(err, { code: '57P03', message: /no primary available for listener rw: pg1 down \(L4 connection refused.*\), pg2 down/ });
+  });
+});
+
+function queued(p: Awaited<ReturnType<typeof startProxy>>): number {
+  return (p.app.listener('rw') as unknown as { ctx: { router: { queued: number } } }).ctx.router.queued;
+}

@@ -1,0 +1,485 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { describeConfig } from '../../src/config/describe';
+import { didYouMean } from '../../src/config/did-you-mean';
+import { ConfigError, type ConfigProblem } from '../../src/config/errors';
+import { loadConfigFile, parseConfig } from '../../src/config/load';
+import { CONFIG_KEYS } from '../../src/config/schema';
+import type { Config } from '../../src/config/types';
+
+const EXAMPLE = join(__dirname, '..', '..', 'config', 'example.yaml');
+const ENV = { PGWARDEN_CHECK_PASSWORD: 'example-secret-41' };
+
+const LISTENERS = `listeners:
+  - { name: rw, bind: "127.0.0.1:6432", route: primary }
+`;
+const BACKENDS = `backends:
+  - { name: pg1, host: 127.0.0.1, port: 5432 }
+`;
+const MINIMAL = LISTENERS + BACKENDS;
+
+/** The ConfigError that parsing `text` throws (fails the test when it parses). */
+function configError(t: Test, text: string, env: NodeJS.ProcessEnv = {}): ConfigError {
+  try {
+    parseConfig(text, env, 'test.yaml');
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  t.fail('expected a ConfigError');
+  return new ConfigError('PGW_CONFIG_INVALID', 'test.yaml', []);
+}
+
+/** The problems for `text`, which must include exactly one at `path`; that one is returned. */
+function problemAt(t: Test, text: string, path: string, env: NodeJS.ProcessEnv = {}): ConfigProblem {
+  const error = configError(t, text, env);
+  const found = error.problems.filter((p) => p.path === path);
+  t.equal(found.length, 1, `one problem at ${path}; got: ${error.format()}`);
+  return found[0] ?? { path, message: '(none)' };
+}
+
+t.test('the example file loads and documents every key', async (t) => {
+  const config = loadConfigFile(EXAMPLE, ENV);
+  t.same(config.listeners.map((l) => [l.name, l.host, l.port, l.route, l.balance, l.fallback]), [
+    ['rw', '127.0.0.1', 6432, 'primary', 'roundrobin', 'none'],
+    ['ro', '127.0.0.1', 6433, 'replica', 'leastconn', 'primary'],
+  ]);
+  t.same(config.backends.map((b) => b.name), ['pg1', 'pg2', 'pg3']);
+  t.equal(config.health.password, ENV.PGWARDEN_CHECK_PASSWORD);
+  t.same(config.health.maxReplicaLag, { bytes: 16 * 1024 * 1024 });
+  t.equal(config.health.jitter, 0.1);
+
+  const text = readFileSync(EXAMPLE, 'utf8');
+  t.same(parseConfig(text, ENV), config, 'parseConfig and loadConfigFile agree');
+  t.ok(CONFIG_KEYS.size > 30, 'the schema lists its keys');
+  const undocumented = [...CONFIG_KEYS.keys()].filter((key) => !new RegExp(`(^|[\\s{,#])${key}:.*#`, 'm').test(text));
+  t.same(undocumented, [], 'example.yaml shows every key with a comment');
+});
+
+t.test('the YAML from the design loads exactly as written', async (t) => {
+  const config = parseConfig(
+    `
+listeners:
+  - name: rw
+    bind: 127.0.0.1:6432
+    route: primary            # primary | replica | any
+  - name: ro
+    bind: 127.0.0.1:6433
+    route: replica
+    balance: roundrobin       # roundrobin | leastconn | random
+    fallback: primary         # used when no replica is healthy; default: none
+backends:
+  - { name: pg1, host: 127.0.0.1, port: 5432 }
+  - { name: pg2, host: 127.0.0.1, port: 5433, weight: 100 }
+  - { name: pg3, host: 127.0.0.1, port: 5434, backup: true }
+health:
+  check: postgres             # postgres | tcp
+  user: pgwarden
+  password_env: PGWARDEN_CHECK_PASSWORD   # or \`password:\`; omit for trust
+  database: postgres
+  interval: 1s
+  fast_interval: 250ms
+  down_interval: 2s
+  timeout: 1s
+  rise: 2
+  fall: 2
+  max_replica_lag: 16MB       # bytes (kB, MB, GB) or a duration (10s)
+failover:
+  queue_timeout: 30s
+  queue_size: 1000
+logging:
+  level: info
+`,
+    ENV,
+  );
+  t.equal(config.listeners[1]?.fallback, 'primary');
+  t.equal(config.backends[2]?.backup, true);
+  t.equal(config.health.user, 'pgwarden');
+  t.equal(config.health.fastInterval, 250);
+});
+
+t.test('a minimal file gets every default', async (t) => {
+  const config = parseConfig(MINIMAL, {});
+  const expected: Config = {
+    listeners: [{ name: 'rw', host: '127.0.0.1', port: 6432, route: 'primary', balance: 'roundrobin', fallback: 'none', maxConnections: 10_000 }],
+    backends: [{ name: 'pg1', host: '127.0.0.1', port: 5432, weight: 100, backup: false }],
+    health: {
+      check: 'postgres',
+      user: 'postgres',
+      database: 'postgres',
+      interval: 1_000,
+      fastInterval: 250,
+      downInterval: 2_000,
+      timeout: 1_000,
+      rise: 2,
+      fall: 2,
+      jitter: 0.1,
+      maxReplicaLag: {},
+    },
+    failover: { queueTimeout: 30_000, queueSize: 1_000 },
+    tls: { mode: 'passthrough' },
+    logging: { level: 'info' },
+    proxy: { clientLoginTimeout: 10_000, connectTimeout: 2_000, shutdownTimeout: 10_000 },
+  };
+  t.strictSame(config, expected);
+  t.notOk('password' in config.health, 'no password key when none is configured');
+  t.notOk('role' in (config.backends[0] ?? {}), 'no role key when none is configured');
+
+  t.strictSame(parseConfig(`${MINIMAL}health:\nfailover:\ntls:\nlogging:\nproxy:\n`, {}), expected, 'empty sections are defaults');
+});
+
+t.test('values are converted into the contract', async (t) => {
+  const config = parseConfig(
+    `listeners:
+  - { name: any1, bind: "[::1]:7000", route: any, balance: random, max_connections: 0 }
+backends:
+  - { name: a, host: "::1", port: 5432, weight: 0, role: replica }
+  - { name: b, host: "[fe80::1%eth0]", port: 5433, role: primary }
+  - { name: c, host: db.example.com, port: 5434, weight: 1000, role: replica }
+health: { check: tcp, interval: 500, jitter: 25%, timeout: 1.5s, rise: 1, fall: 5 }
+failover: { queue_timeout: 0, queue_size: 0 }
+tls: { mode: disable }
+logging: { level: debug }
+proxy: { client_login_timeout: 1m, connect_timeout: 100ms, shutdown_timeout: 0 }
+`,
+    {},
+  );
+  t.same(config.listeners[0], { name: 'any1', host: '::1', port: 7000, route: 'any', balance: 'random', fallback: 'none', maxConnections: 0 });
+  t.same(config.backends.map((b) => [b.host, b.weight, b.role]), [
+    ['::1', 0, 'replica'],
+    ['fe80::1%eth0', 100, 'primary'],
+    ['db.example.com', 1000, 'replica'],
+  ]);
+  t.same([config.health.check, config.health.interval, config.health.jitter, config.health.timeout], ['tcp', 500, 0.25, 1500]);
+  t.same(config.failover, { queueTimeout: 0, queueSize: 0 });
+  t.same(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, shutdownTimeout: 0 });
+  t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 10s }\n`, {}).health.maxReplicaLag, { ms: 10_000 });
+  t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 1048576 }\n`, {}).health.maxReplicaLag, { bytes: 1_048_576 });
+});
+
+t.test('the password comes from `password` or from the variable `password_env` names', async (t) => {
+  t.equal(parseConfig(`${MINIMAL}health: { password: "0123" }\n`, {}).health.password, '0123');
+  t.equal(parseConfig(`${MINIMAL}health: { password_env: MY_PW }\n`, { MY_PW: 'from-env' }).health.password, 'from-env');
+
+  const both = problemAt(t, `${MINIMAL}health: { password: x, password_env: MY_PW }\n`, 'health.password_env', { MY_PW: 'y' });
+  t.match(both.message, /either `password` or `password_env`, not both/);
+
+  const unset = problemAt(t, `${MINIMAL}health: { password_env: MY_PW }\n`, 'health.password_env');
+  t.equal(unset.message, 'environment variable `MY_PW` is not set');
+  t.match(unset.hint, /^export MY_PW=/);
+
+  t.match(problemAt(t, `${MINIMAL}health: { password_env: MY_PW }\n`, 'health.password_env', { MY_PW: '' }).message, /set but empty/);
+  t.match(problemAt(t, `${MINIMAL}health: { password_env: $MY_PW }\n`, 'health.password_env').hint, /without `\$`: MY_PW/);
+  t.match(problemAt(t, `${MINIMAL}health: { password: 1234 }\n`, 'health.password').hint, /quotes/, 'a number is not silently a password');
+});
+
+t.test('the returned config is deeply frozen', async (t) => {
+  const config = parseConfig(`${MINIMAL}health: { max_replica_lag: 1MB }\n`, {});
+  for (const part of [config, config.listeners, config.listeners[0], config.backends, config.backends[0], config.health, config.health.maxReplicaLag, config.failover, config.tls, config.logging, config.proxy]) {
+    t.ok(Object.isFrozen(part));
+  }
+  t.throws(() => {
+    (config.health as { interval: number }).interval = 1;
+  }, TypeError);
+  t.throws(() => {
+    (config.listeners as ListenerArray).push(config.listeners[0]!);
+  }, TypeError);
+  t.equal(config.health.interval, 1_000);
+});
+type ListenerArray = Config['listeners'][number][];
+
+t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
+  const typo = problemAt(t, `${MINIMAL}health:\n  intervall: 1s\n`, 'health.intervall');
+  t.equal(typo.message, 'unknown key `health.intervall` — did you mean `interval`?');
+  t.equal(typo.line, 6);
+  t.equal(typo.column, 3);
+
+  t.equal(problemAt(t, `${MINIMAL}listener: []\n`, 'listener').message, 'unknown key `listener` — did you mean `listeners`?');
+  t.equal(problemAt(t, `${MINIMAL}health: { fastInterval: 1s }\n`, 'health.fastInterval').message, 'unknown key `health.fastInterval` — did you mean `fast_interval`?');
+  t.equal(problemAt(t, `${MINIMAL}health: { tiemout: 1s }\n`, 'health.tiemout').message, 'unknown key `health.tiemout` — did you mean `timeout`?');
+  t.equal(
+    problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: 1, wieght: 5 }\n`, 'backends[0].wieght').message,
+    'unknown key `backends[0].wieght` — did you mean `weight`?',
+  );
+
+  const misplaced = problemAt(t, `${MINIMAL}health: { queue_timeout: 5s }\n`, 'health.queue_timeout');
+  t.equal(misplaced.message, 'unknown key `health.queue_timeout`');
+  t.equal(misplaced.hint, '`queue_timeout` belongs under `failover`');
+  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`');
+
+  const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
+  t.equal(nothingClose.message, 'unknown key `tls.certificate`');
+  t.equal(nothingClose.hint, 'valid keys here: mode');
+
+  const two = configError(t, `${MINIMAL}health: { intervall: 1s, falls: 3 }\n`);
+  t.same(two.problems.map((p) => p.path), ['health.intervall', 'health.falls'], 'each unknown key is its own problem');
+
+  t.equal(didYouMean('zzzzzz', ['interval', 'timeout']), undefined);
+  t.equal(didYouMean('lag', ['max_replica_lag', 'rise']), 'max_replica_lag');
+});
+
+t.test('wrong types say what was expected', async (t) => {
+  const quotedPort = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: "5432" }\n`, 'backends[0].port');
+  t.equal(quotedPort.message, 'expected a port number from 1 to 65535, got "5432"');
+  t.equal(quotedPort.hint, 'write the port without quotes');
+
+  const backup = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: 1, backup: yes }\n`, 'backends[0].backup');
+  t.equal(backup.message, 'expected `true` or `false`, got "yes"');
+
+  t.match(problemAt(t, `listeners: { name: rw }\n${BACKENDS}`, 'listeners').message, /expected a list of listeners, got a mapping/);
+  t.match(problemAt(t, `${MINIMAL}health: 5\n`, 'health').message, /expected a mapping with keys `check`, `user`.*got 5/);
+  t.match(problemAt(t, `listeners:\n  - rw\n${BACKENDS}`, 'listeners[0]').message, /expected a mapping .*got "rw"/);
+  t.match(problemAt(t, `${MINIMAL}health: { rise: two }\n`, 'health.rise').message, /expected an integer of at least 1, got "two"/);
+  t.match(problemAt(t, `${MINIMAL}health: { rise: 1.5 }\n`, 'health.rise').message, /got 1.5/);
+  t.match(problemAt(t, `${MINIMAL}health: { interval: 1x }\n`, 'health.interval').message, /unknown duration unit `x`/);
+  t.match(problemAt(t, `${MINIMAL}health: { interval: "100" }\n`, 'health.interval').hint, /100ms/);
+  t.match(problemAt(t, `${MINIMAL}health: { user: }\n`, 'health.user').message, /expected a PostgreSQL user name, got an empty value/);
+  t.match(problemAt(t, `${MINIMAL}health: { jitter: 10 }\n`, 'health.jitter').hint, /10%/);
+  t.match(problemAt(t, `${MINIMAL}health: { max_replica_lag: 16mb }\n`, 'health.max_replica_lag').hint, /16MB/);
+  t.match(problemAt(t, `listeners:\n  - { name: "r w", bind: "127.0.0.1:1", route: any }\n${BACKENDS}`, 'listeners[0].name').message, /expected a name of letters/);
+});
+
+t.test('required keys and sections', async (t) => {
+  const route = problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:6432" }\n${BACKENDS}`, 'listeners[0].route');
+  t.equal(route.message, 'required key is missing; expected one of `primary`, `replica`, `any`');
+  t.equal(route.line, 2, 'a missing key points at the entry that should hold it');
+
+  const none = configError(t, 'logging: { level: info }\n');
+  t.same(none.problems.map((p) => [p.path, p.message]), [
+    ['listeners', 'at least one listener is required'],
+    ['backends', 'at least one backend is required'],
+  ]);
+  t.match(none.problems[0]?.hint, /name: rw, bind:/);
+  t.equal(problemAt(t, `listeners: []\n${BACKENDS}`, 'listeners').message, 'at least one listener is required');
+
+  const empty = configError(t, '# nothing here\n');
+  t.match(empty.problems[0]?.message, /the configuration is empty/);
+  t.match(configError(t, 'hello\n').problems[0]?.message, /expected a mapping with keys `listeners`, `backends`/);
+});
+
+t.test('enums list the allowed values', async (t) => {
+  const route = problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:1", route: master }\n${BACKENDS}`, 'listeners[0].route');
+  t.equal(route.message, 'expected one of `primary`, `replica`, `any`, got "master"');
+  t.equal(route.hint, 'did you mean `primary`?');
+  t.equal(problemAt(t, `${LISTENERS}backends:\n  - { name: a, host: h, port: 1, role: standby }\n`, 'backends[0].role').hint, 'did you mean `replica`?');
+  t.equal(
+    problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:1", route: any, balance: least_conn }\n${BACKENDS}`, 'listeners[0].balance').message,
+    'expected one of `roundrobin`, `leastconn`, `random`, got "least_conn"',
+  );
+  t.match(problemAt(t, `${MINIMAL}health: { check: http }\n`, 'health.check').message, /one of `postgres`, `tcp`, got "http"/);
+  t.match(problemAt(t, `${MINIMAL}tls: { mode: terminate }\n`, 'tls.mode').hint, /not supported yet/);
+  t.equal(problemAt(t, `${MINIMAL}logging: { level: warning }\n`, 'logging.level').hint, 'did you mean `warn`?');
+  t.match(problemAt(t, `${MINIMAL}logging: { level: infoo }\n`, 'logging.level').message, /`fatal`, `error`, `warn`, `info`, `debug`, `trace`, `silent`/);
+});
+
+t.test('impossible values', async (t) => {
+  const backend = (extra: string) => `${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432${extra} }\n`;
+  t.equal(problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: 70000 }\n`, 'backends[0].port').message, 'expected a port number from 1 to 65535, got 70000');
+  t.match(problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: 0 }\n`, 'backends[0].port').message, /got 0/);
+  t.equal(problemAt(t, backend(', weight: 1001'), 'backends[0].weight').message, 'expected an integer from 0 to 1000, got 1001');
+  t.match(problemAt(t, backend(', weight: -1'), 'backends[0].weight').message, /from 0 to 1000, got -1/);
+  t.match(problemAt(t, `${MINIMAL}health: { rise: 0 }\n`, 'health.rise').message, /at least 1, got 0/);
+  t.match(problemAt(t, `${MINIMAL}health: { fall: 0 }\n`, 'health.fall').message, /at least 1, got 0/);
+  t.match(problemAt(t, `${MINIMAL}health: { timeout: 0 }\n`, 'health.timeout').message, /must be longer than 0/);
+  t.match(problemAt(t, `${MINIMAL}health: { interval: 0s }\n`, 'health.interval').message, /must be longer than 0/);
+  t.match(problemAt(t, `${MINIMAL}health: { timeout: -1s }\n`, 'health.timeout').message, /must not be negative/);
+  t.match(problemAt(t, `${MINIMAL}failover: { queue_timeout: 30d }\n`, 'failover.queue_timeout').message, /at most 24 days/);
+  t.match(problemAt(t, `${MINIMAL}failover: { queue_size: -1 }\n`, 'failover.queue_size').message, /at least 0, got -1/);
+  t.match(problemAt(t, `${MINIMAL}health: { max_replica_lag: -16MB }\n`, 'health.max_replica_lag').message, /must not be negative/);
+  t.match(problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:6432", route: any, max_connections: -1 }\n${BACKENDS}`, 'listeners[0].max_connections').message, /at least 0/);
+
+  const fast = problemAt(t, `${MINIMAL}health: { interval: 1s, fast_interval: 2s }\n`, 'health.fast_interval');
+  t.match(fast.message, /must not be longer than `interval`/);
+  t.ok(fast.hint);
+  t.match(fast.message, /\(2s > 1s\)/);
+  t.match(problemAt(t, `${MINIMAL}health: { fast_interval: 2s }\n`, 'health.fast_interval').message, /\(2s > 1s\)/, 'against the default interval');
+  t.equal(parseConfig(`${MINIMAL}health: { interval: 200ms }\n`, {}).health.fastInterval, 200, 'an unwritten fast_interval follows a shorter interval');
+  t.equal(parseConfig(`${MINIMAL}health: { interval: 5s }\n`, {}).health.fastInterval, 250);
+});
+
+t.test('bind addresses', async (t) => {
+  const bind = (value: string) => `listeners:\n  - { name: rw, bind: ${value}, route: primary }\n${BACKENDS}`;
+  t.equal(problemAt(t, bind('"127.0.0.1:70000"'), 'listeners[0].bind').message, 'expected a port number from 1 to 65535, got 70000 in "127.0.0.1:70000"');
+  t.match(problemAt(t, bind('"127.0.0.1:0"'), 'listeners[0].bind').message, /got 0 in/);
+  t.match(problemAt(t, bind('"127.0.0.1"'), 'listeners[0].bind').hint, /add the port/);
+  t.match(problemAt(t, bind('6432'), 'listeners[0].bind').hint, /127\.0\.0\.1:6432/);
+  t.match(problemAt(t, bind('"::1:6432"'), 'listeners[0].bind').hint, /IPv6 addresses in brackets/);
+  t.match(problemAt(t, bind('":6432"'), 'listeners[0].bind').hint, /0\.0\.0\.0:6432/);
+  t.match(problemAt(t, bind('"127.0.0.1:port"'), 'listeners[0].bind').message, /expected a port number/);
+  t.match(problemAt(t, bind('["::1"]'), 'listeners[0].bind').hint, /quote IPv6/);
+
+  const yamlError = configError(t, `listeners:\n  - name: rw\n    bind: [::1]:6432\n    route: primary\n${BACKENDS}`);
+  t.match(yamlError.problems[0]?.hint, /quote IPv6/, 'an unquoted IPv6 bind is a YAML error with a hint');
+
+  t.match(problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: "10.0.0.1:5432", port: 5432 }\n`, 'backends[0].host').hint, /put the port under `port:`/);
+  t.match(problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: "postgres://db", port: 5432 }\n`, 'backends[0].host').hint, /without a scheme/);
+});
+
+t.test('names and addresses must not collide', async (t) => {
+  const listeners = configError(
+    t,
+    `listeners:
+  - { name: rw, bind: "127.0.0.1:6432", route: primary }
+  - { name: rw, bind: "127.0.0.1:6432", route: replica }
+  - { name: all, bind: "0.0.0.0:6432", route: any }
+${BACKENDS}`,
+  );
+  t.same(
+    listeners.problems.map((p) => [p.path, p.message]),
+    [
+      ['listeners[1].name', 'duplicate name `rw`, already used by listeners[0]'],
+      ['listeners[1].bind', '127.0.0.1:6432 overlaps listeners[0].bind 127.0.0.1:6432'],
+      ['listeners[2].bind', '0.0.0.0:6432 overlaps listeners[0].bind 127.0.0.1:6432'],
+    ],
+  );
+
+  const backends = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: a, port: 1 }\n  - { name: pg1, host: b, port: 1 }\n`, 'backends[1].name');
+  t.equal(backends.message, 'duplicate name `pg1`, already used by backends[0]');
+
+  const loop = problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:5432", route: primary }\n${BACKENDS}`, 'listeners[0].bind');
+  t.equal(loop.message, '127.0.0.1:5432 is the address of backend `pg1` (backends[0]); the proxy would connect to itself');
+  t.ok(loop.hint);
+  problemAt(t, `listeners:\n  - { name: rw, bind: "0.0.0.0:5432", route: primary }\n${BACKENDS}`, 'listeners[0].bind');
+  problemAt(t, `listeners:\n  - { name: rw, bind: "localhost:5432", route: primary }\n${BACKENDS}`, 'listeners[0].bind');
+  t.ok(parseConfig(`listeners:\n  - { name: rw, bind: "127.0.0.1:5432", route: primary }\nbackends:\n  - { name: pg1, host: 10.0.0.5, port: 5432 }\n`, {}), 'the same port on another host is fine');
+  t.ok(parseConfig(`listeners:\n  - { name: pg1, bind: "127.0.0.1:6432", route: primary }\n${BACKENDS}`, {}), 'a listener may share a backend name');
+});
+
+t.test('fallback only on replica routes', async (t) => {
+  const primary = problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:6432", route: primary, fallback: primary }\n${BACKENDS}`, 'listeners[0].fallback');
+  t.equal(primary.message, '`fallback` applies only to `route: replica`; this listener has `route: primary`');
+  t.equal(primary.hint, 'remove `fallback`, or set `route: replica`');
+  t.match(problemAt(t, `listeners:\n  - { name: a, bind: "127.0.0.1:6432", route: any, fallback: none }\n${BACKENDS}`, 'listeners[0].fallback').hint, /already includes the primary/);
+  t.equal(parseConfig(`listeners:\n  - { name: ro, bind: "127.0.0.1:6433", route: replica, fallback: none }\n${BACKENDS}`, {}).listeners[0]?.fallback, 'none');
+});
+
+t.test('a tcp check needs a role on every backend and cannot limit lag', async (t) => {
+  const text = `${LISTENERS}backends:
+  - { name: pg1, host: h, port: 1, role: primary }
+  - { name: pg2, host: h, port: 2 }
+health: { check: tcp, max_replica_lag: 1MB }
+`;
+  const error = configError(t, text);
+  t.same(error.problems.map((p) => p.path), ['backends[1].role', 'health.max_replica_lag']);
+  t.match(error.problems[0]?.message, /required key is missing when `health.check` is `tcp`; expected `primary` or `replica`/);
+  t.match(error.problems[0]?.hint, /cannot ask a server its role/);
+  const roles = parseConfig(`${LISTENERS}backends:\n  - { name: pg1, host: h, port: 1, role: primary }\nhealth: { check: tcp }\n`, {});
+  t.equal(roles.backends[0]?.role, 'primary');
+  t.equal(parseConfig(`${LISTENERS}backends:\n  - { name: pg1, host: h, port: 1, role: replica }\n`, {}).backends[0]?.role, 'replica', 'allowed (and ignored) with a postgres check');
+});
+
+t.test('every problem is reported in one pass, in file order, with lines', async (t) => {
+  const error = configError(
+    t,
+    `listeners:
+  - { name: rw, bind: "127.0.0.1:70000", route: master }
+  - { name: rw, bind: "127.0.0.1:6433", route: primary, fallback: primary }
+backends:
+  - { name: pg1, host: 127.0.0.1, port: 0, weight: 5000 }
+health:
+  intervall: 1s
+  rise: 0
+  password_env: NOT_SET_ANYWHERE
+failover: { queue_size: -1 }
+`,
+  );
+  t.equal(error.code, 'PGW_CONFIG_INVALID');
+  t.same(
+    error.problems.map((p) => [p.line, p.path]),
+    [
+      [2, 'listeners[0].bind'],
+      [2, 'listeners[0].route'],
+      [3, 'listeners[1].name'],
+      [3, 'listeners[1].fallback'],
+      [5, 'backends[0].port'],
+      [5, 'backends[0].weight'],
+      [7, 'health.intervall'],
+      [8, 'health.rise'],
+      [9, 'health.password_env'],
+      [10, 'failover.queue_size'],
+    ],
+  );
+
+  const text = error.format();
+  const lines = text.split('\n');
+  t.equal(lines[0], 'invalid configuration test.yaml (10 problems):');
+  t.equal(lines.length, 11, 'a header and one line per problem');
+  t.match(lines[1], /^ {2}test\.yaml:2:\d+: listeners\[0\]\.bind: expected a port number/);
+  t.match(text, /test\.yaml:7:3: unknown key `health\.intervall` — did you mean `interval`\?\n/);
+  t.match(text, /\(hint: export NOT_SET_ANYWHERE=/);
+  t.notMatch(text, /\n\s+at /, 'no stack trace');
+  t.equal(error.message, text);
+});
+
+t.test('YAML syntax errors carry line and column', async (t) => {
+  const error = configError(t, `${MINIMAL}health:\n  interval: [1s\n`);
+  t.equal(error.code, 'PGW_CONFIG_INVALID');
+  const problem = error.problems[0];
+  t.match(problem?.message, /^invalid YAML: /);
+  t.notMatch(problem?.message, /\n/, 'one line');
+  t.equal(typeof problem?.line, 'number');
+  t.equal(typeof problem?.column, 'number');
+
+  const duplicate = configError(t, `${MINIMAL}health:\n  rise: 1\n  rise: 2\n`);
+  t.match(duplicate.problems[0]?.message, /unique/);
+  t.equal(duplicate.problems[0]?.line, 7, 'the second `rise`');
+});
+
+t.test('loadConfigFile: unreadable files', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgwarden-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+  const load = (path: string): ConfigError => {
+    try {
+      loadConfigFile(path, {});
+    } catch (e) {
+      if (e instanceof ConfigError) return e;
+      throw e;
+    }
+    t.fail('expected a ConfigError');
+    return new ConfigError('PGW_CONFIG_INVALID', path, []);
+  };
+  const missing = load(join(dir, 'nope.yaml'));
+  t.equal(missing.code, 'PGW_CONFIG_UNREADABLE');
+  t.equal(missing.problems[0]?.message, 'no such file');
+  t.match(missing.format(), /^cannot read configuration .*nope\.yaml:\n {2}no such file \(hint: check the path/);
+  t.equal(load(dir).problems[0]?.message, 'is a directory, not a file');
+
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, `${MINIMAL}health: { intervall: 1s }\n`);
+  const invalid = load(bad);
+  t.equal(invalid.code, 'PGW_CONFIG_INVALID');
+  t.equal(invalid.source, bad);
+  t.match(invalid.format(), `${bad}:5:`);
+});
+
+t.test('describeConfig lists what pgwarden would use and never the password', async (t) => {
+  const config = loadConfigFile(EXAMPLE, ENV);
+  const text = describeConfig(config);
+  for (const expected of [
+    /rw\s+127\.0\.0\.1:6432\s+route=primary\s+balance=roundrobin\s+fallback=none/,
+    /ro\s+127\.0\.0\.1:6433\s+route=replica\s+balance=leastconn\s+fallback=primary/,
+    /pg1\s+127\.0\.0\.1:5432\s+weight=100/,
+    /pg3\s+127\.0\.0\.1:5434\s+weight=100\s+backup/,
+    /health: postgres check/,
+    /user: pgwarden/,
+    /password: \(set\)/,
+    /interval: 1s\s+fast_interval: 250ms\s+down_interval: 2s\s+timeout: 1s/,
+    /rise: 2\s+fall: 2\s+jitter: 10%\s+max_replica_lag: 16MB/,
+  ]) {
+    t.match(text, expected);
+  }
+  t.notMatch(text, ENV.PGWARDEN_CHECK_PASSWORD);
+  t.notMatch(text, / $/m, 'no trailing spaces');
+
+  const tcp = describeConfig(
+    parseConfig(`listeners:\n  - { name: v6, bind: "[::1]:6432", route: any }\nbackends:\n  - { name: a, host: "::1", port: 5432, role: primary }\nhealth: { check: tcp }\n`, {}),
+  );
+  t.match(tcp, /v6\s+\[::1\]:6432/);
+  t.match(tcp, /a\s+\[::1\]:5432\s+weight=100\s+role=primary/);
+  t.match(tcp, /health: tcp check/);
+  t.match(describeConfig(parseConfig(MINIMAL, {})), /password: \(none\)/);
+  t.match(describeConfig(parseConfig(MINIMAL, {})), /max_replica_lag: no limit/);
+});
