@@ -75,11 +75,15 @@ export class App {
 
   private makeChecker(b: BackendConfig): HealthChecker {
     const h = this.config.health;
+    let checker: HealthChecker | undefined;
     const probe: Probe =
       h.check === 'postgres'
-        ? postgresProbe({ host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout })
+        ? postgresProbe(
+            { host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout },
+            { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
+          )
         : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');
-    const checker = new HealthChecker({ backend: b, health: h, probe });
+    checker = new HealthChecker({ backend: b, health: h, probe });
     checker.on('result', (status) => this.topology.update(b.name, status));
     return checker;
   }

@@ -26,9 +26,10 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The candidate the user most likely meant, or undefined when none is close enough to be a
- * useful guess (a wrong suggestion is worse than none).
+ * useful guess (a wrong suggestion is worse than none). `substrings: false` keeps only close
+ * spellings, not abbreviations.
  */
-export function didYouMean(input: string, candidates: readonly string[]): string | undefined {
+export function didYouMean(input: string, candidates: readonly string[], options: { substrings?: boolean } = {}): string | undefined {
   const wanted = normalize(input);
   if (wanted === '') return undefined;
   const same = candidates.find((c) => normalize(c) === wanted);
@@ -47,7 +48,7 @@ export function didYouMean(input: string, candidates: readonly string[]): string
   if (best !== undefined) return best;
 
   // An abbreviation or a longer spelling: `lag` for `max_replica_lag`, `queue_timeout_ms`.
-  if (wanted.length >= 3) {
+  if (options.substrings !== false && wanted.length >= 3) {
     const containing = candidates.filter((c) => normalize(c).includes(wanted) || wanted.includes(normalize(c)));
     if (containing.length === 1) return containing[0];
   }

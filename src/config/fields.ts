@@ -53,7 +53,7 @@ export function name(): z.ZodType<string, unknown> {
 export function text(expected: string): z.ZodType<string, unknown> {
   return field(expected, (input) => {
     if (typeof input === 'string' && input !== '') return input;
-    const hint = typeof input === 'number' || typeof input === 'boolean' ? `put it in quotes: "${String(input)}"` : undefined;
+    const hint = typeof input === 'number' || typeof input === 'boolean' ? 'put it in quotes so YAML reads it as text' : undefined;
     throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, hint);
   });
 }

@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import type { $ZodIssue } from 'zod/v4/core';
+import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from './errors';
 import { configSchema, type ParsedDocument, type UnknownKeyParams } from './schema';
 import type { Config } from './types';
@@ -63,7 +63,7 @@ function isUnknownKey(params: unknown): params is UnknownKeyParams {
   return typeof params === 'object' && params !== null && (params as { kind?: unknown }).kind === 'unknown_key';
 }
 
-function toProblem(issue: $ZodIssue, doc: Document, lines: LineCounter): ConfigProblem {
+function toProblem(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem {
   const path = formatPath(issue.path);
   const params: unknown = issue.code === 'custom' ? issue.params : undefined;
   let message = issue.message;
@@ -90,7 +90,11 @@ function syntaxProblems(doc: Document, text: string): ConfigProblem[] {
   return doc.errors.map((error) => {
     const where = error.linePos?.[0];
     const first = error.message.split('\n')[0] ?? error.message;
-    const message = `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '')}`;
+    const detail =
+      error.code === 'MULTIPLE_DOCS'
+        ? 'the file holds more than one document (a second `---`); pgwarden reads exactly one'
+        : first.replace(/ at line \d+, column \d+:?$/, '');
+    const message = `invalid YAML: ${detail}`;
     const sourceLine = where === undefined ? '' : (sourceLines[where.line - 1] ?? '');
     const hint = /:\s*\[[0-9A-Fa-f:.]*\]:\d+/.test(sourceLine) ? 'quote IPv6 addresses in YAML: bind: "[::1]:6432"' : undefined;
     return {
@@ -161,10 +165,17 @@ function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
 /** Parses configuration text; throws ConfigError (PGW_CONFIG_INVALID) listing every problem. */
 export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = '<string>'): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines });
+  // `merge`: `<<: *defaults` is how people share settings between backends.
+  const doc = parseDocument(text, { lineCounter: lines, merge: true });
   if (doc.errors.length > 0) throw new ConfigError('PGW_CONFIG_INVALID', source, syntaxProblems(doc, text));
 
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (e) {
+    // The yaml library refuses documents whose aliases expand exponentially ("billion laughs").
+    throw new ConfigError('PGW_CONFIG_INVALID', source, [{ path: '', message: `invalid YAML: ${(e as Error).message}` }]);
+  }
   if (raw === null || raw === undefined) {
     throw new ConfigError('PGW_CONFIG_INVALID', source, [
       {

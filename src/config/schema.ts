@@ -30,14 +30,17 @@ function homeLabel(where: string): string {
 }
 
 function unknownKeyParams(key: string, where: string, known: readonly string[]): UnknownKeyParams {
-  // A key that is right but in the wrong place says where it goes; a guess would mislead.
+  // A key that is right but in the wrong place says where it goes; only a close misspelling
+  // of a local key is offered beside that (`timeout` under `failover` is not `queue_timeout`).
   const homes = (KEY_HOMES.get(key) ?? []).filter((home) => home !== where);
-  if (homes.length > 0) {
-    return { kind: 'unknown_key', hint: `\`${key}\` belongs under ${homes.map(homeLabel).join(' or ')}` };
-  }
-  const suggestion = didYouMean(key, known);
-  if (suggestion !== undefined) return { kind: 'unknown_key', suggestion };
-  return { kind: 'unknown_key', hint: `valid keys here: ${known.join(', ')}` };
+  const suggestion = didYouMean(key, known, { substrings: homes.length === 0 });
+  const hint =
+    homes.length > 0
+      ? `\`${key}\` belongs under ${homes.map(homeLabel).join(' or ')}`
+      : suggestion === undefined
+        ? `valid keys here: ${known.join(', ')}`
+        : undefined;
+  return { kind: 'unknown_key', ...(suggestion === undefined ? {} : { suggestion }), ...(hint === undefined ? {} : { hint }) };
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {

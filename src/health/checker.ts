@@ -125,6 +125,7 @@ export class HealthChecker extends EventEmitter {
       inFlight.deadline.clear();
       inFlight.controller.abort();
     }
+    this.probe.close?.();
   }
 
   /**

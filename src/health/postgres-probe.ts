@@ -46,43 +46,93 @@ interface CheckRow {
 
 export type Phase = 'connecting' | 'authenticating' | 'querying';
 
-export function postgresProbe(opts: PostgresProbeOptions): Probe {
-  return (signal) => checkOnce(opts, signal);
+export interface PostgresProbeHooks {
+  /**
+   * The kept check connection broke between checks (server crash, shutdown, network reset):
+   * the checker should look again now instead of waiting out its interval.
+   */
+  onConnectionLost?(reason: string): void;
 }
 
-function checkOnce(opts: PostgresProbeOptions, signal: AbortSignal): Promise<ProbeResult> {
+/**
+ * The check connection is kept open between checks and re-used while it works: on a loaded
+ * server a new backend process (fork + authentication) can take most of a second, and a check
+ * that times out because the server is *busy* would mark a healthy primary down. A failure
+ * drops the connection, so the next check connects and authenticates afresh (and an L7AUTH is
+ * seen then). A kept connection also notices a crash at once (onConnectionLost).
+ */
+export function postgresProbe(opts: PostgresProbeOptions, hooks: PostgresProbeHooks = {}): Probe {
+  let kept: Client | undefined;
+  let closed = false;
+  const drop = (client: Client, graceful: boolean) => {
+    if (kept === client) kept = undefined;
+    close(client, graceful);
+  };
+  const probe = (signal: AbortSignal) =>
+    checkOnce(opts, signal, kept, (client, ok) => {
+      if (ok && !closed) {
+        if (kept !== client) watch(client);
+        kept = client;
+      } else drop(client, false);
+    });
+  const watch = (client: Client) => {
+    const lost = (why: string) => {
+      if (kept !== client) return;
+      drop(client, false);
+      if (!closed) hooks.onConnectionLost?.(why);
+    };
+    client.on('error', (e: Error) => lost(redact(e.message, opts.password)));
+    client.on('end', () => lost('the server closed the check connection'));
+  };
+  return Object.assign(probe, {
+    close: () => {
+      closed = true;
+      if (kept) drop(kept, true);
+    },
+  });
+}
+
+function checkOnce(
+  opts: PostgresProbeOptions,
+  signal: AbortSignal,
+  existing: Client | undefined,
+  done: (client: Client, ok: boolean) => void,
+): Promise<ProbeResult> {
   const startedAt = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedAt);
   const where = `${opts.host}:${opts.port}`;
 
   return new Promise<ProbeResult>((resolve) => {
     let settled = false;
-    let phase: Phase = 'connecting';
-    const client = new Client({
-      host: opts.host,
-      port: opts.port,
-      user: opts.user,
-      // '' rather than undefined: pg would otherwise consult PGPASSWORD and ~/.pgpass.
-      password: opts.password ?? '',
-      database: opts.database,
-      ssl: opts.ssl ?? false,
-      application_name: 'pgwarden-check',
-      connectionTimeoutMillis: opts.timeoutMs,
-      query_timeout: opts.timeoutMs,
-      statement_timeout: opts.timeoutMs,
-    });
-    // Without a listener an 'error' event (a reset after we settled) would crash the process.
-    client.on('error', () => {});
-    client.connection.once('connect', () => {
-      if (phase === 'connecting') phase = 'authenticating';
-    });
+    let phase: Phase = existing ? 'querying' : 'connecting';
+    const client =
+      existing ??
+      new Client({
+        host: opts.host,
+        port: opts.port,
+        user: opts.user,
+        // '' rather than undefined: pg would otherwise consult PGPASSWORD and ~/.pgpass.
+        password: opts.password ?? '',
+        database: opts.database,
+        ssl: opts.ssl ?? false,
+        application_name: 'pgwarden-check',
+        connectionTimeoutMillis: opts.timeoutMs,
+        statement_timeout: opts.timeoutMs,
+      });
+    if (!existing) {
+      // Without a listener an 'error' event (a reset after we settled) would crash the process.
+      client.on('error', () => {});
+      client.connection.once('connect', () => {
+        if (phase === 'connecting') phase = 'authenticating';
+      });
+    }
 
     const finish = (result: ProbeResult): void => {
       if (settled) return;
       settled = true;
       clearTimeout(deadline);
       signal.removeEventListener('abort', onAbort);
-      close(client, result.ok);
+      done(client, result.ok);
       resolve(result);
     };
     const fail = (layer: FailureLayer, message: string): void =>
@@ -96,8 +146,7 @@ function checkOnce(opts: PostgresProbeOptions, signal: AbortSignal): Promise<Pro
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
 
-    client
-      .connect()
+    (existing ? Promise.resolve() : client.connect())
       .then(() => {
         phase = 'querying';
         return client.query<CheckRow>(CHECK_QUERY);
@@ -136,7 +185,7 @@ function lsnField<K extends string>(key: K, text: string | null): { [P in K]?: b
   return (text === null ? {} : { [key]: parseLsn(text) }) as { [P in K]?: bigint };
 }
 
-/** Graceful goodbye (Terminate) after a good check; otherwise tear the socket down now. */
+/** Graceful goodbye (Terminate) when closing a working connection; otherwise tear it down now. */
 function close(client: Client, graceful: boolean): void {
   client.end().catch(() => {});
   if (!graceful) client.connection.stream.destroy();

@@ -38,8 +38,11 @@ export interface ProbeFailure {
 
 export type ProbeResult = ProbeSuccess | ProbeFailure;
 
-/** One probe attempt; must settle (never reject) within the timeout it was given. */
-export type Probe = (signal: AbortSignal) => Promise<ProbeResult>;
+/**
+ * One probe attempt; must settle (never reject) within the timeout it was given. A probe may
+ * hold a resource between attempts (the postgres check keeps its connection); `close` frees it.
+ */
+export type Probe = ((signal: AbortSignal) => Promise<ProbeResult>) & { close?(): void };
 
 /** Injected time source so the state machine and checker can be tested without sleeping. */
 export interface Clock {

@@ -94,12 +94,16 @@ export class Topology extends EventEmitter {
     } else if (snap.role) {
       view.role = snap.role;
     }
+    const primaryBefore = this.primaryName;
     this.recomputePrimary();
     this.recomputeLag();
+    // Order of events: the backend's own flip, then what it means for the primary, then the
+    // routing-relevant 'change' that wakes queued sessions.
     if (from !== view.state) {
       const reason = view.state === 'down' && view.lastFailure ? describeFailure(view.lastFailure) : undefined;
       this.emit('state', { backend: name, from, to: view.state, role: view.role, reason } satisfies StateChange);
     }
+    if (primaryBefore !== this.primaryName) this.emit('primary', { from: primaryBefore, to: this.primaryName });
     this.emit('change');
   }
 
@@ -123,7 +127,6 @@ export class Topology extends EventEmitter {
 
   private recomputePrimary(): void {
     const claimants = this.backends().filter((v) => v.state === 'up' && v.role === 'primary');
-    const before = this.primaryName;
     if (claimants.length === 1) {
       this.primaryName = claimants[0].name;
       this.splitBrain = [];
@@ -134,7 +137,6 @@ export class Topology extends EventEmitter {
       this.primaryName = undefined;
       this.splitBrain = claimants.length > 1 ? claimants.map((v) => v.name) : [];
     }
-    if (before !== this.primaryName) this.emit('primary', { from: before, to: this.primaryName });
   }
 
   private recomputeLag(): void {

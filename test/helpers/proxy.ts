@@ -12,7 +12,7 @@ import type { PgCluster, PgNode } from '../../src/pg/cluster';
 export const CHECK_USER = { name: 'pgwarden', password: 'check-secret-9f2c' };
 
 export interface ProxyOptions {
-  /** Extra YAML appended to the generated config (top-level sections replace the defaults below). */
+  /** Extra top-level YAML sections appended to the generated config (not health/failover: use those options). */
   health?: string;
   failover?: string;
   listeners?: (rw: number, ro: number) => string;

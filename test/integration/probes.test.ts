@@ -20,7 +20,7 @@ function probeOnce(opts: Partial<PostgresProbeOptions> & Pick<PostgresProbeOptio
     timeoutMs: TIMEOUT_MS,
     ...opts,
   });
-  return probe(new AbortController().signal);
+  return probe(new AbortController().signal).finally(() => probe.close?.());
 }
 
 /** Polls `condition` until it holds or the deadline passes; returns whether it held. */
@@ -99,6 +99,27 @@ t.test('postgres probe against a real cluster', async (t) => {
       return rowsOf(res)[0]?.n === 0;
     });
     t.ok(gone, 'no pgwarden-check session left in pg_stat_activity');
+  });
+
+  await t.test('the check connection is kept between checks and its loss is reported at once', async (t) => {
+    const lost: string[] = [];
+    const probe = postgresProbe(
+      { host: primary.host, port: primary.port, user: CHECK_USER.name, password: CHECK_USER.password, database: 'postgres', timeoutMs: TIMEOUT_MS },
+      { onConnectionLost: (why) => lost.push(why) },
+    );
+    t.teardown(() => probe.close?.());
+    const pids = async () => rowsOf(await cluster.query(primary, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgwarden-check'")).map((r) => r.pid);
+    t.match(await probe(new AbortController().signal), { ok: true });
+    const first = await pids();
+    t.equal(first.length, 1, 'one check session');
+    t.match(await probe(new AbortController().signal), { ok: true });
+    t.same(await pids(), first, 'the same server process answered the second check');
+    await cluster.query(primary, 'SELECT pg_terminate_backend($1)', [first[0]]);
+    t.ok(await eventually(async () => lost.length === 1), 'onConnectionLost fired without waiting for a check');
+    t.match(await probe(new AbortController().signal), { ok: true }, 'the next check reconnects');
+    probe.close?.();
+    t.ok(await eventually(async () => (await pids()).length === 0), 'close() ends the kept connection');
+    t.equal(lost.length, 1, 'close() is not reported as a loss');
   });
 
   await t.test('stopped server: L4CON for both probes', async (t) => {

@@ -159,6 +159,20 @@ proxy: { client_login_timeout: 1m, connect_timeout: 100ms, shutdown_timeout: 0 }
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 1048576 }\n`, {}).health.maxReplicaLag, { bytes: 1_048_576 });
 });
 
+t.test('YAML anchors and merge keys share settings between entries', async (t) => {
+  const config = parseConfig(
+    `${LISTENERS}backends:
+  - &pg { name: pg1, host: 10.0.0.1, port: 5432, weight: 7 }
+  - { <<: *pg, name: pg2, host: 10.0.0.2 }
+`,
+    {},
+  );
+  t.same(config.backends.map((b) => [b.name, b.host, b.port, b.weight]), [
+    ['pg1', '10.0.0.1', 5432, 7],
+    ['pg2', '10.0.0.2', 5432, 7],
+  ]);
+});
+
 t.test('the password comes from `password` or from the variable `password_env` names', async (t) => {
   t.equal(parseConfig(`${MINIMAL}health: { password: "0123" }\n`, {}).health.password, '0123');
   t.equal(parseConfig(`${MINIMAL}health: { password_env: MY_PW }\n`, { MY_PW: 'from-env' }).health.password, 'from-env');
@@ -208,6 +222,9 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
   t.equal(misplaced.message, 'unknown key `health.queue_timeout`');
   t.equal(misplaced.hint, '`queue_timeout` belongs under `failover`');
   t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`');
+  const elsewhere = problemAt(t, `${MINIMAL}failover: { timeout: 1s }\n`, 'failover.timeout');
+  t.equal(elsewhere.message, 'unknown key `failover.timeout`', 'no abbreviation guess when the key exists elsewhere');
+  t.equal(elsewhere.hint, '`timeout` belongs under `health`');
 
   const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
   t.equal(nothingClose.message, 'unknown key `tls.certificate`');
@@ -421,6 +438,10 @@ t.test('YAML syntax errors carry line and column', async (t) => {
   t.notMatch(problem?.message, /\n/, 'one line');
   t.equal(typeof problem?.line, 'number');
   t.equal(typeof problem?.column, 'number');
+
+  t.match(configError(t, `${MINIMAL}---\n${MINIMAL}`).problems[0]?.message, /more than one document/);
+  const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', 'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]', 'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]', 'd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]'];
+  t.match(configError(t, bomb.join('\n')).problems[0]?.message, /^invalid YAML: Excessive alias count/, 'alias bombs are refused');
 
   const duplicate = configError(t, `${MINIMAL}health:\n  rise: 1\n  rise: 2\n`);
   t.match(duplicate.problems[0]?.message, /unique/);
