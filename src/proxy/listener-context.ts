@@ -18,7 +18,8 @@ export interface SessionEnd {
 }
 
 export interface ListenerContext {
-  readonly listener: ListenerConfig;
+  /** Replaced by a reload that changes this listener in place. */
+  listener: ListenerConfig;
   readonly router: Router;
   readonly topology: Topology;
   readonly cancels: CancelRegistry;
@@ -33,6 +34,10 @@ export interface ListenerContext {
   /** The client was sent an ErrorResponse and closed (bad packet, timeout …). */
   onClientError(sqlstate: string, message: string): void;
   onSessionEnd(end: SessionEnd): void;
+  /** The session reached its backend and is now a pipe. */
+  onSessionStart(backend: string): void;
+  /** pgwarden closed an established session (drain, maint, switchover …). */
+  onClosedByProxy(backend: string | undefined, reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced', inTransaction: boolean): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */
   cancelTargets(): CancelTarget[];
   sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;

@@ -19,6 +19,14 @@ export class Listener {
     return this.ctx.listener.name;
   }
 
+  get config(): ListenerContext['listener'] {
+    return this.ctx.listener;
+  }
+
+  get queued(): number {
+    return this.ctx.router.queued;
+  }
+
   /** Bound address (useful with port 0 in tests). */
   address(): net.AddressInfo {
     return this.server.address() as net.AddressInfo;
@@ -36,6 +44,12 @@ export class Listener {
         resolve();
       });
     });
+  }
+
+  /** Reload: new route/balance/fallback/limits on the same address; sessions continue. */
+  reconfigure(listener: ListenerContext['listener']): void {
+    this.ctx.listener = listener;
+    this.ctx.router.reconfigure(listener);
   }
 
   /** Stop accepting; existing sessions continue. */

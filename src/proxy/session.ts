@@ -12,6 +12,9 @@ import { RoutingError } from '../routing/routing-error';
 import type { BackendView } from '../routing/topology';
 import type { ListenerContext } from './listener-context';
 import { RecentFailures } from './recent-failures';
+import { FrameTracker } from '../protocol/frame-tracker';
+
+export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
 
 type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
 
@@ -30,6 +33,11 @@ export class Session {
   private user?: string;
   private database?: string;
   private readonly clientAddress: string;
+  private startupSize = 0;
+  /** Message boundaries of both directions (absent under TLS passthrough: opaque bytes). */
+  private serverFrames?: FrameTracker;
+  private clientFrames?: FrameTracker;
+  private closeOnIdle?: { sqlstate: string; message: string; reason: CloseReason };
 
   constructor(readonly client: net.Socket, private readonly ctx: ListenerContext, private readonly onClose: (s: Session) => void) {
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
@@ -127,6 +135,7 @@ export class Session {
         void this.forwardCancel(p.processId, p.secretKey);
         return false;
       case 'startup':
+        this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
         if (this.backend) this.beginStartup(this.backend);
@@ -214,31 +223,98 @@ export class Session {
       onReadyForQuery: () => undefined,
       onError: () => undefined,
     });
+    const server = (this.serverFrames = new FrameTracker('server'));
+    const client = (this.clientFrames = new FrameTracker('client'));
     const onDrain = () => backend.resume();
     const onData = (chunk: Buffer) => {
       watcher.feed(chunk);
+      server.feed(chunk);
       if (!this.client.write(chunk)) backend.pause();
       if (watcher.done) {
         // Startup finished: from the next byte on the server→client direction is a plain pipe.
+        // The frame trackers keep reading 5-byte headers beside it (no copies, no parsing of
+        // bodies) so a drain or switchover can close at a message or transaction boundary.
         backend.off('data', onData);
         this.client.off('drain', onDrain);
         this.phase = 'piping';
         backend.pipe(this.client, { end: false });
+        backend.on('data', this.onServerFrames);
+        this.ctx.onSessionStart(this.target!.name);
       }
     };
     this.client.on('drain', onDrain);
     backend.on('data', onData);
     backend.resume();
     // Client→server is a pipe from the startup packet on; bytes read so far are sent first.
-    backend.write(this.takeBuffered());
+    const pending = this.takeBuffered();
+    backend.write(pending);
+    client.feed(pending.subarray(this.startupSize));
     this.client.off('data', this.onClientData);
     this.client.pipe(backend, { end: false });
+    this.client.on('data', (chunk: Buffer) => client.feed(chunk));
+  }
+
+  private readonly onServerFrames = (chunk: Buffer): void => {
+    this.serverFrames!.feed(chunk);
+    if (this.closeOnIdle && this.isIdle) {
+      const { sqlstate, message, reason } = this.closeOnIdle;
+      this.closeAtBoundary(sqlstate, message, reason);
+    }
+  };
+
+  /**
+   * Between transactions with nothing in flight: both directions at a message boundary, the
+   * last ReadyForQuery said 'I', and every request the client sent has been answered (the
+   * startup itself is answered by the first ReadyForQuery).
+   */
+  get isIdle(): boolean {
+    const s = this.serverFrames;
+    const c = this.clientFrames;
+    if (!s || !c || this.phase !== 'piping') return false;
+    return s.atBoundary && c.atBoundary && s.status === 0x49 && s.count === c.count + 1;
+  }
+
+  /** In a transaction (or a failed one) per the last ReadyForQuery. */
+  get inTransaction(): boolean {
+    return this.serverFrames !== undefined && this.serverFrames.status !== 0x49;
+  }
+
+  /**
+   * Close now. When the server→client stream is at a message boundary the client gets a FATAL
+   * ErrorResponse saying why (drivers show it and reconnect); otherwise a plain close, since
+   * bytes injected mid-message would corrupt the stream.
+   */
+  closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
+    if (this.phase !== 'piping') {
+      this.terminate(sqlstate, message);
+      return;
+    }
+    const backend = this.backend!;
+    backend.unpipe(this.client);
+    backend.off('data', this.onServerFrames);
+    backend.destroy();
+    this.ctx.onClosedByProxy(this.target?.name, reason, this.inTransaction);
+    this.phase = 'closed';
+    if (this.serverFrames?.atBoundary && this.client.writable) {
+      this.client.end(errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+      setTimeout(() => this.client.destroy(), 1000).unref();
+    } else this.client.destroy();
+    this.finish();
+  }
+
+  /** Close at the next moment the session is idle between transactions (see isIdle). */
+  closeWhenIdle(sqlstate: string, message: string, reason: CloseReason): void {
+    if (this.phase !== 'piping') return this.terminate(sqlstate, message);
+    if (!this.serverFrames) return; // TLS passthrough: boundaries unknown; the caller's deadline closes it
+    this.closeOnIdle = { sqlstate, message, reason };
+    if (this.isIdle) this.closeAtBoundary(sqlstate, message, reason);
   }
 
   /** TLS passthrough: opaque bytes both ways. The cancel key stays unknown (encrypted). */
   private pipeRaw(backend: net.Socket, pending: Buffer): void {
     this.clearLoginTimer();
     this.phase = 'piping';
+    this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
     this.client.off('data', this.onClientData);
     this.client.pipe(backend, { end: false });

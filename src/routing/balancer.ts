@@ -7,7 +7,8 @@ import type { Balance } from '../config/types';
 
 export interface Pickable {
   readonly name: string;
-  readonly config: { readonly weight: number };
+  /** Configured weight, scaled by an agent's report when there is one. */
+  readonly effectiveWeight: number;
   readonly activeSessions: number;
 }
 
@@ -42,7 +43,7 @@ export class Balancer {
     let best: T = cands[0];
     let bestWeight = -Infinity;
     for (const c of cands) {
-      const w = c.config.weight;
+      const w = c.effectiveWeight;
       const cur = (this.current.get(c.name) ?? 0) + w;
       this.current.set(c.name, cur);
       total += w;
@@ -56,7 +57,7 @@ export class Balancer {
   }
 
   private leastConn<T extends Pickable>(cands: readonly T[]): T {
-    const load = (c: T) => c.activeSessions / c.config.weight;
+    const load = (c: T) => c.activeSessions / c.effectiveWeight;
     const min = Math.min(...cands.map(load));
     const tied = cands.filter((c) => load(c) === min);
     return tied[this.tieBreak++ % tied.length];
@@ -65,14 +66,14 @@ export class Balancer {
   private twoChoices<T extends Pickable>(cands: readonly T[]): T {
     const a = this.weightedRandom(cands);
     const b = this.weightedRandom(cands);
-    return b.activeSessions / b.config.weight < a.activeSessions / a.config.weight ? b : a;
+    return b.activeSessions / b.effectiveWeight < a.activeSessions / a.effectiveWeight ? b : a;
   }
 
   private weightedRandom<T extends Pickable>(cands: readonly T[]): T {
-    const total = cands.reduce((s, c) => s + c.config.weight, 0);
+    const total = cands.reduce((s, c) => s + c.effectiveWeight, 0);
     let x = this.random() * total;
     for (const c of cands) {
-      x -= c.config.weight;
+      x -= c.effectiveWeight;
       if (x < 0) return c;
     }
     return cands[cands.length - 1];

@@ -16,7 +16,7 @@ export interface CandidateSet {
 type Listener = Pick<ListenerConfig, 'name' | 'route' | 'fallback'>;
 
 export function candidatesFor(listener: Listener, topo: Topology, exclude?: ReadonlySet<string>): CandidateSet {
-  const usable = (v: BackendView) => v.state === 'up' && v.config.weight > 0 && !exclude?.has(v.name);
+  const usable = (v: BackendView) => topo.routable(v) && !exclude?.has(v.name);
   const primary = topo.primary();
   const primaryOk = primary !== undefined && usable(primary);
 
@@ -56,7 +56,11 @@ function whyNot(v: BackendView, wanted: 'primary' | 'replica', topo: Topology, e
   if (exclude?.has(v.name)) return 'refused the connection';
   if (v.state === 'init') return v.lastFailure ? `not up yet (${FAILURE_DESCRIPTIONS[v.lastFailure.layer]})` : 'not checked yet';
   if (v.state === 'down') return v.lastFailure ? `down (${FAILURE_DESCRIPTIONS[v.lastFailure.layer]})` : 'down';
-  if (v.config.weight === 0) return 'has weight 0';
+  if (v.adminState === 'maint') return 'in maintenance';
+  if (v.adminState === 'drain') return 'draining';
+  if (v.fenced) return 'fenced (split brain)';
+  if (v.agentState !== undefined) return `agent reports ${v.agentState}`;
+  if (v.effectiveWeight === 0) return 'has weight 0';
   if (wanted === 'primary') return v.role === 'replica' ? 'in recovery' : 'primary (split brain)';
   if (v.role === 'primary') return 'is the primary';
   if (!topo.withinLag(v)) {

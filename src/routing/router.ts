@@ -19,19 +19,34 @@ interface Waiter {
 }
 
 export class Router {
-  private readonly balancer: Balancer;
   private readonly queue: Waiter[] = [];
   private readonly onChange = () => this.wake();
   private closed = false;
 
+  private balancer!: Balancer;
+
   constructor(
-    readonly listener: ListenerConfig,
+    public listener: ListenerConfig,
     private readonly topology: Topology,
-    private readonly failover: FailoverConfig,
-    random?: () => number,
+    /** Read at every decision, so a reload's queue settings apply at once. */
+    private readonly failoverConfig: FailoverConfig | (() => FailoverConfig),
+    private readonly random?: () => number,
+    /** Reports every session that leaves the queue and how long it waited. */
+    private readonly onDequeued?: (waitMs: number, outcome: 'served' | 'timeout' | 'full' | 'gone' | 'shutdown') => void,
   ) {
-    this.balancer = new Balancer(listener.balance, random);
+    this.reconfigure(listener);
     topology.on('change', this.onChange);
+  }
+
+  private get failover(): FailoverConfig {
+    return typeof this.failoverConfig === 'function' ? this.failoverConfig() : this.failoverConfig;
+  }
+
+  /** New listener settings (reload): a fresh balancer for the new algorithm. */
+  reconfigure(listener: ListenerConfig): void {
+    this.listener = listener;
+    this.balancer = new Balancer(listener.balance, this.random);
+    this.wake();
   }
 
   get queued(): number {
@@ -52,25 +67,34 @@ export class Router {
     if (now) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
     if (this.queue.length >= this.failover.queueSize) {
+      this.onDequeued?.(0, 'full');
       const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? '';
       return Promise.reject(
         new RoutingError('PGW_QUEUE_FULL', '53300', `too many clients waiting on listener ${this.listener.name} (queue_size ${this.failover.queueSize}); ${reason}`),
       );
     }
+    const since = Date.now();
+    const done = (outcome: 'served' | 'timeout' | 'gone' | 'shutdown') => this.onDequeued?.(Date.now() - since, outcome);
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         exclude,
-        resolve,
-        reject,
+        resolve: (v) => {
+          done('served');
+          resolve(v);
+        },
+        reject: (e) => {
+          done(e.code === 'PGW_SHUTTING_DOWN' ? 'shutdown' : e.code === 'PGW_CLIENT_GONE' ? 'gone' : 'timeout');
+          reject(e);
+        },
         timer: setTimeout(() => {
           this.remove(waiter);
           const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? `no backend available for listener ${this.listener.name}`;
-          reject(new RoutingError('PGW_QUEUE_TIMEOUT', '57P03', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
+          waiter.reject(new RoutingError('PGW_QUEUE_TIMEOUT', '57P03', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
         }, Math.max(0, deadline - Date.now())),
       };
       waiter.timer.unref();
       signal.addEventListener('abort', () => {
-        if (this.remove(waiter)) reject(new RoutingError('PGW_CLIENT_GONE', '08006', 'client disconnected while waiting'));
+        if (this.remove(waiter)) waiter.reject(new RoutingError('PGW_CLIENT_GONE', '08006', 'client disconnected while waiting'));
       }, { once: true });
       this.queue.push(waiter);
     });

@@ -4,13 +4,26 @@
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
+import type { AdminState } from '../admin/controller';
 
 export type BackendState = 'init' | 'up' | 'down';
 
 export interface BackendView {
-  readonly config: BackendConfig;
+  /** Replaced in place by a reload that changes this backend. */
+  config: BackendConfig;
   readonly name: string;
   state: BackendState;
+  /** Operator state (admin API): drain = no new sessions, maint = no traffic at all. */
+  adminState: AdminState;
+  /** Kept from writes by the split-brain rule (a second server claiming primary). */
+  fenced: boolean;
+  /** Agent report: weight percentage and state override (HAProxy agent-check). */
+  agentWeightPercent?: number;
+  agentState?: 'up' | 'drain' | 'down' | 'maint';
+  /** Weight after the agent's percentage. */
+  effectiveWeight: number;
+  /** Monotonic ms of the first failed check in the current failure streak (detection latency). */
+  firstFailureAt?: number;
   /** Rise/fall counters are moving: the state may flip soon. */
   transitional: boolean;
   role?: DetectedRole;
@@ -22,6 +35,8 @@ export interface BackendView {
   lagSeconds?: number;
   lastFailure?: ProbeFailure;
   lastCheckAt?: number;
+  /** The last probe result, with the wall-clock time it settled. */
+  lastCheck?: { ok: boolean; at: number; durationMs: number; layer?: ProbeFailure['layer']; message?: string };
   activeSessions: number;
 }
 
@@ -53,9 +68,50 @@ export class Topology extends EventEmitter {
 
   constructor(backends: readonly BackendConfig[], private readonly health: Pick<HealthConfig, 'maxReplicaLag'>) {
     super();
-    for (const config of backends) {
-      this.views.set(config.name, { config, name: config.name, state: 'init', transitional: false, activeSessions: 0 });
+    for (const config of backends) this.add(config);
+  }
+
+  /** A new backend (startup or reload): state init until its first check. */
+  add(config: BackendConfig): void {
+    this.views.set(config.name, {
+      config,
+      name: config.name,
+      state: 'init',
+      adminState: 'ready',
+      fenced: false,
+      effectiveWeight: config.weight,
+      transitional: false,
+      activeSessions: 0,
+    });
+    this.emit('change');
+  }
+
+  /** Forget a backend (reload removed it). Its sessions are the caller's business. */
+  remove(name: string): void {
+    if (!this.views.delete(name)) return;
+    const before = this.primaryName;
+    this.recomputePrimary();
+    if (before !== this.primaryName) this.emit('primary', { from: before, to: this.primaryName });
+    this.emit('change');
+  }
+
+  /** New settings for a kept backend; a new address starts over from init. */
+  replaceConfig(config: BackendConfig): void {
+    const v = this.views.get(config.name);
+    if (!v) return this.add(config);
+    const moved = v.config.host !== config.host || v.config.port !== config.port;
+    v.config = config;
+    v.effectiveWeight = Math.round((config.weight * (v.agentWeightPercent ?? 100)) / 100);
+    if (moved) {
+      v.state = 'init';
+      v.role = undefined;
+      v.lastCheck = undefined;
+      v.lastFailure = undefined;
+      const before = this.primaryName;
+      this.recomputePrimary();
+      if (before !== this.primaryName) this.emit('primary', { from: before, to: this.primaryName });
     }
+    this.emit('change');
   }
 
   backends(): BackendView[] {
@@ -80,11 +136,19 @@ export class Topology extends EventEmitter {
     const view = this.views.get(name);
     if (!view) return;
     const from = view.state;
+    const r0 = snap.lastResult;
+    if (r0 && !r0.ok) view.firstFailureAt ??= snap.lastCheckAt ?? Date.now();
+    else if (r0 && r0.ok) view.firstFailureAt = undefined;
     view.state = snap.state;
     view.transitional = snap.transitional;
     view.lastFailure = snap.lastFailure;
     view.lastCheckAt = snap.lastCheckAt;
     const r = snap.lastResult;
+    if (r) {
+      view.lastCheck = r.ok
+        ? { ok: true, at: Date.now(), durationMs: r.durationMs }
+        : { ok: false, at: Date.now(), durationMs: r.durationMs, layer: r.layer, message: r.message };
+    }
     if (r && r.ok) {
       view.role = r.role;
       view.currentLsn = r.currentLsn;
@@ -105,6 +169,33 @@ export class Topology extends EventEmitter {
     }
     if (primaryBefore !== this.primaryName) this.emit('primary', { from: primaryBefore, to: this.primaryName });
     this.emit('change');
+  }
+
+  /** Operator state from the admin API. Emits 'change' (routing may differ). */
+  setAdminState(name: string, state: AdminState): boolean {
+    const v = this.views.get(name);
+    if (!v) return false;
+    if (v.adminState !== state) {
+      v.adminState = state;
+      this.emit('change');
+    }
+    return true;
+  }
+
+  /** Apply an agent report (undefined fields leave the previous value: HAProxy semantics). */
+  setAgent(name: string, report: { weightPercent?: number; state?: BackendView['agentState'] | 'ready' }): void {
+    const v = this.views.get(name);
+    if (!v) return;
+    if (report.weightPercent !== undefined) v.agentWeightPercent = Math.max(0, Math.min(100, report.weightPercent));
+    if (report.state === 'ready' || report.state === 'up') v.agentState = undefined;
+    else if (report.state !== undefined) v.agentState = report.state;
+    v.effectiveWeight = Math.round((v.config.weight * (v.agentWeightPercent ?? 100)) / 100);
+    this.emit('change');
+  }
+
+  /** Can this backend take a new session at all (role and lag aside)? */
+  routable(v: BackendView): boolean {
+    return v.state === 'up' && v.adminState === 'ready' && !v.fenced && v.agentState === undefined && v.effectiveWeight > 0;
   }
 
   sessionOpened(name: string): void {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Balancer, type Pickable } from '../../src/routing/balancer';
 
-const b = (name: string, weight = 100, activeSessions = 0): Pickable => ({ name, config: { weight }, activeSessions });
+const b = (name: string, weight = 100, activeSessions = 0): Pickable => ({ name, effectiveWeight: weight, activeSessions });
 
 function counts(picks: (Pickable | undefined)[]): Record<string, number> {
   const out: Record<string, number> = {};

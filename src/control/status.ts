@@ -1,0 +1,73 @@
+// Builds the StatusSnapshot (GET /status, the status page, `pgwarden status`) from the live
+// topology and listeners. Read-only.
+import type { BackendStatus, HostStatus, ListenerStatus, RecentEvent, StatusSnapshot } from '../admin/controller';
+import { candidatesFor } from '../routing/candidates';
+import type { Topology } from '../routing/topology';
+import type { Listener } from '../proxy/listener';
+
+export interface StatusSources {
+  version: string;
+  startedAt: Date;
+  topology: Topology;
+  listeners: readonly Listener[];
+  events: RecentEvent[];
+  host?: HostStatus;
+  agentReports: ReadonlyMap<string, { at: number; reachable: boolean; raw?: string }>;
+}
+
+export function buildStatus(src: StatusSources): StatusSnapshot {
+  const primary = src.topology.primary()?.name;
+  const backends: BackendStatus[] = src.topology.backends().map((v) => {
+    const agent = src.agentReports.get(v.name);
+    return {
+      name: v.name,
+      host: v.config.host,
+      port: v.config.port,
+      state: v.state,
+      adminState: v.adminState,
+      fenced: v.fenced,
+      transitional: v.transitional,
+      ...(v.role && { role: v.role }),
+      isPrimary: v.name === primary,
+      weight: v.config.weight,
+      effectiveWeight: v.effectiveWeight,
+      backup: v.config.backup,
+      ...(v.lagBytes !== undefined && { lagBytes: v.lagBytes }),
+      ...(v.lagSeconds !== undefined && { lagSeconds: v.lagSeconds }),
+      sessions: v.activeSessions,
+      ...(v.lastCheck && {
+        lastCheck: {
+          ok: v.lastCheck.ok,
+          at: new Date(v.lastCheck.at).toISOString(),
+          durationMs: v.lastCheck.durationMs,
+          ...(!v.lastCheck.ok && { layer: v.lastCheck.layer, message: v.lastCheck.message }),
+        },
+      }),
+      ...(agent && { agent: { at: new Date(agent.at).toISOString(), report: agent.raw ?? '', reachable: agent.reachable } }),
+    };
+  });
+  const listeners: ListenerStatus[] = src.listeners.map((l) => {
+    const cfg = l.config;
+    const set = candidatesFor(cfg, src.topology);
+    return {
+      name: cfg.name,
+      bind: `${cfg.host}:${cfg.port}`,
+      route: cfg.route,
+      balance: cfg.balance,
+      fallback: cfg.fallback,
+      sessions: l.sessions.size,
+      queued: l.queued,
+      hasCandidate: set.backends.length > 0,
+      ...(set.reason !== undefined && { reason: set.reason }),
+    };
+  });
+  return {
+    version: src.version,
+    startedAt: src.startedAt.toISOString(),
+    ...(primary !== undefined && { primary }),
+    listeners,
+    backends,
+    events: src.events,
+    ...(src.host && { host: src.host }),
+  };
+}

@@ -1,0 +1,42 @@
+// The proxy's internal event bus: one typed EventEmitter that the core emits on and that
+// observers (metrics, the status timeline, hooks, logs) subscribe to. The core never imports an
+// observer; an observer never reaches into the core.
+import { EventEmitter } from 'node:events';
+import type { RecentEvent } from './admin/controller';
+import type { ProbeResult } from './health/types';
+
+export interface BusEvents {
+  /** A session reached its backend (startup bytes forwarded). */
+  'session.start': { listener: string; backend: string };
+  'session.end': { listener: string; backend?: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
+  /** A client got an ErrorResponse instead of a session (sqlstate says why). */
+  'session.rejected': { listener: string; sqlstate: string; code: string };
+  /** A session left the wait queue. */
+  'session.dequeued': { listener: string; waitMs: number; outcome: 'served' | 'timeout' | 'full' | 'gone' | 'shutdown' };
+  /** Sessions closed by pgwarden itself (drain on down, maint, switchover, reload, shutdown). */
+  'session.closed_by_proxy': { listener: string; backend?: string; reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced'; inTransaction: boolean };
+  /** Every health probe result. */
+  'check': { backend: string; result: ProbeResult };
+  /** Health state flip; `detectionMs` = first failure seen → marked down (on down only). */
+  'backend.state': { backend: string; from: string; to: string; detectionMs?: number };
+  'primary.changed': { from?: string; to?: string };
+  'backend.fenced': { backend: string; keep: string };
+  'switchover.done': { from?: string; to: string; durationMs: number; ok: boolean };
+  'hook.run': { event: string; command: string; outcome: 'ok' | 'failed' | 'timeout' | 'error'; durationMs: number; exitCode?: number };
+  'host.threshold': { metric: string; crossed: boolean; value: number; threshold: number };
+  'config.reload': { ok: boolean; changes: string[]; error?: string };
+  /** Every line of the status timeline (also logged). */
+  'timeline': RecentEvent;
+}
+
+export class Bus extends EventEmitter {
+  override emit<K extends keyof BusEvents>(name: K, payload: BusEvents[K]): boolean {
+    return super.emit(name, payload);
+  }
+  override on<K extends keyof BusEvents>(name: K, fn: (payload: BusEvents[K]) => void): this {
+    return super.on(name, fn);
+  }
+  override off<K extends keyof BusEvents>(name: K, fn: (payload: BusEvents[K]) => void): this {
+    return super.off(name, fn);
+  }
+}
