@@ -19,6 +19,10 @@ import { CancelRegistry, sendCancel, type CancelTarget } from './proxy/cancel-re
 import { Listener } from './proxy/listener';
 import type { ListenerContext } from './proxy/listener-context';
 import type { CloseReason, Session } from './proxy/session';
+import { HookRunner } from './hooks/runner';
+import type { Endpoint } from './hooks/env';
+import { runSwitchover } from './control/switchover';
+import { promoteServer } from './control/admin-sql';
 
 const VERSION: string = require('../package.json').version;
 
@@ -39,12 +43,25 @@ export class App implements AdminController {
   /** Agent reports per backend, for the status page (set by the agent wiring). */
   readonly agentReports = new Map<string, { at: number; reachable: boolean; raw?: string }>();
 
+  hooks: HookRunner;
+  private switching?: Promise<SwitchoverResult>;
+  private promoteTimer?: NodeJS.Timeout;
+
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
     this.timeline = new Timeline(this.bus, log);
+    this.hooks = new HookRunner(config.hooks, { log, bus: this.bus });
+    // Hook runs are logged by the runner; the timeline only records them.
+    this.bus.on('timeline', (e) => {
+      if (e.event === 'hook.run') this.timeline.record(e);
+    });
     this.topology = new Topology(config.backends, config.health);
     this.topology.on('state', (c: StateChange) => this.onBackendState(c));
     this.topology.on('primary', (p: { from?: string; to?: string }) => this.onPrimary(p));
+    this.topology.on('fenced', (f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }) => this.onFenced(f));
+    this.topology.on('unfenced', (f: { backend: string; reason: string }) =>
+      this.timeline.add('info', 'backend.unfenced', `backend ${f.backend} is no longer fenced: ${f.reason}`, { backend: f.backend }),
+    );
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
   }
@@ -96,6 +113,8 @@ export class App implements AdminController {
     const v = this.topology.get(backend);
     if (!v) throw new UnknownBackendError(backend);
     const from = v.adminState;
+    // `ready` is also how an operator clears a fence after checking the server by hand.
+    if (state === 'ready') this.topology.unfence(backend);
     this.topology.setAdminState(backend, state);
     if (from === state) return;
     const what = { ready: 'ready: takes new sessions', drain: 'draining: no new sessions, existing ones stay', maint: 'in maintenance: no traffic, sessions closed' }[state];
@@ -107,7 +126,41 @@ export class App implements AdminController {
 
   async switchover(to: string): Promise<SwitchoverResult> {
     if (!this.topology.get(to)) throw new UnknownBackendError(to);
-    return { ok: false, to, error: 'planned switchover is not available in this version' };
+    if (this.switching) return { ok: false, to, error: 'a switchover is already under way' };
+    const from = this.topology.primary();
+    this.timeline.add('info', 'switchover.start', `planned switchover ${from?.name ?? '(no primary)'} → ${to} started`, { backend: to, from: from?.name, to });
+    this.switching = runSwitchover(
+      {
+        topology: this.topology,
+        health: () => this.config.health,
+        drainTimeout: () => this.config.failover.drainTimeout,
+        sessionsOn: (b) => this.sessions(b),
+        preSwitchover: (f, t) => this.hooks.preSwitchover({ oldPrimary: f, newPrimary: t }),
+        recheck: (b) => this.checkers.get(b)?.poke('switchover'),
+        progress: (m) => this.timeline.add('info', 'switchover.progress', m, { backend: to }),
+      },
+      to,
+    );
+    try {
+      const r = await this.switching;
+      this.bus.emit('switchover.done', { from: r.from, to, durationMs: r.durationMs ?? 0, ok: r.ok });
+      if (r.ok) {
+        this.timeline.add('info', 'switchover.done', `switchover ${r.from} → ${to} done in ${r.durationMs} ms (${r.closedIdle} sessions closed idle, ${r.closedInTransaction} cut at drain_timeout)`, { backend: to, ...r });
+        const ctx = { oldPrimary: this.endpoint(r.from), newPrimary: this.endpoint(to) };
+        void this.hooks.run('on_promote', ctx);
+        void this.hooks.run('post_switchover', ctx);
+      } else {
+        this.timeline.add('error', 'switchover.failed', `switchover to ${to} failed: ${r.error}`, { backend: to, ...r });
+      }
+      return r;
+    } finally {
+      this.switching = undefined;
+    }
+  }
+
+  private endpoint(name: string | undefined): Endpoint | undefined {
+    const v = name === undefined ? undefined : this.topology.get(name);
+    return v ? { name: v.name, host: v.config.host, port: v.config.port } : undefined;
   }
 
   async reload(): Promise<ReloadResult> {
@@ -155,6 +208,8 @@ export class App implements AdminController {
     for (const s of this.sessions()) s.closeAtBoundary('57P01', 'terminating connection: pgwarden is shutting down', 'shutdown');
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
+    if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    await this.hooks.close();
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -165,16 +220,19 @@ export class App implements AdminController {
     this.bus.emit('backend.state', { backend: c.backend, from: c.from, to: c.to, ...(detectionMs !== undefined && { detectionMs }) });
     if (c.to === 'down') {
       this.timeline.add('warn', 'backend.down', `backend ${c.backend} is down${c.reason ? `: ${c.reason}` : ''}`, { backend: c.backend, from: c.from, to: c.to, role: c.role, reason: c.reason });
+      void this.hooks.run('on_backend_down', { backend: this.endpoint(c.backend) });
       if (this.config.failover.onDown === 'shutdown-sessions') {
         this.closeSessions(c.backend, 'down', '57P01', `terminating connection: server ${c.backend} failed (${c.reason ?? 'health check failed'}); pgwarden is switching, reconnect to continue`);
       }
     } else if (c.to === 'up') {
       this.timeline.add('info', 'backend.up', `backend ${c.backend} is up (${c.role ?? 'role unknown'})`, { backend: c.backend, from: c.from, to: c.to, role: c.role });
+      if (c.from !== 'init') void this.hooks.run('on_backend_up', { backend: this.endpoint(c.backend) });
     }
   }
 
   private onPrimary(p: { from?: string; to?: string }): void {
     this.bus.emit('primary.changed', p);
+    this.schedulePromotion(p);
     const split = this.topology.splitBrainMembers();
     if (split.length > 1) {
       this.timeline.add('error', 'primary.split_brain', `split brain: ${split.join(', ')} all report primary; writes are held`, { backends: split });
@@ -182,6 +240,65 @@ export class App implements AdminController {
       this.timeline.add('info', 'primary.changed', p.from ? `primary changed from ${p.from} to ${p.to}` : `primary is ${p.to}`, { from: p.from, to: p.to, backend: p.to });
     } else {
       this.timeline.add('warn', 'primary.lost', `no primary${p.from ? ` (was ${p.from})` : ''}; new write sessions wait`, { from: p.from });
+    }
+  }
+
+  private onFenced(f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }): void {
+    const v = this.topology.get(f.backend);
+    this.timeline.add(
+      'error',
+      'backend.fenced',
+      `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${f.backend} is fenced until it is back in recovery or cleared with \`pgwarden ready ${f.backend}\``,
+      { backend: f.backend, keep: f.keep },
+    );
+    this.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
+    this.closeSessions(f.backend, 'fenced', '57P01', `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
+    if (v) void this.hooks.run('on_fence', { backend: this.endpoint(f.backend), newPrimary: this.endpoint(f.keep) });
+  }
+
+  /**
+   * failover.mode promote: when the primary stays lost for promote_after, promote the healthy
+   * replica that has replayed the most WAL — never one further behind the lost primary's last
+   * known position than max_lag_on_failover. A primary coming back cancels it.
+   */
+  private schedulePromotion(p: { from?: string; to?: string }): void {
+    if (p.to !== undefined || this.switching) {
+      if (this.promoteTimer) clearTimeout(this.promoteTimer);
+      this.promoteTimer = undefined;
+      return;
+    }
+    if (this.config.failover.mode !== 'promote' || this.promoteTimer || this.stopping) return;
+    const lost = p.from ? this.topology.get(p.from) : undefined;
+    const lastLsn = lost?.currentLsn;
+    this.timeline.add('warn', 'failover.pending', `no primary; promoting a replica in ${this.config.failover.promoteAfter} ms unless one comes back`, { backend: p.from });
+    this.promoteTimer = setTimeout(() => {
+      this.promoteTimer = undefined;
+      void this.promoteBest(p.from, lastLsn);
+    }, this.config.failover.promoteAfter);
+    this.promoteTimer.unref();
+  }
+
+  private async promoteBest(lostName: string | undefined, lastLsn: bigint | undefined): Promise<void> {
+    if (this.topology.primary() || this.stopping) return;
+    const maxLag = BigInt(this.config.failover.maxLagOnFailover);
+    const candidates = this.topology
+      .backends()
+      .filter((v) => v.state === 'up' && v.role === 'replica' && v.adminState !== 'maint' && !v.fenced && v.replayLsn !== undefined)
+      .filter((v) => lastLsn === undefined || lastLsn - v.replayLsn! <= maxLag)
+      .sort((a, b) => (a.replayLsn! === b.replayLsn! ? 0 : a.replayLsn! > b.replayLsn! ? -1 : 1));
+    const best = candidates[0];
+    if (!best) {
+      this.timeline.add('error', 'failover.no_candidate', `no replica can be promoted (none healthy within max_lag_on_failover ${this.config.failover.maxLagOnFailover} bytes of ${lostName ?? 'the lost primary'})`, {});
+      return;
+    }
+    this.timeline.add('warn', 'failover.promote', `promoting ${best.name} (replayed ${best.replayLsn}) after ${lostName ?? 'the primary'} stayed down`, { backend: best.name });
+    try {
+      await promoteServer({ name: best.name, host: best.config.host, port: best.config.port }, this.config.health);
+      this.checkers.get(best.name)?.poke('promoted');
+      this.timeline.add('info', 'failover.promoted', `${best.name} promoted`, { backend: best.name });
+      void this.hooks.run('on_promote', { oldPrimary: this.endpoint(lostName), newPrimary: this.endpoint(best.name) });
+    } catch (e) {
+      this.timeline.add('error', 'failover.promote_failed', (e as Error).message, { backend: best.name });
     }
   }
 
@@ -339,6 +456,8 @@ export class App implements AdminController {
       }
     }
     for (const b of diff.backends.added) this.topology.add(b);
+    // New hook lists apply to the next event; runs in progress finish under the old runner.
+    if (diff.summary.includes('hooks settings changed')) this.hooks = new HookRunner(next.hooks, { log: this.log, bus: this.bus });
     // Checkers: restart those whose backend changed, all of them when health settings changed.
     const restart = diff.health ? next.backends.map((b) => b.name) : [...diff.backends.changed, ...diff.backends.added].map((b) => b.name);
     for (const name of restart) {

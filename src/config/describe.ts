@@ -1,8 +1,10 @@
 // The human listing `pgwarden check` prints: what pgwarden would listen on, where it would
 // send sessions and how it would check servers. Durations and sizes are written back in the
-// units a config file uses. The check password is never printed, only whether one is set.
+// units a config file uses. Secrets (the check password, the admin token, hook environment
+// values) are never printed: only whether a secret is set, and only the names of variables.
 
-import type { BackendConfig, Config, ListenerConfig } from './types';
+import { HOOK_EVENTS } from './schema';
+import type { BackendConfig, Config, HookConfig, HostThreshold, ListenerConfig } from './types';
 import { formatDuration, formatSize } from './units';
 
 function address(host: string, port: number): string {
@@ -38,8 +40,53 @@ function lagLimit(config: Config): string {
   return 'no limit';
 }
 
+/** An argv list as a person would type it; arguments with spaces or quotes are quoted. */
+function commandLine(command: readonly string[]): string {
+  return command.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(' ');
+}
+
+function hookLine(hook: HookConfig): string {
+  const names = Object.keys(hook.env);
+  return `${commandLine(hook.command)}  (timeout ${formatDuration(hook.timeout)}${names.length === 0 ? '' : `, env ${names.join(' ')}`})`;
+}
+
+function hookLines(config: Config): string[] {
+  const lines: string[] = [];
+  for (const event of HOOK_EVENTS) {
+    const hooks = config.hooks[event] ?? [];
+    hooks.forEach((hook, i) => lines.push(`  ${i === 0 ? `${event}:` : ''.padEnd(event.length + 1)} ${hookLine(hook)}`));
+  }
+  return lines.length === 0 ? ['hooks: none'] : ['hooks:', ...lines];
+}
+
+function thresholdText(metric: string, threshold: HostThreshold | undefined): string[] {
+  return threshold === undefined ? [] : [`${metric} above ${threshold.above}% for ${formatDuration(threshold.for)}`];
+}
+
+function adminLines(config: Config): string[] {
+  const { admin } = config;
+  if (admin === undefined) return ['admin: off (no `admin` section)'];
+  return [
+    `admin: ${address(admin.host, admin.port)}  token: ${admin.token === undefined ? '(none)' : '(set)'}`,
+    ...(admin.token === undefined ? ['  warning: without a token the admin API refuses every change (drain, switchover, reload)'] : []),
+  ];
+}
+
+function failoverLines(config: Config): string[] {
+  const { failover } = config;
+  const promote =
+    failover.mode === 'promote'
+      ? `  promote the most caught-up replica after ${formatDuration(failover.promoteAfter)} without a primary, never one more than ${formatSize(failover.maxLagOnFailover)} behind`
+      : '  follow whichever server reports it is primary (promotion is left to an operator or orchestrator)';
+  return [
+    `failover: mode: ${failover.mode}  on_down: ${failover.onDown}  drain_timeout: ${formatDuration(failover.drainTimeout)}`,
+    promote,
+    `  while no server can take a session, queue up to ${failover.queueSize} per listener for at most ${formatDuration(failover.queueTimeout)}`,
+  ];
+}
+
 export function describeConfig(config: Config): string {
-  const { health, failover, proxy } = config;
+  const { health, proxy } = config;
   const lines: string[] = [];
 
   lines.push(`listeners (${config.listeners.length}):`, ...table(config.listeners.map(listenerRow)));
@@ -55,14 +102,22 @@ export function describeConfig(config: Config): string {
     `  interval: ${formatDuration(health.interval)}  fast_interval: ${formatDuration(health.fastInterval)}  ` +
       `down_interval: ${formatDuration(health.downInterval)}  timeout: ${formatDuration(health.timeout)}`,
     `  rise: ${health.rise}  fall: ${health.fall}  jitter: ${Math.round(health.jitter * 1000) / 10}%  max_replica_lag: ${lagLimit(config)}`,
+    health.agent === undefined
+      ? '  agent: none'
+      : `  agent: port ${health.agent.port}  interval: ${formatDuration(health.agent.interval)}  timeout: ${formatDuration(health.agent.timeout)}`,
   );
 
+  const { thresholds } = config.host;
+  const limits = [...thresholdText('cpu', thresholds.cpu), ...thresholdText('memory', thresholds.memory), ...thresholdText('disk', thresholds.disk)];
   lines.push(
-    `failover: while no server can take a session, queue up to ${failover.queueSize} per listener for at most ${formatDuration(failover.queueTimeout)}`,
+    ...failoverLines(config),
+    ...hookLines(config),
+    ...adminLines(config),
+    `host: sampled every ${formatDuration(config.host.interval)}; thresholds: ${limits.length === 0 ? 'none' : limits.join(', ')}`,
     `proxy: client_login_timeout: ${formatDuration(proxy.clientLoginTimeout)}  connect_timeout: ${formatDuration(proxy.connectTimeout)}  ` +
       `shutdown_timeout: ${formatDuration(proxy.shutdownTimeout)}`,
     `tls: ${config.tls.mode}`,
-    `logging: ${config.logging.level}`,
+    `logging: ${config.logging.level} (${config.logging.format})`,
   );
   return lines.join('\n');
 }

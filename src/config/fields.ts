@@ -7,7 +7,7 @@ import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { didYouMean } from './did-you-mean';
 import { ConfigValueError, showValue } from './errors';
-import { parseDuration, parseFraction, parseReplicaLag, type ReplicaLagLimit } from './units';
+import { parseDuration, parseFraction, parsePercent, parseReplicaLag, parseSize, type ReplicaLagLimit } from './units';
 
 /** Node's timers overflow past 2^31-1 ms (about 24.8 days) and then fire after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -109,6 +109,44 @@ export function fraction(): z.ZodType<number, unknown> {
   return field('a fraction like `0.1` or `10%`', parseFraction);
 }
 
+/** A size in bytes (`16MB`); a duration written here gets a hint, since lag limits elsewhere may be either. */
+export function size(): z.ZodType<number, unknown> {
+  return field('a size like `16MB`', (input) => {
+    try {
+      return parseSize(input);
+    } catch (e) {
+      if (!(e instanceof ConfigValueError) || e.hint !== undefined || !isDuration(input)) throw e;
+      throw new ConfigValueError(e.message, 'this limit is a size (bytes of WAL), not a time: write e.g. `16MB`');
+    }
+  });
+}
+
+function isDuration(input: unknown): boolean {
+  try {
+    parseDuration(input);
+    return typeof input === 'string';
+  } catch {
+    return false;
+  }
+}
+
+export function percent(): z.ZodType<number, unknown> {
+  return field('a percentage like `80%`', parsePercent);
+}
+
+/**
+ * A password or token. Unlike `text`, a wrong value is described, never shown: a secret
+ * typed without quotes is still a secret, and problems end up in terminals and logs.
+ */
+export function secret(expected: string): z.ZodType<string, unknown> {
+  return field(expected, (input) => {
+    if (typeof input === 'string' && input !== '') return input;
+    const scalar = typeof input === 'number' || typeof input === 'boolean';
+    const got = scalar ? `a ${typeof input}` : input === '' ? 'an empty string' : showValue(input);
+    throw new ConfigValueError(`expected ${expected}, got ${got}`, scalar ? 'put it in quotes so YAML reads it as text' : undefined);
+  });
+}
+
 export function replicaLag(): z.ZodType<ReplicaLagLimit, unknown> {
   return field('a size like `16MB` or a duration like `10s`', parseReplicaLag);
 }
@@ -175,15 +213,72 @@ export function bind(): z.ZodType<Endpoint, unknown> {
   });
 }
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
 /** The name of an environment variable (not its value, which is read in load.ts). */
 export function envName(): z.ZodType<string, unknown> {
   const expected = 'the name of an environment variable, like `PGWARDEN_CHECK_PASSWORD`';
   return field(expected, (input) => {
-    if (typeof input === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(input)) return input;
+    if (typeof input === 'string' && ENV_NAME.test(input)) return input;
     const hint =
       typeof input === 'string' && /^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$/.test(input)
         ? `write the variable's name without \`$\`: ${input.replace(/[${}]/g, '')}`
         : undefined;
     throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, hint);
+  });
+}
+
+export const NO_SHELL_HINT = 'write it as a list: ["/path/script.sh", "arg"] — no shell is used; use [sh, -c, \'...\'] for one';
+
+/** A program and its arguments. Hooks run without a shell, so a single string is refused, not split. */
+export function argv(): z.ZodType<string[], unknown> {
+  const expected = 'a list of strings: the program, then its arguments';
+  const argument = field('a non-empty string', (input) => {
+    if (typeof input === 'string' && input !== '') return input;
+    const hint = typeof input === 'number' || typeof input === 'boolean' ? 'put it in quotes so YAML reads it as text' : undefined;
+    throw new ConfigValueError(`expected a non-empty string, got ${showValue(input)}`, hint);
+  });
+  return z.preprocess(
+    (input, ctx) => {
+      if (Array.isArray(input) && input.length > 0) return input;
+      const message =
+        input === undefined
+          ? `required key is missing; expected ${expected}`
+          : Array.isArray(input)
+            ? 'the list is empty; expected at least the program to run'
+            : `expected ${expected}, got ${showValue(input)}`;
+      const hint = typeof input === 'string' ? NO_SHELL_HINT : undefined;
+      ctx.addIssue({ code: 'custom', input, message, params: hint === undefined ? {} : { hint } });
+      return [];
+    },
+    z.array(argument),
+  );
+}
+
+/**
+ * Extra environment variables: names as for `envName`, values text. A value YAML reads as a
+ * number is refused (and not shown, since hook environments often carry credentials).
+ */
+export function environment(): z.ZodType<Record<string, string>, unknown> {
+  return z.unknown().transform((input, ctx) => {
+    if (input === null) return {};
+    if (typeof input !== 'object' || Array.isArray(input)) {
+      ctx.addIssue({ code: 'custom', input, message: `expected a mapping of variable names to values, got ${showValue(input)}`, params: { hint: 'for example: env: { BACKUP_DIR: /var/backups }' } });
+      return z.NEVER;
+    }
+    const out: Record<string, string> = {};
+    for (const [key, value] of Object.entries(input as Record<string, unknown>)) {
+      if (!ENV_NAME.test(key)) {
+        ctx.addIssue({ code: 'custom', path: [key], input: key, message: `\`${key}\` is not an environment variable name; expected letters, digits and \`_\`, not starting with a digit` });
+      } else if (typeof value === 'string') {
+        out[key] = value;
+      } else {
+        const scalar = typeof value === 'number' || typeof value === 'boolean';
+        const got = scalar ? `a ${typeof value}` : showValue(value);
+        const hint = scalar ? `environment values are text; put the value in quotes: ${key}: "..."` : undefined;
+        ctx.addIssue({ code: 'custom', path: [key], input: value, message: `expected text, got ${got}`, params: hint === undefined ? {} : { hint } });
+      }
+    }
+    return out;
   });
 }

@@ -1,6 +1,6 @@
 // The one path from a configuration file to the Config every module reads:
 // YAML text → document → schema (unknown keys rejected with a hint, defaults applied,
-// units converted, cross-key rules) → Config with contract names → deeply frozen.
+// units converted, cross-key rules) → Config with contract names (to-config.ts) → deeply frozen.
 //
 // Every problem is collected before anything is thrown, each with its key path and the line
 // in the file, so a user fixes the whole file in one round.
@@ -9,13 +9,11 @@ import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from './errors';
-import { configSchema, type ParsedDocument, type UnknownKeyParams } from './schema';
+import { configSchema, type UnknownKeyParams } from './schema';
+import { toConfig } from './to-config';
 import type { Config } from './types';
 
 type Path = readonly PropertyKey[];
-
-/** `health.fast_interval` when not written, unless `interval` is shorter. */
-const DEFAULT_FAST_INTERVAL_MS = 250;
 
 /** `['backends', 1, 'port']` → `backends[1].port`. */
 export function formatPath(path: Path): string {
@@ -104,62 +102,6 @@ function syntaxProblems(doc: Document, text: string): ConfigProblem[] {
       ...(where === undefined ? {} : { line: where.line, column: where.col }),
     };
   });
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
-}
-
-function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
-  const { health, failover, tls, logging, proxy } = doc;
-  // rules.ts has already checked that the variable is set when password_env is used.
-  const password = health.password ?? (health.password_env === undefined ? undefined : env[health.password_env]);
-  const config: Config = {
-    listeners: doc.listeners.map((l) => ({
-      name: l.name,
-      host: l.bind.host,
-      port: l.bind.port,
-      route: l.route,
-      balance: l.balance,
-      fallback: l.fallback ?? 'none',
-      maxConnections: l.max_connections,
-    })),
-    backends: doc.backends.map((b) => ({
-      name: b.name,
-      host: b.host,
-      port: b.port,
-      weight: b.weight,
-      backup: b.backup,
-      ...(b.role === undefined ? {} : { role: b.role }),
-    })),
-    health: {
-      check: health.check,
-      user: health.user,
-      ...(password === undefined ? {} : { password }),
-      database: health.database,
-      interval: health.interval,
-      fastInterval: health.fast_interval ?? Math.min(DEFAULT_FAST_INTERVAL_MS, health.interval),
-      downInterval: health.down_interval,
-      timeout: health.timeout,
-      rise: health.rise,
-      fall: health.fall,
-      jitter: health.jitter,
-      maxReplicaLag: health.max_replica_lag ?? {},
-    },
-    failover: { queueTimeout: failover.queue_timeout, queueSize: failover.queue_size },
-    tls: { mode: tls.mode },
-    logging: { level: logging.level },
-    proxy: {
-      clientLoginTimeout: proxy.client_login_timeout,
-      connectTimeout: proxy.connect_timeout,
-      shutdownTimeout: proxy.shutdown_timeout,
-    },
-  };
-  return deepFreeze(config);
 }
 
 /** Parses configuration text; throws ConfigError (PGW_CONFIG_INVALID) listing every problem. */

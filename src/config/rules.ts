@@ -1,6 +1,7 @@
 // Rules that involve more than one key: unique names and binds, a listener that would proxy
 // to itself, `fallback` only where it means something, fast_interval <= interval, the check
-// password, and roles for tcp checks. Pure.
+// password and the admin token, roles for tcp checks, and ports the admin API or the agent
+// would share with a listener or a server. Pure.
 //
 // These run on a partly parsed document (values that failed to parse are left as written),
 // so every read is guarded: a rule only judges values that parsed, and the value that did
@@ -124,23 +125,78 @@ function healthTiming(health: Mapping, report: Report): void {
   }
 }
 
-function healthPassword(health: Mapping, env: NodeJS.ProcessEnv, report: Report): void {
-  const variable = asString(health.password_env);
-  if (health.password !== undefined && health.password_env !== undefined) {
-    report(['health', 'password_env'], 'set either `password` or `password_env`, not both', 'prefer `password_env`: it keeps the secret out of the file');
+interface SecretKeys {
+  readonly section: string;
+  /** `password` or `token`; `<key>_env` names the variable. */
+  readonly key: string;
+  /** What the secret is, for hints: "the check user's password". */
+  readonly what: string;
+  /** What removing the `_env` key means. */
+  readonly without: string;
+}
+
+/** A secret is written in the file or named by a variable, not both; a named variable must hold it. */
+function secretFromEnv(mapping: Mapping, keys: SecretKeys, env: NodeJS.ProcessEnv, report: Report): void {
+  const envKey = `${keys.key}_env`;
+  const variable = asString(mapping[envKey]);
+  if (mapping[keys.key] !== undefined && mapping[envKey] !== undefined) {
+    report([keys.section, envKey], `set either \`${keys.key}\` or \`${envKey}\`, not both`, `prefer \`${envKey}\`: it keeps the secret out of the file`);
     return;
   }
   if (variable === undefined) return;
   const value = env[variable];
   if (value === undefined) {
-    report(
-      ['health', 'password_env'],
-      `environment variable \`${variable}\` is not set`,
-      `export ${variable}=... before starting pgwarden, or remove \`password_env\` if the check user needs no password`,
-    );
+    report([keys.section, envKey], `environment variable \`${variable}\` is not set`, `export ${variable}=... before starting pgwarden, or remove \`${envKey}\` ${keys.without}`);
   } else if (value === '') {
-    report(['health', 'password_env'], `environment variable \`${variable}\` is set but empty`, `export ${variable} with the check user's password`);
+    report([keys.section, envKey], `environment variable \`${variable}\` is set but empty`, `export ${variable} with ${keys.what}`);
   }
+}
+
+const CHECK_PASSWORD: SecretKeys = { section: 'health', key: 'password', what: "the check user's password", without: 'if the check user needs no password' };
+const ADMIN_TOKEN: SecretKeys = { section: 'admin', key: 'token', what: 'the admin API token', without: '(without a token the admin API refuses every change)' };
+
+/** The admin API needs a port of its own: not a listener's (clients would reach it) nor a server's. */
+function adminBind(doc: Mapping, admin: Mapping, report: Report): void {
+  const bind = asEndpoint(admin.bind);
+  if (bind === undefined) return;
+  entries(doc, 'listeners').forEach((listener, i) => {
+    const other = asEndpoint(listener.bind);
+    if (other === undefined || !(reaches(bind, other) || reaches(other, bind))) return;
+    report(['admin', 'bind'], `${showEndpoint(bind)} overlaps listeners[${i}].bind ${showEndpoint(other)}`, 'the admin API needs a port of its own, e.g. 127.0.0.1:8404');
+  });
+  entries(doc, 'backends').forEach((backend, j) => {
+    const port = asNumber(backend.port);
+    const host = asString(backend.host);
+    if (port === undefined || host === undefined || !reaches(bind, { host, port })) return;
+    report(
+      ['admin', 'bind'],
+      `${showEndpoint(bind)} is the address of backend \`${asString(backend.name) ?? `backends[${j}]`}\` (backends[${j}])`,
+      'the admin API needs a port of its own, e.g. 127.0.0.1:8404',
+    );
+  });
+}
+
+/** The agent listens on each database host beside PostgreSQL, so it cannot use a server's port. */
+function agentPort(doc: Mapping, health: Mapping, report: Report): void {
+  const port = isMapping(health.agent) ? asNumber(health.agent.port) : undefined;
+  if (port === undefined) return;
+  const backend = entries(doc, 'backends').findIndex((b) => asNumber(b.port) === port);
+  if (backend === -1) return;
+  report(
+    ['health', 'agent', 'port'],
+    `${port} is the PostgreSQL port of backends[${backend}]; the agent check would talk to PostgreSQL`,
+    '`pgwarden agent` listens on a port of its own on each database host, e.g. 5555',
+  );
+}
+
+/** pgwarden can promote only a server whose role and lag it sees. */
+function promoteNeeds(failover: Mapping, health: Mapping, report: Report): void {
+  if (failover.mode !== 'promote' || health.check !== 'tcp') return;
+  report(
+    ['failover', 'mode'],
+    '`promote` needs `health.check: postgres`',
+    'a tcp check cannot see which server is primary nor how far a replica lags; use `check: postgres` or `mode: follow`',
+  );
 }
 
 /** A tcp check only learns that a port accepts connections, never the server's role. */
@@ -171,6 +227,12 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
   listenerBinds(doc, report);
   listenerFallback(doc, report);
   healthTiming(health, report);
-  healthPassword(health, env, report);
+  secretFromEnv(health, CHECK_PASSWORD, env, report);
   tcpCheckNeeds(doc, health, report);
+  agentPort(doc, health, report);
+  promoteNeeds(isMapping(doc.failover) ? doc.failover : {}, health, report);
+  if (isMapping(doc.admin)) {
+    adminBind(doc, doc.admin, report);
+    secretFromEnv(doc.admin, ADMIN_TOKEN, env, report);
+  }
 }

@@ -9,6 +9,7 @@ import { didYouMean } from './did-you-mean';
 import { showValue } from './errors';
 import * as f from './fields';
 import { checkRules } from './rules';
+import type { HookEvent } from './types';
 
 /** Extra data on an unknown-key issue; load.ts writes the message once the full path is known. */
 export interface UnknownKeyParams {
@@ -29,14 +30,21 @@ function homeLabel(where: string): string {
   return `\`${where}\``;
 }
 
+/** `a`, `a or b`, `a, b or c`. */
+function listWithOr(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
+}
+
 function unknownKeyParams(key: string, where: string, known: readonly string[]): UnknownKeyParams {
   // A key that is right but in the wrong place says where it goes; only a close misspelling
   // of a local key is offered beside that (`timeout` under `failover` is not `queue_timeout`).
-  const homes = (KEY_HOMES.get(key) ?? []).filter((home) => home !== where);
+  // Sections nearest the top first: `health` before `health.agent`.
+  const depth = (home: string) => home.split('.').length;
+  const homes = (KEY_HOMES.get(key) ?? []).filter((home) => home !== where).sort((a, b) => depth(a) - depth(b));
   const suggestion = didYouMean(key, known, { substrings: homes.length === 0 });
   const hint =
     homes.length > 0
-      ? `\`${key}\` belongs under ${homes.map(homeLabel).join(' or ')}`
+      ? `\`${key}\` belongs under ${listWithOr(homes.map(homeLabel))}`
       : suggestion === undefined
         ? `valid keys here: ${known.join(', ')}`
         : undefined;
@@ -74,6 +82,14 @@ function optionalSection<T extends z.ZodType>(schema: T) {
   return z.preprocess((value) => (value === null ? undefined : value), schema.prefault({} as z.input<T>));
 }
 
+/**
+ * A section whose presence means something (`admin`: no admin API without it): absent stays
+ * undefined, while an empty `admin:` means "on, with every default".
+ */
+function presentSection<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (value === null ? {} : value), schema.optional());
+}
+
 /** A list with at least one entry; `example` shows the smallest valid entry. */
 function nonEmptyList<T extends z.ZodType>(item: T, noun: string, example: string) {
   return z.preprocess(
@@ -91,6 +107,13 @@ function nonEmptyList<T extends z.ZodType>(item: T, noun: string, example: strin
 export const ROUTES = ['primary', 'replica', 'any'] as const;
 export const BALANCES = ['roundrobin', 'leastconn', 'random'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export const FAILOVER_MODES = ['follow', 'promote'] as const;
+export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
+export const HOOK_EVENTS = ['pre_switchover', 'post_switchover', 'on_promote', 'on_backend_down', 'on_backend_up', 'on_fence'] as const satisfies readonly HookEvent[];
+
+/** `cpu: 80%` with no `for`: a short spike is not an alert. */
+const DEFAULT_THRESHOLD_FOR_MS = 30_000;
 
 const ROLE_ALIASES = { master: 'primary', leader: 'primary', standby: 'replica', slave: 'replica', secondary: 'replica' } as const;
 
@@ -116,7 +139,7 @@ const backend = section('backends[]', {
 const health = section('health', {
   check: f.oneOf(['postgres', 'tcp'], { postgresql: 'postgres', pg: 'postgres', sql: 'postgres' }).default('postgres'),
   user: f.text('a PostgreSQL user name').default('postgres'),
-  password: f.text('a password (in quotes if it looks like a number)').optional(),
+  password: f.secret('a password (in quotes if it looks like a number)').optional(),
   password_env: f.envName().optional(),
   database: f.text('a database name').default('postgres'),
   interval: f.duration('positive').default(1_000),
@@ -128,11 +151,69 @@ const health = section('health', {
   fall: f.integer(1).default(2),
   jitter: f.fraction().default(0.1),
   max_replica_lag: f.replicaLag().optional(),
+  agent: presentSection(
+    section('health.agent', {
+      port: f.port(),
+      interval: f.duration('positive').default(2_000),
+      timeout: f.duration('positive').default(1_000),
+    }),
+  ),
 });
 
 const failover = section('failover', {
   queue_timeout: f.duration('non-negative').default(30_000),
   queue_size: f.integer(0).default(1_000),
+  mode: f.oneOf(FAILOVER_MODES, { follower: 'follow', external: 'follow', manual: 'follow', auto: 'promote', automatic: 'promote' }).default('follow'),
+  on_down: f
+    .oneOf(ON_DOWN, { shutdown_sessions: 'shutdown-sessions', shutdown: 'shutdown-sessions', close: 'shutdown-sessions', kill: 'shutdown-sessions', none: 'keep' })
+    .default('shutdown-sessions'),
+  promote_after: f.duration('non-negative').default(5_000),
+  max_lag_on_failover: f.size().default(16 * 1024 ** 2),
+  drain_timeout: f.duration('non-negative').default(10_000),
+});
+
+/** One hook; the same section serves every event, so a misplaced key is not listed six times. */
+const hook = section('hooks.<event>[]', {
+  command: f.argv(),
+  timeout: f.duration('positive').default(60_000),
+  env: f.environment().default({}),
+});
+
+function hookList() {
+  return z.preprocess(
+    (value, ctx) => {
+      if (value === null) return [];
+      if (isMapping(value)) {
+        ctx.addIssue({ code: 'custom', input: value, message: 'expected a list of hooks, got a mapping', params: { hint: 'start each hook with `- `: `- command: [/path/script.sh]`' } });
+        return [];
+      }
+      return value;
+    },
+    z.array(hook, { error: (issue) => `expected a list of hooks, got ${showValue(issue.input)}` }).optional(),
+  );
+}
+
+const hooks = section('hooks', Object.fromEntries(HOOK_EVENTS.map((event) => [event, hookList()])) as Record<HookEvent, ReturnType<typeof hookList>>);
+
+const threshold = section('host.thresholds.<metric>', {
+  above: f.percent(),
+  for: f.duration('non-negative').default(DEFAULT_THRESHOLD_FOR_MS),
+});
+
+/** `cpu: 80%` is short for `cpu: { above: 80%, for: 30s }`. */
+function hostThreshold() {
+  return z.preprocess((value) => (isMapping(value) || value === undefined ? value : { above: value }), threshold.optional());
+}
+
+const host = section('host', {
+  interval: f.duration('positive').default(5_000),
+  thresholds: optionalSection(section('host.thresholds', { cpu: hostThreshold(), memory: hostThreshold(), disk: hostThreshold() })),
+});
+
+const admin = section('admin', {
+  bind: f.bind().default({ host: '127.0.0.1', port: 8404 }),
+  token: f.secret('a token (in quotes if it looks like a number)').optional(),
+  token_env: f.envName().optional(),
 });
 
 const tls = section('tls', {
@@ -145,6 +226,7 @@ const tls = section('tls', {
 
 const logging = section('logging', {
   level: f.oneOf(LOG_LEVELS, { warning: 'warn', err: 'error', critical: 'fatal', verbose: 'debug', off: 'silent' }).default('info'),
+  format: f.oneOf(LOG_FORMATS, { text: 'pretty', human: 'pretty', console: 'pretty', plain: 'pretty', ndjson: 'json' }).default('json'),
 });
 
 const proxy = section('proxy', {
@@ -161,6 +243,9 @@ const document = section('', {
   tls: optionalSection(tls),
   logging: optionalSection(logging),
   proxy: optionalSection(proxy),
+  hooks: optionalSection(hooks),
+  admin: presentSection(admin),
+  host: optionalSection(host),
 });
 
 /** A configuration document after parsing: YAML key names, defaults applied, units converted. */

@@ -47,11 +47,60 @@ export interface HealthConfig {
   readonly jitter: number;
   /** Replicas further behind than this take no new sessions. */
   readonly maxReplicaLag: { readonly bytes?: number; readonly ms?: number };
+  /** HAProxy agent-check: a small agent on each database host reports up/drain/down/weight%. */
+  readonly agent?: { readonly port: number; readonly interval: number; readonly timeout: number };
 }
+
+export type FailoverMode = 'follow' | 'promote';
+export type OnDown = 'shutdown-sessions' | 'keep';
 
 export interface FailoverConfig {
   readonly queueTimeout: number;
   readonly queueSize: number;
+  /** follow: route to whichever server reports it is primary; promote: pgwarden promotes. */
+  readonly mode: FailoverMode;
+  /** What happens to the sessions of a backend that goes DOWN. */
+  readonly onDown: OnDown;
+  /** promote mode: how long the primary must stay down before pgwarden promotes. */
+  readonly promoteAfter: number;
+  /** promote mode: never promote a replica further behind than this many bytes. */
+  readonly maxLagOnFailover: number;
+  /** Planned switchover: how long in-flight transactions may run before their sessions are closed. */
+  readonly drainTimeout: number;
+}
+
+export type HookEvent = 'pre_switchover' | 'post_switchover' | 'on_promote' | 'on_backend_down' | 'on_backend_up' | 'on_fence';
+
+export interface HookConfig {
+  readonly command: readonly string[];
+  readonly timeout: number;
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export type HooksConfig = Readonly<Partial<Record<HookEvent, readonly HookConfig[]>>>;
+
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Resolved from `token` or `token_env`; without one, state changes are refused. Never logged. */
+  readonly token?: string;
+}
+
+export interface HostThreshold {
+  /** Percent 0..100. */
+  readonly above: number;
+  /** The value must stay above for this long (ms) before the alert is raised. */
+  readonly for: number;
+}
+
+export interface HostConfig {
+  /** Sampling interval of host metrics (ms). */
+  readonly interval: number;
+  readonly thresholds: {
+    readonly cpu?: HostThreshold;
+    readonly memory?: HostThreshold;
+    readonly disk?: HostThreshold;
+  };
 }
 
 export interface TlsConfig {
@@ -60,6 +109,8 @@ export interface TlsConfig {
 
 export interface LoggingConfig {
   readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** json (default) for machines, pretty (pino-pretty) for people at a terminal. */
+  readonly format: 'json' | 'pretty';
 }
 
 export interface ProxyConfig {
@@ -79,4 +130,8 @@ export interface Config {
   readonly tls: TlsConfig;
   readonly logging: LoggingConfig;
   readonly proxy: ProxyConfig;
+  readonly hooks: HooksConfig;
+  /** Absent: no admin API. */
+  readonly admin?: AdminConfig;
+  readonly host: HostConfig;
 }

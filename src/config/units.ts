@@ -1,7 +1,7 @@
 // Pure parsers for the quantities a configuration file is written in: durations (to
-// milliseconds), sizes (to bytes), fractions (`0.1` or `10%`) and a replication-lag limit
-// that may be either. No I/O. A value that does not parse throws ConfigValueError, which the
-// schema reports at the key where the value was written.
+// milliseconds), sizes (to bytes), fractions (`0.1` or `10%`), percentages (`80%`) and a
+// replication-lag limit that may be a size or a duration. No I/O. A value that does not
+// parse throws ConfigValueError, which the schema reports at the key where it was written.
 //
 // Units follow PostgreSQL's own configuration files ("Parameter Names and Values" in the
 // PostgreSQL manual): memory units are powers of 1024 and case-sensitive, so `16MB` means
@@ -158,6 +158,31 @@ export function parseFraction(value: unknown): number {
     throw new ConfigValueError(`must be from 0 to 1 (0% to 100%), got ${showValue(value)}`, percentHint);
   }
   return fraction;
+}
+
+/**
+ * A percentage from 1 to 100, written `80%` or `80` (both mean 80 percent). A number below
+ * 1 is refused rather than read as a fraction: `0.8` is more likely 80% than 0.8%.
+ */
+export function parsePercent(value: unknown): number {
+  let percent: number | undefined;
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    percent = value;
+  } else if (typeof value === 'string') {
+    const quantity = splitQuantity(value);
+    if (quantity !== undefined && quantity.unit === '%') percent = quantity.amount;
+    else if (quantity !== undefined && quantity.unit === '') {
+      throw new ConfigValueError(`a percentage in quotes needs \`%\`, got ${showValue(value)}`, `write \`${quantity.amount}%\``);
+    }
+  }
+  if (percent === undefined) {
+    throw new ConfigValueError(`expected a percentage from 1 to 100 like \`80%\`, got ${showValue(value)}`);
+  }
+  if (percent < 1 || percent > 100) {
+    const hint = typeof value === 'number' && percent > 0 && percent < 1 ? `for ${tidy(percent * 100)} percent write \`${tidy(percent * 100)}%\`` : undefined;
+    throw new ConfigValueError(`must be from 1% to 100%, got ${showValue(value)}`, hint);
+  }
+  return percent;
 }
 
 export type ReplicaLagLimit = { readonly bytes: number } | { readonly ms: number };

@@ -34,7 +34,11 @@ export const CHECK_QUERY = `SELECT
     WHEN NOT pg_is_in_recovery() THEN NULL
     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
     ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))
-  END::float8 AS replay_lag_seconds`;
+  END::float8 AS replay_lag_seconds,
+  -- The timeline of a primary is the first 8 hex digits of its current WAL file name; the
+  -- split-brain rule keeps the primary on the newest timeline.
+  CASE WHEN pg_is_in_recovery() THEN NULL
+    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`;
 
 interface CheckRow {
   in_recovery: boolean;
@@ -42,6 +46,7 @@ interface CheckRow {
   receive_lsn: string | null;
   replay_lsn: string | null;
   replay_lag_seconds: number | null;
+  timeline: number | null;
 }
 
 export type Phase = 'connecting' | 'authenticating' | 'querying';
@@ -168,7 +173,13 @@ function checkOnce(
 
 function toSuccess(row: CheckRow, durationMs: number): ProbeResult {
   if (!row.in_recovery) {
-    return { ok: true, role: 'primary', ...lsnField('currentLsn', row.current_lsn), durationMs };
+    return {
+      ok: true,
+      role: 'primary',
+      ...lsnField('currentLsn', row.current_lsn),
+      ...(row.timeline !== null && { timeline: Number(row.timeline) }),
+      durationMs,
+    };
   }
   return {
     ok: true,

@@ -23,6 +23,8 @@ export interface ProbeSuccess {
   /** pg_last_wal_receive_lsn() / pg_last_wal_replay_lsn() on a replica. */
   readonly receiveLsn?: bigint;
   readonly replayLsn?: bigint;
+  /** Timeline of a primary (from its current WAL file name). */
+  readonly timeline?: number;
   /** Seconds since the last replayed transaction, 0 when fully caught up. */
   readonly replayLagSeconds?: number;
   readonly durationMs: number;

@@ -274,6 +274,14 @@ export class Session {
     return s.atBoundary && c.atBoundary && s.status === 0x49 && s.count === c.count + 1;
   }
 
+  /**
+   * While idle: the number of ReadyForQuery seen so far, so a poller can tell "idle since my
+   * last look" (same mark) from "busy in between" (a new mark). undefined while busy.
+   */
+  get idleMark(): number | undefined {
+    return this.isIdle ? this.serverFrames!.count : undefined;
+  }
+
   /** In a transaction (or a failed one) per the last ReadyForQuery. */
   get inTransaction(): boolean {
     return this.serverFrames !== undefined && this.serverFrames.status !== 0x49;

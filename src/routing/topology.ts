@@ -29,6 +29,8 @@ export interface BackendView {
   role?: DetectedRole;
   /** Write position on a primary; replay position on a replica (from the last good check). */
   currentLsn?: bigint;
+  /** Timeline of a primary. */
+  timeline?: number;
   receiveLsn?: bigint;
   replayLsn?: bigint;
   lagBytes?: number;
@@ -151,6 +153,12 @@ export class Topology extends EventEmitter {
     }
     if (r && r.ok) {
       view.role = r.role;
+      view.timeline = r.timeline;
+      // A fenced server that is back in recovery (rewound, rejoined) is an ordinary replica.
+      if (view.fenced && r.role === 'replica') {
+        view.fenced = false;
+        this.emit('unfenced', { backend: name, reason: 'back in recovery' });
+      }
       view.currentLsn = r.currentLsn;
       view.receiveLsn = r.receiveLsn;
       view.replayLsn = r.replayLsn;
@@ -217,17 +225,39 @@ export class Topology extends EventEmitter {
   }
 
   private recomputePrimary(): void {
-    const claimants = this.backends().filter((v) => v.state === 'up' && v.role === 'primary');
-    if (claimants.length === 1) {
-      this.primaryName = claimants[0].name;
-      this.splitBrain = [];
-    } else {
-      // Two servers that both accept writes: routing writes to either could lose data, so
-      // route writes to neither until one is back in recovery (fencing by timeline comes with
-      // the failover work). Zero claimants: no primary, new write sessions wait in the queue.
-      this.primaryName = undefined;
-      this.splitBrain = claimants.length > 1 ? claimants.map((v) => v.name) : [];
+    let claimants = this.backends().filter((v) => v.state === 'up' && v.role === 'primary' && !v.fenced);
+    if (claimants.length > 1) {
+      // Split brain: two servers accept writes. Keep the one on the newest timeline (it was
+      // promoted last), then the one furthest ahead; fence every other one so no write reaches
+      // it until it is back in recovery or an operator clears it.
+      const keeper = [...claimants].sort(newestFirst)[0];
+      const unknown = claimants.some((v) => v.timeline === undefined);
+      if (unknown) {
+        // Without timelines (tcp checks) there is no safe choice: hold writes.
+        this.primaryName = undefined;
+        this.splitBrain = claimants.map((v) => v.name);
+        return;
+      }
+      for (const v of claimants) {
+        if (v === keeper) continue;
+        v.fenced = true;
+        this.emit('fenced', { backend: v.name, keep: keeper.name, timeline: v.timeline, keeperTimeline: keeper.timeline });
+      }
+      claimants = [keeper];
     }
+    this.splitBrain = [];
+    this.primaryName = claimants.length === 1 ? claimants[0].name : undefined;
+  }
+
+  /** Operator clears a fence (admin `ready`). */
+  unfence(name: string): boolean {
+    const v = this.views.get(name);
+    if (!v || !v.fenced) return false;
+    v.fenced = false;
+    this.emit('unfenced', { backend: name, reason: 'cleared by an operator' });
+    this.recomputePrimary();
+    this.emit('change');
+    return true;
   }
 
   private recomputeLag(): void {
@@ -244,6 +274,15 @@ export class Topology extends EventEmitter {
       v.lagBytes = diff > 0n ? Number(diff) : 0;
     }
   }
+}
+
+function newestFirst(a: BackendView, b: BackendView): number {
+  const ta = a.timeline ?? -1;
+  const tb = b.timeline ?? -1;
+  if (ta !== tb) return tb - ta;
+  const la = a.currentLsn ?? -1n;
+  const lb = b.currentLsn ?? -1n;
+  return la === lb ? 0 : lb > la ? 1 : -1;
 }
 
 export function describeFailure(f: ProbeFailure): string {

@@ -50,6 +50,14 @@ t.test('the example file loads and documents every key', async (t) => {
   t.equal(config.health.password, ENV.PGWARDEN_CHECK_PASSWORD);
   t.same(config.health.maxReplicaLag, { bytes: 16 * 1024 * 1024 });
   t.equal(config.health.jitter, 0.1);
+  t.same(config.health.agent, { port: 5555, interval: 2_000, timeout: 1_000 });
+  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16 * 1024 ** 2, drainTimeout: 10_000 });
+  t.same(config.hooks, {
+    post_switchover: [{ command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } }],
+  });
+  t.same(config.admin, { host: '127.0.0.1', port: 8404 }, 'the example enables the admin API without a token');
+  t.same(config.host, { interval: 5_000, thresholds: { cpu: { above: 80, for: 30_000 }, memory: { above: 85, for: 30_000 }, disk: { above: 90, for: 60_000 } } });
+  t.same(config.logging, { level: 'info', format: 'json' });
 
   const text = readFileSync(EXAMPLE, 'utf8');
   t.same(parseConfig(text, ENV), config, 'parseConfig and loadConfigFile agree');
@@ -118,16 +126,21 @@ t.test('a minimal file gets every default', async (t) => {
       jitter: 0.1,
       maxReplicaLag: {},
     },
-    failover: { queueTimeout: 30_000, queueSize: 1_000 },
+    failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000 },
     tls: { mode: 'passthrough' },
-    logging: { level: 'info' },
+    logging: { level: 'info', format: 'json' },
     proxy: { clientLoginTimeout: 10_000, connectTimeout: 2_000, shutdownTimeout: 10_000 },
+    hooks: {},
+    host: { interval: 5_000, thresholds: {} },
   };
   t.strictSame(config, expected);
   t.notOk('password' in config.health, 'no password key when none is configured');
   t.notOk('role' in (config.backends[0] ?? {}), 'no role key when none is configured');
+  t.notOk('agent' in config.health, 'no agent check unless configured');
+  t.notOk('admin' in config, 'no admin API unless configured');
 
-  t.strictSame(parseConfig(`${MINIMAL}health:\nfailover:\ntls:\nlogging:\nproxy:\n`, {}), expected, 'empty sections are defaults');
+  t.strictSame(parseConfig(`${MINIMAL}health:\nfailover:\ntls:\nlogging:\nproxy:\nhooks:\nhost:\n`, {}), expected, 'empty sections are defaults');
+  t.strictSame(parseConfig(`${MINIMAL}hooks: { post_switchover: [], on_fence: }\nhost: { thresholds: }\n`, {}), expected, 'empty hook lists and thresholds are none');
 });
 
 t.test('values are converted into the contract', async (t) => {
@@ -153,7 +166,7 @@ proxy: { client_login_timeout: 1m, connect_timeout: 100ms, shutdown_timeout: 0 }
     ['db.example.com', 1000, 'replica'],
   ]);
   t.same([config.health.check, config.health.interval, config.health.jitter, config.health.timeout], ['tcp', 500, 0.25, 1500]);
-  t.same(config.failover, { queueTimeout: 0, queueSize: 0 });
+  t.match(config.failover, { queueTimeout: 0, queueSize: 0 });
   t.same(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, shutdownTimeout: 0 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 10s }\n`, {}).health.maxReplicaLag, { ms: 10_000 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 1048576 }\n`, {}).health.maxReplicaLag, { bytes: 1_048_576 });
@@ -191,7 +204,7 @@ t.test('the password comes from `password` or from the variable `password_env` n
 
 t.test('the returned config is deeply frozen', async (t) => {
   const config = parseConfig(`${MINIMAL}health: { max_replica_lag: 1MB }\n`, {});
-  for (const part of [config, config.listeners, config.listeners[0], config.backends, config.backends[0], config.health, config.health.maxReplicaLag, config.failover, config.tls, config.logging, config.proxy]) {
+  for (const part of [config, config.listeners, config.listeners[0], config.backends, config.backends[0], config.health, config.health.maxReplicaLag, config.failover, config.tls, config.logging, config.proxy, config.hooks, config.host, config.host.thresholds]) {
     t.ok(Object.isFrozen(part));
   }
   t.throws(() => {
@@ -201,6 +214,10 @@ t.test('the returned config is deeply frozen', async (t) => {
     (config.listeners as ListenerArray).push(config.listeners[0]!);
   }, TypeError);
   t.equal(config.health.interval, 1_000);
+
+  const full = parseConfig(`${MINIMAL}hooks: { on_fence: [{ command: [a], env: { K: v } }] }\nadmin:\nhost: { thresholds: { cpu: 80% } }\nhealth: { agent: { port: 5555 } }\n`, {});
+  const hook = full.hooks.on_fence?.[0];
+  for (const part of [full.hooks.on_fence, hook, hook?.command, hook?.env, full.admin, full.host.thresholds.cpu, full.health.agent]) t.ok(Object.isFrozen(part));
 });
 type ListenerArray = Config['listeners'][number][];
 
@@ -221,10 +238,10 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
   const misplaced = problemAt(t, `${MINIMAL}health: { queue_timeout: 5s }\n`, 'health.queue_timeout');
   t.equal(misplaced.message, 'unknown key `health.queue_timeout`');
   t.equal(misplaced.hint, '`queue_timeout` belongs under `failover`');
-  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`');
+  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host` or `health.agent`');
   const elsewhere = problemAt(t, `${MINIMAL}failover: { timeout: 1s }\n`, 'failover.timeout');
   t.equal(elsewhere.message, 'unknown key `failover.timeout`', 'no abbreviation guess when the key exists elsewhere');
-  t.equal(elsewhere.hint, '`timeout` belongs under `health`');
+  t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.agent` or each entry of `hooks.<event>`');
 
   const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
   t.equal(nothingClose.message, 'unknown key `tls.certificate`');
@@ -503,4 +520,205 @@ t.test('describeConfig lists what pgwarden would use and never the password', as
   t.match(tcp, /health: tcp check/);
   t.match(describeConfig(parseConfig(MINIMAL, {})), /password: \(none\)/);
   t.match(describeConfig(parseConfig(MINIMAL, {})), /max_replica_lag: no limit/);
+});
+
+t.test('health.agent: optional, port required, defaults for the rest', async (t) => {
+  t.same(parseConfig(`${MINIMAL}health: { agent: { port: 5555 } }\n`, {}).health.agent, { port: 5555, interval: 2_000, timeout: 1_000 });
+  t.same(parseConfig(`${MINIMAL}health: { agent: { port: 5555, interval: 500ms, timeout: 200 } }\n`, {}).health.agent, { port: 5555, interval: 500, timeout: 200 });
+
+  const missing = problemAt(t, `${MINIMAL}health:\n  agent:\n`, 'health.agent.port');
+  t.equal(missing.message, 'required key is missing; expected a port number from 1 to 65535');
+  t.equal(missing.line, 6, 'points at the empty `agent:`');
+  t.match(problemAt(t, `${MINIMAL}health: { agent: { port: "5555" } }\n`, 'health.agent.port').hint, /without quotes/);
+  t.match(problemAt(t, `${MINIMAL}health: { agent: { port: 5555, interval: 0 } }\n`, 'health.agent.interval').message, /longer than 0/);
+  t.equal(problemAt(t, `${MINIMAL}health: { agent: { port: 5555, prot: 1 } }\n`, 'health.agent.prot').message, 'unknown key `health.agent.prot` — did you mean `port`?');
+
+  const clash = problemAt(t, `${MINIMAL}health: { agent: { port: 5432 } }\n`, 'health.agent.port');
+  t.equal(clash.message, '5432 is the PostgreSQL port of backends[0]; the agent check would talk to PostgreSQL');
+  t.match(clash.hint, /port of its own/);
+});
+
+t.test('failover: mode, on_down and the promote and switchover limits', async (t) => {
+  const config = parseConfig(`${MINIMAL}failover: { mode: promote, on_down: keep, promote_after: 10s, max_lag_on_failover: 1GB, drain_timeout: 0 }\n`, {});
+  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'promote', onDown: 'keep', promoteAfter: 10_000, maxLagOnFailover: 1024 ** 3, drainTimeout: 0 });
+  t.equal(parseConfig(`${MINIMAL}failover: { promote_after: 1s }\n`, {}).failover.promoteAfter, 1_000, 'promote_after is accepted (and unused) in follow mode');
+  t.equal(parseConfig(`${MINIMAL}failover: { max_lag_on_failover: 0 }\n`, {}).failover.maxLagOnFailover, 0);
+
+  const mode = problemAt(t, `${MINIMAL}failover: { mode: auto }\n`, 'failover.mode');
+  t.equal(mode.message, 'expected one of `follow`, `promote`, got "auto"');
+  t.equal(mode.hint, 'did you mean `promote`?');
+  const onDown = problemAt(t, `${MINIMAL}failover: { on_down: shutdown_sessions }\n`, 'failover.on_down');
+  t.equal(onDown.message, 'expected one of `shutdown-sessions`, `keep`, got "shutdown_sessions"');
+  t.equal(onDown.hint, 'did you mean `shutdown-sessions`?');
+
+  const lag = problemAt(t, `${MINIMAL}failover: { max_lag_on_failover: 10s }\n`, 'failover.max_lag_on_failover');
+  t.match(lag.message, /unknown size unit `s`/);
+  t.match(lag.hint, /a size \(bytes of WAL\), not a time/);
+  t.match(problemAt(t, `${MINIMAL}failover: { max_lag_on_failover: 16mb }\n`, 'failover.max_lag_on_failover').hint, /16MB/);
+  t.match(problemAt(t, `${MINIMAL}failover: { drain_timeout: -1s }\n`, 'failover.drain_timeout').message, /must not be negative/);
+  t.equal(problemAt(t, `${MINIMAL}failover: { promote_afer: 1s }\n`, 'failover.promote_afer').message, 'unknown key `failover.promote_afer` — did you mean `promote_after`?');
+
+  const tcp = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: h, port: 1, role: primary }\nhealth: { check: tcp }\nfailover: { mode: promote }\n`, 'failover.mode');
+  t.equal(tcp.message, '`promote` needs `health.check: postgres`');
+  t.match(tcp.hint, /cannot see which server is primary/);
+});
+
+t.test('hooks: a list of commands per event', async (t) => {
+  const config = parseConfig(
+    `${MINIMAL}hooks:
+  pre_switchover:
+    - command: [/bin/check, --strict]
+  post_switchover:
+    - command: [config/hooks/backup-new-primary.sh]
+      timeout: 10m
+      env: { BACKUP_DIR: /var/backups/pgwarden, KEEP: "3" }
+    - command: [sh, -c, 'echo "$PGWARDEN_EVENT" >> /tmp/events']
+`,
+    {},
+  );
+  t.same(config.hooks, {
+    pre_switchover: [{ command: ['/bin/check', '--strict'], timeout: 60_000, env: {} }],
+    post_switchover: [
+      { command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } },
+      { command: ['sh', '-c', 'echo "$PGWARDEN_EVENT" >> /tmp/events'], timeout: 60_000, env: {} },
+    ],
+  });
+
+  const event = problemAt(t, `${MINIMAL}hooks: { post_swithcover: [] }\n`, 'hooks.post_swithcover');
+  t.equal(event.message, 'unknown key `hooks.post_swithcover` — did you mean `post_switchover`?');
+  t.match(problemAt(t, `${MINIMAL}hooks: { on_switch: [] }\n`, 'hooks.on_switch').hint, /valid keys here: pre_switchover, post_switchover, on_promote, on_backend_down, on_backend_up, on_fence/);
+
+  const shell = problemAt(t, `${MINIMAL}hooks:\n  post_switchover:\n    - command: /usr/local/bin/backup.sh --full\n`, 'hooks.post_switchover[0].command');
+  t.equal(shell.message, 'expected a list of strings: the program, then its arguments, got "/usr/local/bin/backup.sh --full"');
+  t.equal(shell.hint, 'write it as a list: ["/path/script.sh", "arg"] — no shell is used; use [sh, -c, \'...\'] for one');
+  t.equal(shell.line, 7);
+
+  t.equal(problemAt(t, `${MINIMAL}hooks: { on_fence: [{ timeout: 1s }] }\n`, 'hooks.on_fence[0].command').message, 'required key is missing; expected a list of strings: the program, then its arguments');
+  t.equal(problemAt(t, `${MINIMAL}hooks: { on_fence: [{ command: [] }] }\n`, 'hooks.on_fence[0].command').message, 'the list is empty; expected at least the program to run');
+  const number = problemAt(t, `${MINIMAL}hooks: { on_fence: [{ command: [sleep, 5] }] }\n`, 'hooks.on_fence[0].command[1]');
+  t.equal(number.message, 'expected a non-empty string, got 5');
+  t.match(number.hint, /quotes/);
+  t.match(problemAt(t, `${MINIMAL}hooks: { on_fence: [{ command: [x], timeout: 0 }] }\n`, 'hooks.on_fence[0].timeout').message, /longer than 0/);
+  const typo = problemAt(t, `${MINIMAL}hooks: { on_fence: [{ command: [x], timout: 1s }] }\n`, 'hooks.on_fence[0].timout');
+  t.equal(typo.message, 'unknown key `hooks.on_fence[0].timout` — did you mean `timeout`?');
+
+  const mapping = problemAt(t, `${MINIMAL}hooks:\n  on_fence:\n    command: [x]\n`, 'hooks.on_fence');
+  t.equal(mapping.message, 'expected a list of hooks, got a mapping');
+  t.match(mapping.hint, /start each hook with `- `/);
+  t.match(problemAt(t, `${MINIMAL}hooks: [x]\n`, 'hooks').message, /expected a mapping with keys `pre_switchover`/);
+});
+
+t.test('hook environments: names and text values, values never shown', async (t) => {
+  const env = (value: string) => `${MINIMAL}hooks: { on_fence: [{ command: [x], env: ${value} }] }\n`;
+  const number = problemAt(t, env('{ KEEP: 3 }'), 'hooks.on_fence[0].env.KEEP');
+  t.equal(number.message, 'expected text, got a number');
+  t.equal(number.hint, 'environment values are text; put the value in quotes: KEEP: "..."');
+  const secret = configError(t, env('{ PGPASSWORD: 918273645 }'));
+  t.notMatch(secret.format(), /918273645/, 'a mistyped value may be a credential');
+  t.equal(problemAt(t, env('{ ON: true }'), 'hooks.on_fence[0].env.ON').message, 'expected text, got a boolean');
+  t.equal(problemAt(t, env('{ LIST: [a] }'), 'hooks.on_fence[0].env.LIST').message, 'expected text, got a list');
+  t.match(problemAt(t, env('{ 1ST: a }'), 'hooks.on_fence[0].env.1ST').message, /is not an environment variable name/);
+  t.match(problemAt(t, env('[A=1]'), 'hooks.on_fence[0].env').message, /expected a mapping of variable names to values, got a list/);
+});
+
+t.test('admin: optional; bind, and a token from the file or the environment', async (t) => {
+  t.same(parseConfig(`${MINIMAL}admin:\n`, {}).admin, { host: '127.0.0.1', port: 8404 }, 'an empty section turns the API on with defaults');
+  t.same(parseConfig(`${MINIMAL}admin: { bind: "[::1]:9000", token: "0123" }\n`, {}).admin, { host: '::1', port: 9000, token: '0123' });
+  t.same(parseConfig(`${MINIMAL}admin: { token_env: ADMIN_TOKEN }\n`, { ADMIN_TOKEN: 'tok-from-env' }).admin, { host: '127.0.0.1', port: 8404, token: 'tok-from-env' });
+
+  const both = problemAt(t, `${MINIMAL}admin: { token: a-token-77, token_env: ADMIN_TOKEN }\n`, 'admin.token_env', { ADMIN_TOKEN: 'b' });
+  t.equal(both.message, 'set either `token` or `token_env`, not both');
+  t.notMatch(configError(t, `${MINIMAL}admin: { token: a-token-77, token_env: ADMIN_TOKEN }\n`, { ADMIN_TOKEN: 'b' }).format(), /a-token-77/);
+
+  const unset = problemAt(t, `${MINIMAL}admin: { token_env: ADMIN_TOKEN }\n`, 'admin.token_env');
+  t.equal(unset.message, 'environment variable `ADMIN_TOKEN` is not set');
+  t.match(unset.hint, /^export ADMIN_TOKEN=.*refuses every change/);
+  t.match(problemAt(t, `${MINIMAL}admin: { token_env: ADMIN_TOKEN }\n`, 'admin.token_env', { ADMIN_TOKEN: '' }).message, /set but empty/);
+  t.match(problemAt(t, `${MINIMAL}admin: { token_env: $ADMIN_TOKEN }\n`, 'admin.token_env').hint, /without `\$`: ADMIN_TOKEN/);
+
+  const number = configError(t, `${MINIMAL}admin: { token: 8675309123 }\n`);
+  t.equal(number.problems[0]?.message, 'expected a token (in quotes if it looks like a number), got a number');
+  t.match(number.problems[0]?.hint, /quotes/);
+  t.notMatch(number.format(), /8675309123/, 'a token that YAML reads as a number is still not shown');
+  t.notMatch(configError(t, `${MINIMAL}health: { password: 5550123 }\n`).format(), /5550123/, 'nor is such a password');
+  t.match(problemAt(t, `${MINIMAL}admin: { token: "" }\n`, 'admin.token').message, /got an empty string/);
+  t.equal(problemAt(t, `${MINIMAL}admin: { tokn: x }\n`, 'admin.tokn').message, 'unknown key `admin.tokn` — did you mean `token`?');
+  t.match(problemAt(t, `${MINIMAL}admin: { bind: 8404 }\n`, 'admin.bind').hint, /127\.0\.0\.1:8404/);
+
+  const listener = problemAt(t, `${MINIMAL}admin: { bind: "0.0.0.0:6432" }\n`, 'admin.bind');
+  t.equal(listener.message, '0.0.0.0:6432 overlaps listeners[0].bind 127.0.0.1:6432');
+  t.match(listener.hint, /port of its own/);
+  const backend = problemAt(t, `${MINIMAL}admin: { bind: "localhost:5432" }\n`, 'admin.bind');
+  t.equal(backend.message, 'localhost:5432 is the address of backend `pg1` (backends[0])');
+  t.match(problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:8404", route: primary }\n${BACKENDS}admin:\n`, 'admin.bind').message, /overlaps listeners\[0\]\.bind/, 'the default bind is checked too');
+});
+
+t.test('host: sampling interval and cpu/memory/disk thresholds', async (t) => {
+  const config = parseConfig(`${MINIMAL}host: { interval: 10s, thresholds: { cpu: 80%, memory: { above: 85.5, for: 0 }, disk: 90 } }\n`, {});
+  t.same(config.host, { interval: 10_000, thresholds: { cpu: { above: 80, for: 30_000 }, memory: { above: 85.5, for: 0 }, disk: { above: 90, for: 30_000 } } });
+  t.same(parseConfig(`${MINIMAL}host: { thresholds: { disk: { above: 100% } } }\n`, {}).host.thresholds, { disk: { above: 100, for: 30_000 } });
+
+  const fraction = problemAt(t, `${MINIMAL}host: { thresholds: { cpu: 0.8 } }\n`, 'host.thresholds.cpu.above');
+  t.equal(fraction.message, 'must be from 1% to 100%, got 0.8');
+  t.equal(fraction.hint, 'for 80 percent write `80%`');
+  t.match(problemAt(t, `${MINIMAL}host: { thresholds: { memory: { above: 150% } } }\n`, 'host.thresholds.memory.above').message, /from 1% to 100%, got "150%"/);
+  t.equal(problemAt(t, `${MINIMAL}host: { thresholds: { disk: "90" } }\n`, 'host.thresholds.disk.above').hint, 'write `90%`');
+  t.match(problemAt(t, `${MINIMAL}host: { thresholds: { cpu: { for: 1m } } }\n`, 'host.thresholds.cpu.above').message, /required key is missing; expected a percentage/);
+  t.match(problemAt(t, `${MINIMAL}host: { thresholds: { cpu: { above: 80%, for: 1x } } }\n`, 'host.thresholds.cpu.for').message, /unknown duration unit/);
+  t.equal(problemAt(t, `${MINIMAL}host: { thresholds: { cpu: { abov: 80% } } }\n`, 'host.thresholds.cpu.abov').message, 'unknown key `host.thresholds.cpu.abov` — did you mean `above`?');
+
+  const network = problemAt(t, `${MINIMAL}host: { thresholds: { network: 50% } }\n`, 'host.thresholds.network');
+  t.equal(network.message, 'unknown key `host.thresholds.network`');
+  t.equal(network.hint, 'valid keys here: cpu, memory, disk');
+  t.match(problemAt(t, `${MINIMAL}host: { thresholds: { mem: 50% } }\n`, 'host.thresholds.mem').message, /did you mean `memory`\?/);
+  t.match(problemAt(t, `${MINIMAL}host: { interval: 0 }\n`, 'host.interval').message, /longer than 0/);
+  t.equal(problemAt(t, `${MINIMAL}above: 80%\n`, 'above').hint, '`above` belongs under `host.thresholds.<metric>`');
+});
+
+t.test('logging.format: json or pretty', async (t) => {
+  t.equal(parseConfig(`${MINIMAL}logging: { format: pretty }\n`, {}).logging.format, 'pretty');
+  const text = problemAt(t, `${MINIMAL}logging: { format: text }\n`, 'logging.format');
+  t.equal(text.message, 'expected one of `json`, `pretty`, got "text"');
+  t.equal(text.hint, 'did you mean `pretty`?');
+});
+
+t.test('describeConfig shows failover, agent, hooks, admin and host, never the token', async (t) => {
+  const token = 'admin-token-value-93';
+  const config = parseConfig(
+    `${MINIMAL}health: { agent: { port: 5555 } }
+failover: { mode: promote, on_down: keep, promote_after: 3s, max_lag_on_failover: 1MB }
+hooks:
+  post_switchover:
+    - { command: [backup.sh, "two words"], env: { PGPASSWORD: hook-secret-12 } }
+    - { command: [notify], timeout: 5s }
+admin: { bind: "127.0.0.1:9000", token: ${token} }
+host: { thresholds: { cpu: 80%, disk: { above: 90%, for: 1m } } }
+logging: { format: pretty }
+`,
+    {},
+  );
+  const text = describeConfig(config);
+  for (const expected of [
+    /agent: port 5555\s+interval: 2s\s+timeout: 1s/,
+    /failover: mode: promote\s+on_down: keep\s+drain_timeout: 10s/,
+    /after 3s .* more than 1MB behind/,
+    /post_switchover: backup\.sh "two words"\s+\(timeout 1m, env PGPASSWORD\)\n\s+notify\s+\(timeout 5s\)/,
+    /admin: 127\.0\.0\.1:9000\s+token: \(set\)/,
+    /thresholds: cpu above 80% for 30s, disk above 90% for 1m/,
+    /logging: info \(pretty\)/,
+  ]) {
+    t.match(text, expected);
+  }
+  t.notMatch(text, token, 'the admin token is never printed');
+  t.notMatch(text, 'hook-secret-12', 'hook environment values are never printed');
+  t.notMatch(text, / $/m, 'no trailing spaces');
+
+  const minimal = describeConfig(parseConfig(MINIMAL, {}));
+  t.match(minimal, /agent: none/);
+  t.match(minimal, /failover: mode: follow\s+on_down: shutdown-sessions/);
+  t.match(minimal, /hooks: none/);
+  t.match(minimal, /admin: off/);
+  t.match(minimal, /thresholds: none/);
+  const noToken = describeConfig(parseConfig(`${MINIMAL}admin:\n`, {}));
+  t.match(noToken, /admin: 127\.0\.0\.1:8404\s+token: \(none\)\n\s+warning: without a token the admin API refuses every change/);
 });

@@ -163,3 +163,38 @@ t.test('router: excluded backends are skipped until the exclusion lapses', async
   topo.update('pg1', primaryUp());
   t.equal((await p).name, 'pg1');
 });
+
+t.test('split brain with timelines: the newest timeline keeps writes, the other is fenced', async (t) => {
+  const topo = cluster();
+  const fenced: unknown[] = [];
+  topo.on('fenced', (f) => fenced.push(f));
+  const primaryOn = (timeline: number, lsn: bigint): CheckerSnapshot => ({ state: 'up', transitional: false, lastResult: { ok: true, role: 'primary', currentLsn: lsn, timeline, durationMs: 1 } });
+  topo.update('pg2', primaryOn(2, 5000n));
+  topo.update('pg1', primaryOn(1, 9000n)); // old primary restarted: more WAL, older timeline
+  t.equal(topo.primary()?.name, 'pg2');
+  t.equal(topo.get('pg1')!.fenced, true);
+  t.match(fenced, [{ backend: 'pg1', keep: 'pg2' }]);
+  t.same(names(candidatesFor(listener('any'), topo).backends), ['pg2'], 'a fenced server takes no sessions at all');
+  t.match(candidatesFor(listener('replica'), topo).reason, /pg1 fenced/);
+  topo.update('pg1', replicaUp(5000n));
+  t.equal(topo.get('pg1')!.fenced, false, 'back in recovery: no longer fenced');
+  t.same(names(candidatesFor(listener('replica'), topo).backends), ['pg1']);
+});
+
+t.test('admin states: drain and maint take no new sessions; agent down/drain too; weight scales', async (t) => {
+  const topo = cluster();
+  topo.update('pg1', primaryUp());
+  topo.update('pg2', replicaUp());
+  topo.update('pg3', replicaUp());
+  topo.setAdminState('pg2', 'drain');
+  t.same(names(candidatesFor(listener('replica'), topo).backends), ['pg3']);
+  topo.setAdminState('pg3', 'maint');
+  t.match(candidatesFor(listener('replica'), topo).reason, /pg2 draining, pg3 in maintenance/);
+  topo.setAdminState('pg2', 'ready');
+  topo.setAdminState('pg3', 'ready');
+  topo.setAgent('pg3', { state: 'drain' });
+  t.same(names(candidatesFor(listener('replica'), topo).backends), ['pg2']);
+  topo.setAgent('pg3', { state: 'up', weightPercent: 50 });
+  t.equal(topo.get('pg3')!.effectiveWeight, 50);
+  t.same(names(candidatesFor(listener('replica'), topo).backends), ['pg2', 'pg3']);
+});

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { ConfigValueError } from '../../src/config/errors';
-import { formatDuration, formatSize, parseDuration, parseFraction, parseReplicaLag, parseSize } from '../../src/config/units';
+import { formatDuration, formatSize, parseDuration, parseFraction, parsePercent, parseReplicaLag, parseSize } from '../../src/config/units';
 
 /** Runs `fn` and returns the ConfigValueError it throws (fails the test when it does not). */
 function rejection(t: Test, fn: () => unknown): ConfigValueError {
@@ -104,6 +104,29 @@ t.test('fractions: 0..1 or a percentage', async (t) => {
   t.match(rejection(t, () => parseFraction(-0.1)).message, /from 0 to 1/);
   t.match(rejection(t, () => parseFraction('0.1')).message, /expected a fraction/);
   t.match(rejection(t, () => parseFraction('ten')).message, /expected a fraction/);
+});
+
+t.test('percentages: 1 to 100, written `80%` or `80`', async (t) => {
+  t.equal(parsePercent('80%'), 80);
+  t.equal(parsePercent(80), 80);
+  t.equal(parsePercent('85.5 %'), 85.5);
+  t.equal(parsePercent(1), 1);
+  t.equal(parsePercent('100%'), 100);
+
+  const fraction = rejection(t, () => parsePercent(0.8));
+  t.equal(fraction.message, 'must be from 1% to 100%, got 0.8');
+  t.equal(fraction.hint, 'for 80 percent write `80%`', 'a fraction is most likely meant as a percentage');
+  t.equal(rejection(t, () => parsePercent('0.25%')).hint, undefined, '`0.25%` says percent: no fraction hint');
+  t.match(rejection(t, () => parsePercent('150%')).message, /from 1% to 100%, got "150%"/);
+  t.match(rejection(t, () => parsePercent(0)).message, /got 0/);
+  t.match(rejection(t, () => parsePercent(-5)).message, /got -5/);
+  const quoted = rejection(t, () => parsePercent('80'));
+  t.equal(quoted.message, 'a percentage in quotes needs `%`, got "80"');
+  t.equal(quoted.hint, 'write `80%`');
+  t.match(rejection(t, () => parsePercent('80 percent')).message, /expected a percentage from 1 to 100 like `80%`, got "80 percent"/);
+  t.match(rejection(t, () => parsePercent('0.8x')).message, /expected a percentage/);
+  t.match(rejection(t, () => parsePercent(true)).message, /got true/);
+  t.match(rejection(t, () => parsePercent(Number.NaN)).message, /expected a percentage/);
 });
 
 t.test('replica lag: a size is bytes, a duration is time', async (t) => {

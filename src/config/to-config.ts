@@ -1,0 +1,105 @@
+// From the parsed document (YAML key names, defaults applied, units converted) to the Config
+// contract every module reads: camelCase names, secrets resolved from the environment,
+// defaults that depend on other keys, deeply frozen. Pure.
+
+import { HOOK_EVENTS, type ParsedDocument } from './schema';
+import type { Config, HookConfig, HookEvent, HostConfig, HostThreshold } from './types';
+
+/** `health.fast_interval` when not written, unless `interval` is shorter. */
+const DEFAULT_FAST_INTERVAL_MS = 250;
+
+// Every HookEvent of the contract has its key in the schema (a compile error otherwise).
+const everyEventListed: Exclude<HookEvent, (typeof HOOK_EVENTS)[number]> extends never ? true : never = true;
+void everyEventListed;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** `password_env` / `token_env` name a variable; rules.ts has already checked that it is set. */
+function secret(value: string | undefined, variable: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  return value ?? (variable === undefined ? undefined : env[variable]);
+}
+
+function hooksOf(doc: ParsedDocument): Config['hooks'] {
+  const hooks: Partial<Record<HookEvent, readonly HookConfig[]>> = {};
+  for (const event of HOOK_EVENTS) {
+    const list = doc.hooks[event];
+    if (list === undefined || list.length === 0) continue;
+    hooks[event] = list.map((h) => ({ command: h.command, timeout: h.timeout, env: h.env }));
+  }
+  return hooks;
+}
+
+function hostOf(doc: ParsedDocument): HostConfig {
+  const thresholds: { -readonly [K in keyof HostConfig['thresholds']]: HostThreshold } = {};
+  for (const metric of ['cpu', 'memory', 'disk'] as const) {
+    const threshold = doc.host.thresholds[metric];
+    if (threshold !== undefined) thresholds[metric] = { above: threshold.above, for: threshold.for };
+  }
+  return { interval: doc.host.interval, thresholds };
+}
+
+export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
+  const { health, failover, tls, logging, proxy, admin } = doc;
+  const password = secret(health.password, health.password_env, env);
+  const token = admin === undefined ? undefined : secret(admin.token, admin.token_env, env);
+  const config: Config = {
+    listeners: doc.listeners.map((l) => ({
+      name: l.name,
+      host: l.bind.host,
+      port: l.bind.port,
+      route: l.route,
+      balance: l.balance,
+      fallback: l.fallback ?? 'none',
+      maxConnections: l.max_connections,
+    })),
+    backends: doc.backends.map((b) => ({
+      name: b.name,
+      host: b.host,
+      port: b.port,
+      weight: b.weight,
+      backup: b.backup,
+      ...(b.role === undefined ? {} : { role: b.role }),
+    })),
+    health: {
+      check: health.check,
+      user: health.user,
+      ...(password === undefined ? {} : { password }),
+      database: health.database,
+      interval: health.interval,
+      fastInterval: health.fast_interval ?? Math.min(DEFAULT_FAST_INTERVAL_MS, health.interval),
+      downInterval: health.down_interval,
+      timeout: health.timeout,
+      rise: health.rise,
+      fall: health.fall,
+      jitter: health.jitter,
+      maxReplicaLag: health.max_replica_lag ?? {},
+      ...(health.agent === undefined ? {} : { agent: { port: health.agent.port, interval: health.agent.interval, timeout: health.agent.timeout } }),
+    },
+    failover: {
+      queueTimeout: failover.queue_timeout,
+      queueSize: failover.queue_size,
+      mode: failover.mode,
+      onDown: failover.on_down,
+      promoteAfter: failover.promote_after,
+      maxLagOnFailover: failover.max_lag_on_failover,
+      drainTimeout: failover.drain_timeout,
+    },
+    tls: { mode: tls.mode },
+    logging: { level: logging.level, format: logging.format },
+    proxy: {
+      clientLoginTimeout: proxy.client_login_timeout,
+      connectTimeout: proxy.connect_timeout,
+      shutdownTimeout: proxy.shutdown_timeout,
+    },
+    hooks: hooksOf(doc),
+    ...(admin === undefined ? {} : { admin: { host: admin.bind.host, port: admin.bind.port, ...(token === undefined ? {} : { token }) } }),
+    host: hostOf(doc),
+  };
+  return deepFreeze(config);
+}
