@@ -23,6 +23,8 @@ import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
 import { promoteServer } from './control/admin-sql';
+import { startObservability, type Observability } from './control/observability';
+import type { HostStatus } from './admin/controller';
 
 const VERSION: string = require('../package.json').version;
 
@@ -40,6 +42,9 @@ export class App implements AdminController {
   private readonly cancels = new CancelRegistry();
   private readonly startedAt = new Date();
   private stopping?: Promise<void>;
+  /** Latest host sample (set by the host sampler). */
+  hostStatus?: HostStatus;
+  private observability?: Observability;
   /** Agent reports per backend, for the status page (set by the agent wiring). */
   readonly agentReports = new Map<string, { at: number; reachable: boolean; raw?: string }>();
 
@@ -70,11 +75,31 @@ export class App implements AdminController {
     for (const c of this.checkers.values()) c.start();
     try {
       for (const l of this.listeners) await l.listen();
+      this.observability = await startObservability(this);
     } catch (e) {
       await this.stop(0);
       throw e;
     }
     for (const l of this.listeners) this.logListenerReady(l);
+  }
+
+  /** The admin API's bound address, when it runs. */
+  adminAddress(): { address: string; port: number } | undefined {
+    return this.observability?.admin?.address();
+  }
+
+  /**
+   * An agent's report (already combined per HAProxy rules): state and weight apply to routing;
+   * an agent saying down or maint closes the backend's sessions like a failed health check.
+   */
+  applyAgentReport(backend: string, r: { state: 'up' | 'drain' | 'down' | 'maint'; weightPercent?: number }, previous: string, raw: string): void {
+    this.topology.setAgent(backend, r);
+    if (r.state === previous) return;
+    const level = r.state === 'up' ? 'info' : 'warn';
+    this.timeline.add(level, `agent.${r.state}`, `agent on ${backend} reports ${raw.trim() || r.state}`, { backend, state: r.state, weightPercent: r.weightPercent });
+    if ((r.state === 'down' || r.state === 'maint') && this.config.failover.onDown === 'shutdown-sessions') {
+      this.closeSessions(backend, r.state === 'down' ? 'down' : 'maint', '57P01', `terminating connection: the agent on ${backend} reports ${r.state}; reconnect to continue`);
+    }
   }
 
   listener(name: string): Listener {
@@ -102,6 +127,7 @@ export class App implements AdminController {
       listeners: this.listeners,
       events: this.timeline.recent(),
       agentReports: this.agentReports,
+      host: this.hostStatus,
     });
   }
 
@@ -209,6 +235,7 @@ export class App implements AdminController {
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
     if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    await this.observability?.close();
     await this.hooks.close();
   }
 

@@ -11,6 +11,7 @@ import { App } from './app';
 export interface DemoOptions {
   rwPort: number;
   roPort: number;
+  adminPort: number;
 }
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
@@ -49,10 +50,14 @@ health:
   password_env: PGWARDEN_DEMO_CHECK_PASSWORD
   database: postgres
   max_replica_lag: 16MB
+admin:
+  bind: "127.0.0.1:${opts.adminPort}"
+  token_env: PGWARDEN_DEMO_ADMIN_TOKEN
 logging:
   level: info
 `;
-    const config = parseConfig(yaml, { ...process.env, PGWARDEN_DEMO_CHECK_PASSWORD: password }, 'demo');
+    const token = randomBytes(12).toString('hex');
+    const config = parseConfig(yaml, { ...process.env, PGWARDEN_DEMO_CHECK_PASSWORD: password, PGWARDEN_DEMO_ADMIN_TOKEN: token }, 'demo');
     app = new App(config, createLogger(config.logging.level));
     await app.start();
     say(`
@@ -64,6 +69,11 @@ Try, in another terminal:
   psql "host=127.0.0.1 port=${opts.rwPort} user=postgres dbname=postgres" -c "select inet_server_port(), pg_is_in_recovery()"
   psql "host=127.0.0.1 port=${opts.roPort} user=postgres dbname=postgres" -c "select inet_server_port(), pg_is_in_recovery()"
   pgbench -i -h 127.0.0.1 -p ${opts.rwPort} -U postgres postgres && pgbench -S -T 10 -h 127.0.0.1 -p ${opts.roPort} -U postgres postgres
+
+Live status page and metrics:   http://127.0.0.1:${opts.adminPort}/   http://127.0.0.1:${opts.adminPort}/metrics
+Operator verbs (token for this demo: ${token}):
+  PGWARDEN_ADMIN_TOKEN=${token} node dist/cli.js drain pg2 --admin 127.0.0.1:${opts.adminPort}
+  PGWARDEN_ADMIN_TOKEN=${token} node dist/cli.js status --admin 127.0.0.1:${opts.adminPort}
 
 Stop a replica and watch the read-only port move to the other one:
   ${process.getuid?.() === 0 ? 'runuser -u postgres -- ' : ''}${findPgBinDir()}/pg_ctl stop -D ${pg2.dataDir}

@@ -2,8 +2,10 @@
 // SCRAM), then one query that reports the server's role and WAL positions. Each failure is named
 // by the layer where it happened, HAProxy style, so an operator sees "L7AUTH" rather than
 // "down" and knows to look at pg_hba.conf or the password instead of the network.
+import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
+import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { parseLsn } from './lsn';
 import type { FailureLayer, Probe, ProbeResult } from './types';
 
@@ -17,6 +19,29 @@ export interface PostgresProbeOptions {
   readonly timeoutMs: number;
   /** TLS for the check connection; off unless given (no PGSSLMODE surprises from the environment). */
   readonly ssl?: boolean | ConnectionOptions;
+  /**
+   * TCP_USER_TIMEOUT for the kept check connection, normally health `timeout × fall`. With it a
+   * server that vanished without FIN or RST breaks the idle connection within about idle (1 s)
+   * plus this, and onConnectionLost brings the next check forward. Absent: keepalive alone
+   * (1 s idle, 1 s between probes, 3 probes).
+   */
+  readonly userTimeoutMs?: number;
+}
+
+/**
+ * The check connection is idle between checks, which may be a minute apart: keepalive probes
+ * are what notice a silent server in that time. A second of idleness before the first probe
+ * costs one tiny packet a second per backend.
+ */
+export function checkKeepalive(userTimeoutMs: number | undefined): KeepaliveOptions {
+  const intervalMs = 1_000;
+  return {
+    idleMs: 1_000,
+    intervalMs,
+    // Linux lets TCP_USER_TIMEOUT override the count; the count still bounds it elsewhere.
+    count: Math.max(1, Math.ceil((userTimeoutMs ?? 3 * intervalMs) / intervalMs)),
+    ...(userTimeoutMs !== undefined && userTimeoutMs > 0 && { userTimeoutMs }),
+  };
 }
 
 /**
@@ -129,6 +154,9 @@ function checkOnce(
       client.on('error', () => {});
       client.connection.once('connect', () => {
         if (phase === 'connecting') phase = 'authenticating';
+        // Still the TCP socket here (a TLS upgrade wraps it later); the options live on its descriptor.
+        const socket = client.connection.stream;
+        if (socket instanceof net.Socket) applyKeepalive(socket, checkKeepalive(opts.userTimeoutMs));
       });
     }
 

@@ -3,6 +3,15 @@
 // can report them and poke the backend's checker.
 import net from 'node:net';
 import type { FailureLayer } from '../health/types';
+import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
+
+/**
+ * Keepalive on session sockets. Sessions are many and mostly idle, so the first probe waits 10 s;
+ * an idle session on a backend that vanished is normally closed sooner by the drain that follows
+ * the checker's DOWN. What keepalive and TCP_USER_TIMEOUT add is the session with bytes in flight
+ * to a silent server: without them the kernel retransmits for ~15 minutes before giving up.
+ */
+export const SESSION_KEEPALIVE: Omit<KeepaliveOptions, 'userTimeoutMs'> = { idleMs: 10_000, intervalMs: 1_000, count: 5 };
 
 export class BackendConnectError extends Error {
   readonly code = 'PGW_BACKEND_CONNECT';
@@ -12,9 +21,13 @@ export class BackendConnectError extends Error {
   }
 }
 
-export function connectBackend(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/**
+ * `userTimeoutMs` (TCP_USER_TIMEOUT) should be health `timeout × fall`: a server that has not
+ * acknowledged anything for that long would be marked down by the checks anyway.
+ */
+export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 10_000 });
+    const socket = net.connect({ host, port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new BackendConnectError('L4TOUT', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
@@ -29,6 +42,7 @@ export function connectBackend(host: string, port: number, timeoutMs: number): P
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      applyKeepalive(socket, { ...SESSION_KEEPALIVE, ...(userTimeoutMs !== undefined && { userTimeoutMs }) });
       resolve(socket);
     });
   });

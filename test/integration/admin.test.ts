@@ -113,11 +113,12 @@ t.test('admin API and metrics on a running pgwarden', async (t) => {
     t.equal((await req('POST', '/switchover', { token: TOKEN, body: 'not json' })).status, 400);
     t.equal((await req('POST', '/switchover', { token: TOKEN, body: '{"to":"pg9"}' })).status, 404);
     const toPrimary = await req('POST', '/switchover', { token: TOKEN, body: '{"to":"pg1"}' });
-    // Whether switching to the current primary is a no-op or an error is the App's call; the API maps ok → 200, not ok → 409.
-    t.equal(toPrimary.status, toPrimary.json.ok ? 200 : 409, 'switchover: 200 when ok, 409 otherwise');
+    t.equal(toPrimary.status, 409, 'a switchover to the current primary is refused');
+    t.match(toPrimary.json.error, /already the primary/);
     t.equal((await req('GET', '/primary')).json.name, 'pg1', 'pg1 is still the primary');
     const reload = await req('POST', '/reload', { token: TOKEN });
-    t.equal(reload.status, reload.json.ok ? 200 : 400, 'reload: 200 when ok, 400 with the error otherwise');
+    t.equal(reload.status, 400, 'reload without a config file: 400 with the reason');
+    t.match(reload.json.error, /no config file/);
     t.notMatch(adminLog.join(''), TOKEN, 'the token never reaches the log');
     t.ok(adminLog.filter((l) => l.includes('"admin.request"')).length >= 8, 'state change requests are logged');
   });

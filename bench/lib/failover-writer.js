@@ -1,0 +1,96 @@
+// The application side of bench/failover: a write on a NEW connection every `everyMs`, whether or
+// not earlier attempts have finished (a slow attempt must not hide when writes work again), each
+// with a short connect timeout and query timeout. Every attempt is recorded with its start and
+// end time, success or error, and the port of the server that took the write
+// (inet_server_port()), so "the first write on the new primary" needs no guessing.
+'use strict';
+const { Client } = require('pg');
+
+const TABLE = 'bench_failover';
+const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, target text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
+
+class WriteLoop {
+  /**
+   * @param {{ port: number, target: string, everyMs?: number, connectTimeoutMs?: number,
+   *           queryTimeoutMs?: number, maxInFlight?: number }} opts
+   */
+  constructor(opts) {
+    this.opts = { everyMs: 20, connectTimeoutMs: 1000, queryTimeoutMs: 1000, maxInFlight: 150, ...opts };
+    /** @type {{ start: number, end: number, ok: boolean, serverPort?: number, error?: string }[]} */
+    this.attempts = [];
+    this.skipped = 0; // ticks with maxInFlight attempts still open
+    this.inFlight = new Set();
+    this.timer = undefined;
+    this.running = false;
+  }
+
+  start() {
+    this.running = true;
+    let next = Date.now();
+    const tick = () => {
+      if (!this.running) return;
+      if (this.inFlight.size < this.opts.maxInFlight) {
+        const p = this.attempt().finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      } else {
+        this.skipped++;
+      }
+      // Against an absolute schedule, so a busy event loop does not stretch the interval.
+      next += this.opts.everyMs;
+      this.timer = setTimeout(tick, Math.max(0, next - Date.now()));
+    };
+    tick();
+  }
+
+  /** Stops starting attempts and waits for the open ones to finish (they all have timeouts). */
+  async stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** The first successful attempt that ended at or after `since` on a server listening on `serverPort`. */
+  firstSuccess(since, serverPort) {
+    let first;
+    for (const a of this.attempts) {
+      if (a.ok && a.end >= since && a.serverPort === serverPort && (first === undefined || a.end < first.end)) first = a;
+    }
+    return first;
+  }
+
+  async attempt() {
+    const start = Date.now();
+    const client = new Client({
+      host: '127.0.0.1',
+      port: this.opts.port,
+      user: 'postgres',
+      database: 'postgres',
+      connectionTimeoutMillis: this.opts.connectTimeoutMs,
+      query_timeout: this.opts.queryTimeoutMs,
+    });
+    client.on('error', () => {}); // errors after connect surface through the awaited calls
+    const record = { start, end: 0, ok: false };
+    try {
+      await client.connect();
+      const { rows } = await client.query(`INSERT INTO ${TABLE} (target) VALUES ($1) RETURNING inet_server_port() AS port`, [this.opts.target]);
+      record.ok = true;
+      record.serverPort = rows[0]?.port;
+    } catch (err) {
+      record.error = shortError(err);
+    } finally {
+      record.end = Date.now();
+      this.attempts.push(record);
+      client.end().catch(() => {});
+    }
+  }
+}
+
+// "57P01 terminating connection ..." or "ECONNREFUSED": enough to tell the failure kinds apart
+// in the raw JSON without storing whole stacks.
+function shortError(err) {
+  const code = err?.code ?? '';
+  const message = String(err?.message ?? err).split('\n')[0].slice(0, 120);
+  return code ? `${code} ${message}` : message;
+}
+
+module.exports = { WriteLoop, CREATE_TABLE };

@@ -1,0 +1,109 @@
+// The proxies under test, each a separate process on a free port in front of the same primary:
+// pgwarden (dist/cli.js), HAProxy in `mode tcp` and PgBouncer in session mode. A proxy whose
+// binary is not installed is reported as missing, never replaced by something else.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { chmodSync, existsSync, writeFileSync } = require('node:fs');
+const path = require('node:path');
+const { freePort } = require('../../dist/pg/ports');
+const { isRoot, postgresUserIds } = require('../../dist/pg/run');
+const { hardFdLimit, spawnServer, waitForPort } = require('./perf-proc');
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+
+/** Absolute path of an installed program, or undefined. */
+function findProgram(name) {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']) {
+    if (existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  try {
+    return execFileSync('sh', ['-c', `command -v ${name}`]).toString().trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function programVersion(file, args, pattern) {
+  try {
+    const out = execFileSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    return pattern.exec(out)?.[1] ?? out.split('\n')[0];
+  } catch (e) {
+    return pattern.exec(String(e.stdout ?? ''))?.[1] ?? 'unknown';
+  }
+}
+
+/**
+ * pgwarden with one `route: primary` listener and every given backend (the first is the
+ * primary; the replica is there because a real deployment has one and its checks run too).
+ * `health` is the body of the health section (YAML, indented two spaces).
+ */
+async function startPgwarden(dir, backends, { health = '  user: postgres', file = 'pgwarden.yaml' } = {}) {
+  const port = await freePort();
+  const cfg = path.join(dir, file);
+  writeFileSync(
+    cfg,
+    `listeners:\n  - { name: rw, bind: "127.0.0.1:${port}", route: primary, max_connections: 0 }\n` +
+      `backends:\n${backends.map((b) => `  - { name: ${b.name}, host: 127.0.0.1, port: ${b.port} }`).join('\n')}\n` +
+      `health:\n${health}\n` +
+      // 10,000 idle sessions are opened 64 at a time; the queue must not reject them.
+      `failover:\n  queue_size: 20000\n` +
+      `logging:\n  level: warn\n`,
+  );
+  const server = spawnServer('pgwarden', process.execPath, [CLI, '--config', cfg]);
+  await waitForPort(port, server);
+  return { name: 'pgwarden', port, server, version: require('../../package.json').version };
+}
+
+/** HAProxy, `mode tcp`, one server; maxconn as high as the open-file limit allows (2 fds per session). */
+async function startHaproxy(dir, primaryPort) {
+  const bin = findProgram('haproxy');
+  if (bin === undefined) return { name: 'haproxy', missing: 'haproxy is not installed (apt-get install haproxy)' };
+  const port = await freePort();
+  const maxconn = Math.floor((hardFdLimit() - 200) / 2);
+  const cfg = path.join(dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    `global\n  maxconn ${maxconn}\n  log stderr format short local0 warning\n\n` +
+      `defaults\n  mode tcp\n  log global\n  maxconn ${maxconn}\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n` +
+      `frontend pg\n  bind 127.0.0.1:${port}\n  default_backend primary\n\n` +
+      `backend primary\n  server pg1 127.0.0.1:${primaryPort} maxconn ${maxconn}\n`,
+  );
+  const server = spawnServer('haproxy', bin, ['-db', '-f', cfg]);
+  await waitForPort(port, server);
+  return { name: 'haproxy', port, server, version: programVersion(bin, ['-v'], /version (\S+)/), maxSessions: maxconn };
+}
+
+/**
+ * PgBouncer in session mode. It refuses to run as root, so when we are root it runs as the
+ * postgres OS user (the config directory must then be readable by it). pool_size covers
+ * pgbench -c 64; max_client_conn covers the 10,000 idle sessions, which in session mode need a
+ * server connection only once they send a query.
+ */
+async function startPgbouncer(dir, primaryPort, { poolSize = 80 } = {}) {
+  const bin = findProgram('pgbouncer');
+  if (bin === undefined) return { name: 'pgbouncer', missing: 'pgbouncer is not installed (apt-get install pgbouncer)' };
+  const port = await freePort();
+  const cfg = path.join(dir, 'pgbouncer.ini');
+  const users = path.join(dir, 'pgbouncer-users.txt');
+  writeFileSync(users, '"postgres" ""\n');
+  writeFileSync(
+    cfg,
+    `[databases]\npostgres = host=127.0.0.1 port=${primaryPort} dbname=postgres\n\n` +
+      `[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${port}\nunix_socket_dir =\n` +
+      `auth_type = trust\nauth_file = ${users}\npool_mode = session\n` +
+      `default_pool_size = ${poolSize}\nmax_client_conn = 11000\nmax_db_connections = 0\n` +
+      `ignore_startup_parameters = extra_float_digits,application_name\n` +
+      `log_connections = 0\nlog_disconnections = 0\nlog_pooler_errors = 1\nverbose = 0\n`,
+  );
+  let user;
+  if (isRoot()) {
+    user = postgresUserIds();
+    chmodSync(dir, 0o755);
+    for (const f of [cfg, users]) chmodSync(f, 0o644);
+  }
+  const server = spawnServer('pgbouncer', bin, [cfg], { user });
+  await waitForPort(port, server);
+  return { name: 'pgbouncer', port, server, version: programVersion(bin, ['--version'], /PgBouncer (\S+)/) };
+}
+
+module.exports = { findProgram, startPgwarden, startHaproxy, startPgbouncer };
