@@ -32,6 +32,9 @@ async function runPgbench(pgbench, port, workload, seconds) {
   }
   const tps = /tps = ([\d.]+)/.exec(stdout);
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
+  if (/actually processed: 0\b/.test(stdout)) {
+    throw new Error(`no transaction completed within -T ${seconds} s (starting the clients' connections took the whole run; a busy machine or too short a run):\n${stdout}`);
+  }
   if (!tps) throw new Error(`pgbench printed no tps:\n${stdout}`);
   return {
     tps: Number(tps[1]),

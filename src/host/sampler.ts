@@ -3,8 +3,10 @@
 // the previous settled; every timer is kept, unref()'d (realClock) and cleared by stop(); nothing
 // here throws into the caller — a failed sample is logged at debug and skipped.
 import { EventEmitter } from 'node:events';
-import si from 'systeminformation';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { HostStatus } from '../admin/controller';
+import { readHost, type HostSample } from './read-host';
 import type { Bus } from '../events';
 import { realClock } from '../health/clock';
 import type { Clock } from '../health/types';
@@ -12,7 +14,7 @@ import type { Logger } from '../logger';
 import { ThresholdTracker, type Crossing, type HostThresholds } from './thresholds';
 
 /** One reading of the host, without alerts. */
-export type HostSample = Omit<HostStatus, 'at' | 'alerts'>;
+export { readHost, type HostSample };
 export type HostSampleSource = () => Promise<HostSample>;
 
 export interface HostSamplerOptions {
@@ -36,6 +38,8 @@ export class HostSampler extends EventEmitter {
   private readonly log?: Logger;
   private readonly clock: Clock;
   private readonly source: HostSampleSource;
+  /** The worker-backed source this sampler made itself (closed on stop). */
+  private ownSource?: ReturnType<typeof workerSource>;
   private readonly tracker: ThresholdTracker;
   private readonly thresholds: HostThresholds;
   private timer?: { clear(): void };
@@ -51,7 +55,7 @@ export class HostSampler extends EventEmitter {
     this.bus = opts.bus;
     this.log = opts.log;
     this.clock = opts.clock ?? realClock;
-    this.source = opts.source ?? readHost;
+    this.source = opts.source ?? (this.ownSource = workerSource());
   }
 
   /** The newest sample, with the alerts raised at that time. */
@@ -69,6 +73,7 @@ export class HostSampler extends EventEmitter {
   /** Idempotent; a sample still in flight is dropped when it settles. */
   stop(): void {
     this.running = false;
+    this.ownSource?.close();
     this.timer?.clear();
     this.timer = undefined;
   }
@@ -139,26 +144,48 @@ function describe(crossing: Crossing, thresholds: HostThresholds): string {
  * interface since the previous call (0 on the first). Disks or network failing to read do not
  * spoil cpu and memory.
  */
-export async function readHost(): Promise<HostSample> {
-  const [load, memory, disks, network] = await Promise.all([
-    si.currentLoad(),
-    si.mem(),
-    si.fsSize().catch(() => [] as si.Systeminformation.FsSizeData[]),
-    si.networkStats('*').catch(() => [] as si.Systeminformation.NetworkStatsData[]),
-  ]);
-  const memoryUsed = memory.total > 0 ? (100 * (memory.total - memory.available)) / memory.total : 0;
-  return {
-    cpuLoadPercent: round1(load.currentLoad),
-    memoryUsedPercent: round1(memoryUsed),
-    disks: disks
-      .filter((disk) => disk.size > 0 && Number.isFinite(disk.use))
-      .map((disk) => ({ mount: disk.mount, usedPercent: round1(disk.use) })),
-    network: network.map((iface) => ({
-      iface: iface.iface,
-      rxBytesPerSec: Math.max(0, Math.round(iface.rx_sec ?? 0)),
-      txBytesPerSec: Math.max(0, Math.round(iface.tx_sec ?? 0)),
-    })),
+/**
+ * Default source: samples taken in a worker thread (see sample-worker.ts) so that
+ * systeminformation's synchronous child processes never block the proxy. Under ts-node (tests)
+ * there is no compiled worker file; samples are then taken in this thread.
+ */
+export function workerSource(): HostSampleSource & { close(): void } {
+  if (__filename.endsWith('.ts')) return Object.assign(() => readHost(), { close: () => undefined });
+  let worker: Worker | undefined;
+  let seq = 0;
+  const pending = new Map<number, { resolve: (s: HostSample) => void; reject: (e: Error) => void }>();
+  const start = () => {
+    const w = new Worker(path.join(__dirname, 'sample-worker.js'));
+    w.unref();
+    w.on('message', (m: { id: number; sample?: HostSample; error?: string }) => {
+      const p = pending.get(m.id);
+      pending.delete(m.id);
+      if (m.sample) p?.resolve(m.sample);
+      else p?.reject(new Error(m.error ?? 'host sample failed'));
+    });
+    w.on('error', (e) => {
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+      worker = undefined;
+    });
+    w.on('exit', () => {
+      if (worker === w) worker = undefined;
+    });
+    return w;
   };
+  const source = () =>
+    new Promise<HostSample>((resolve, reject) => {
+      worker ??= start();
+      const id = ++seq;
+      pending.set(id, { resolve, reject });
+      worker.postMessage(id);
+    });
+  return Object.assign(source, {
+    close: () => {
+      void worker?.terminate();
+      worker = undefined;
+    },
+  });
 }
 
 function round1(value: number): number {

@@ -108,6 +108,10 @@ t.test('pgbench (a new connection per transaction) runs across a switchover with
 
   const { code, output } = await run;
   for (const line of output.split('\n').filter((l) => /^(tps|latency|number of|initial connection)/.test(l))) t.comment(`pgbench: ${line}`);
+  if (code !== 0) {
+    const interesting = p.logs.filter((l) => /session\.(error|rejected)|switchover|fenced|primary|backend\./.test(String(l.event)));
+    t.comment(`proxy log:\n${interesting.map((l) => `${l.time} ${l.event} ${l.msg}`).join('\n')}`);
+  }
   t.equal(code, 0, 'pgbench exits 0');
   t.notMatch(output, /aborted/, `no client aborted:\n${output}`);
   const failed = /number of failed transactions: (\d+)/.exec(output);

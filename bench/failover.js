@@ -1,0 +1,285 @@
+#!/usr/bin/env node
+// bench/failover: how long writes stop when the primary dies, through pgwarden (defaults, follow
+// mode) and through HAProxy (a typical PostgreSQL setup), interleaved trial by trial. Each trial
+// builds a fresh primary + replica, starts the proxy as its own process, writes through it on a
+// new connection every 20 ms, SIGKILLs the primary and at once promotes the replica from outside
+// (as an operator or orchestrator would), then measures:
+//   detection        kill → the proxy marks the old primary down (pgwarden: `backend.down` log
+//                    line; HAProxy: "Server pg_rw/pg1 is DOWN" log line)
+//   first write      kill → the first write committed on the new primary through the proxy
+//   failed attempts  writes that failed between the kill and that first write
+//
+//   npm run build && node bench/failover.js [--trials 10] [--quick] [--targets pgwarden,haproxy]
+//
+// --quick runs 2 trials per target as a smoke test and leaves bench/README.md alone. A full run
+// writes the numbers into bench/README.md ("## Failover") and the raw trials into
+// bench/results/failover-<date>.json.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const { PgCluster } = require('../dist/pg/cluster');
+const { findPgBinDir } = require('../dist/pg/binaries');
+const { killAllSync, sleep, waitUntil } = require('./lib/failover-procs');
+const { startHaproxy, startPgwarden, haproxyVersion } = require('./lib/failover-targets');
+const { CREATE_TABLE, WriteLoop } = require('./lib/failover-writer');
+
+const { values } = parseArgs({
+  options: {
+    trials: { type: 'string', default: '10' },
+    quick: { type: 'boolean', default: false },
+    targets: { type: 'string', default: 'pgwarden,haproxy' },
+  },
+});
+const trials = values.quick ? 2 : Number(values.trials);
+if (!Number.isInteger(trials) || trials < 1) {
+  console.error('--trials takes a positive whole number');
+  process.exit(2);
+}
+
+const TARGET_FIRST_WRITE_MS = 1000; // pgwarden's goal: writes back within 1 s of the crash, median
+const BASELINE_MS = 500; // writes succeed this long before the kill
+const AFTER_FIRST_WRITE_MS = 1000; // keep writing after recovery to catch late failures
+const RECOVERY_TIMEOUT_MS = 30_000;
+
+// Temporary directories still to remove, also when the run is interrupted.
+const tempDirs = new Set();
+process.on('exit', () => {
+  killAllSync();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+// Our own handlers (installed before any PgCluster) turn a signal into a normal exit, so that
+// every 'exit' handler — ours and the cluster harness's — stops servers and removes files.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(signal === 'SIGINT' ? 130 : 143));
+
+async function main() {
+  const haproxy = haproxyVersion();
+  const kinds = values.targets.split(',').filter((k) => k === 'pgwarden' || k === 'haproxy');
+  if (haproxy === undefined && kinds.includes('haproxy')) {
+    console.log('haproxy not installed: skipped');
+    kinds.splice(kinds.indexOf('haproxy'), 1);
+  }
+
+  const machine = machineInfo(haproxy);
+  const command = `npm run build && node bench/failover.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+  const started = new Date();
+  console.log(`${trials} trial(s) per target, interleaved; ${machine.nproc} CPUs, load average ${machine.loadBefore.join(' ')}`);
+
+  const results = Object.fromEntries(kinds.map((k) => [k, []]));
+  for (let i = 0; i < trials; i++) {
+    for (const kind of kinds) {
+      const r = await trial(kind);
+      results[kind].push(r);
+      const label = `trial ${String(i + 1).padStart(2)}/${trials} ${kind.padEnd(8)}`;
+      if (r.error) console.log(`${label} FAILED: ${r.error}\n  events: ${JSON.stringify(r.events)}\n  errors: ${JSON.stringify(r.errors)}`);
+      else console.log(`${label} detection ${fmt(r.detectionMs)} ms, first write ${fmt(r.firstWriteMs)} ms, failed attempts ${r.failedAttempts}`);
+    }
+  }
+  machine.loadAfter = os.loadavg().map((l) => l.toFixed(2));
+
+  const summary = Object.fromEntries(kinds.map((k) => [k, summarize(results[k])]));
+  const table = renderTable(summary);
+  const pg = summary.pgwarden;
+  const verdict =
+    pg.firstWriteMs.median === undefined
+      ? 'pgwarden target (≤ 1000 ms median kill → first write): not measured (no successful trial)'
+      : `pgwarden target (≤ ${TARGET_FIRST_WRITE_MS} ms median kill → first write): ${pg.firstWriteMs.median <= TARGET_FIRST_WRITE_MS ? 'MET' : 'NOT MET'} (${pg.firstWriteMs.median} ms)`;
+  console.log(`\n${table}\n\n${verdict}`);
+  console.log(`load average before ${machine.loadBefore.join(' ')}, after ${machine.loadAfter.join(' ')}`);
+
+  const date = started.toISOString().slice(0, 10);
+  const resultsDir = path.join(__dirname, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const jsonFile = path.join(resultsDir, `failover-${date}${values.quick ? '-quick' : ''}.json`);
+  writeFileSync(jsonFile, `${JSON.stringify({ command, started: started.toISOString(), machine, trialsPerTarget: trials, summary, trials: results }, null, 2)}\n`);
+  console.log(`raw results: ${path.relative(process.cwd(), jsonFile)}`);
+  if (!values.quick) {
+    writeReadme({ command, started, machine, table, verdict, jsonFile, trials, haproxy });
+    console.log('bench/README.md: "## Failover" updated');
+  }
+}
+
+/** One kill-and-promote on a fresh cluster behind a fresh proxy process. Never throws: a failure is a result. */
+async function trial(kind) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgwarden-bench-failover-'));
+  tempDirs.add(dir);
+  let cluster;
+  let target;
+  let loop;
+  let killAt;
+  try {
+    // The harness logs this line right before process.kill(pid, 'SIGKILL'): the moment of the crash.
+    cluster = await PgCluster.create({ replicas: 1, log: (line) => /SIGKILL postmaster/.test(line) && (killAt ??= Date.now()) });
+    const [primary, replica] = cluster.nodes;
+    await cluster.query(primary, CREATE_TABLE);
+    await cluster.waitForReplication();
+
+    target = await (kind === 'pgwarden' ? startPgwarden : startHaproxy)(cluster, dir);
+    await target.ready();
+    loop = new WriteLoop({ port: target.port, target: kind });
+    loop.start();
+    await waitUntil(`a write through ${kind} to ${primary.name}`, () => loop.firstSuccess(0, primary.port) !== undefined, 15_000);
+    await sleep(BASELINE_MS);
+
+    await cluster.kill9(primary);
+    const killedAt = Date.now();
+    await cluster.promote(replica);
+    const promotedAt = Date.now();
+    await waitUntil(`a write through ${kind} to the promoted ${replica.name}`, () => loop.firstSuccess(killAt, replica.port) !== undefined, RECOVERY_TIMEOUT_MS);
+    await sleep(AFTER_FIRST_WRITE_MS);
+    await loop.stop();
+
+    const first = loop.firstSuccess(killAt, replica.port);
+    const afterKill = loop.attempts.filter((a) => a.end >= killAt);
+    const failed = afterKill.filter((a) => !a.ok);
+    return {
+      detectionMs: target.downAt === undefined ? undefined : target.downAt - killAt,
+      firstWriteMs: first.end - killAt,
+      failedAttempts: failed.filter((a) => a.end <= first.end).length,
+      failedAfterFirstWrite: failed.filter((a) => a.end > first.end).length,
+      killReturnedMs: killedAt - killAt,
+      promotedMs: promotedAt - killAt,
+      ...(target.primaryAt !== undefined && { newPrimarySeenMs: target.primaryAt - killAt }),
+      attempts: loop.attempts.length,
+      skippedTicks: loop.skipped,
+      errors: countBy(failed.map((a) => a.error)),
+      events: target.events.map((e) => ({ ...e, at: e.at - killAt })),
+      loadAverage1m: Number(os.loadavg()[0].toFixed(2)),
+    };
+  } catch (err) {
+    const errors = loop ? countBy(loop.attempts.filter((a) => !a.ok && killAt !== undefined && a.end >= killAt).map((a) => a.error)) : {};
+    const events = target ? target.events.map((e) => ({ ...e, at: killAt === undefined ? e.at : e.at - killAt })) : [];
+    return { error: err.message, errors, events, output: target?.tail() };
+  } finally {
+    await loop?.stop();
+    await target?.stop();
+    await cluster?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+// ---- numbers ---------------------------------------------------------------------------------
+
+function summarize(rows) {
+  const ok = rows.filter((r) => !r.error);
+  const stat = (key) => {
+    const xs = ok.map((r) => r[key]).filter((x) => typeof x === 'number');
+    return { median: median(xs), p90: percentile(xs, 0.9), min: xs.length ? Math.min(...xs) : undefined, max: xs.length ? Math.max(...xs) : undefined };
+  };
+  return { trials: rows.length, failedTrials: rows.length - ok.length, detectionMs: stat('detectionMs'), firstWriteMs: stat('firstWriteMs'), failedAttempts: stat('failedAttempts') };
+}
+
+function median(xs) {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : Math.round((s[mid - 1] + s[mid]) / 2);
+}
+
+// Nearest rank: the smallest value with at least p of the values at or below it.
+function percentile(xs, p) {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil(p * s.length) - 1)];
+}
+
+function countBy(items) {
+  const counts = {};
+  for (const item of items) counts[item] = (counts[item] ?? 0) + 1;
+  return counts;
+}
+
+function fmt(x) {
+  return x === undefined ? '-' : String(x);
+}
+
+function renderTable(summary) {
+  const head = ['target', 'trials', 'detection ms median / p90', 'kill→first write ms median / p90', 'failed attempts median / p90'];
+  const rows = Object.entries(summary).map(([name, s]) => [
+    name,
+    s.failedTrials ? `${s.trials - s.failedTrials} (+${s.failedTrials} failed)` : String(s.trials),
+    `${fmt(s.detectionMs.median)} / ${fmt(s.detectionMs.p90)}`,
+    `${fmt(s.firstWriteMs.median)} / ${fmt(s.firstWriteMs.p90)}`,
+    `${fmt(s.failedAttempts.median)} / ${fmt(s.failedAttempts.p90)}`,
+  ]);
+  const line = (cells) => `| ${cells.join(' | ')} |`;
+  return [line(head), line(head.map((h) => '-'.repeat(Math.min(h.length, 3)))), ...rows.map(line)].join('\n');
+}
+
+// ---- where and how it ran --------------------------------------------------------------------
+
+function machineInfo(haproxy) {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  let pgVersion = 'unknown';
+  try {
+    pgVersion = execFileSync(path.join(findPgBinDir(), 'postgres'), ['--version']).toString().trim();
+  } catch {
+    // reported as unknown
+  }
+  return {
+    nproc: os.availableParallelism(),
+    cpu,
+    memoryGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+    node: process.version,
+    postgres: pgVersion,
+    haproxy: haproxy ?? 'not installed',
+    kernel: os.release(),
+    loadBefore: os.loadavg().map((l) => l.toFixed(2)),
+  };
+}
+
+function writeReadme({ command, started, machine, table, verdict, jsonFile, trials, haproxy }) {
+  const file = path.join(__dirname, 'README.md');
+  const section = `## Failover
+
+\`bench/failover.js\`: ${trials} trials per target, interleaved (pgwarden, HAProxy, pgwarden, …). Each
+trial: a fresh primary + replica (\`PgCluster.create({ replicas: 1 })\`), the proxy as its own
+process, a write (\`INSERT … RETURNING inet_server_port()\`) on a new connection every 20 ms
+(connect and query timeouts 1 s, attempts overlap), \`kill -9\` of the primary and right after it
+an external \`pg_ctl promote\` of the replica.
+
+- **detection**: kill → the proxy marks the primary down (pgwarden's \`backend.down\` log line;
+  HAProxy's "Server pg_rw/pg1 is DOWN" log line).
+- **kill→first write**: kill → the first write committed on the promoted replica through the proxy.
+- **failed attempts**: writes that failed between the kill and that first write.
+
+pgwarden runs with its default health and failover settings (check every 1 s, 250 ms while a
+server goes down, fall 2, follow mode) except \`health.user: postgres\`. HAProxy: \`mode tcp\`,
+\`option pgsql-check user postgres\`, \`server pg1 … check inter 1s fall 3 rise 2\`, \`server pg2 …
+check inter 1s fall 3 rise 2 backup\`, \`default-server on-marked-down shutdown-sessions\`,
+\`retries 3\`, \`timeout connect 1s\`, \`timeout check 1s\` (see \`bench/lib/failover-targets.js\`).
+
+Run ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC:
+
+    ${command}
+
+Machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node},
+${machine.postgres}, ${haproxy ?? 'HAProxy not installed (skipped)'}.
+Load average (1/5/15 min) before ${machine.loadBefore.join(' ')}, after ${machine.loadAfter.join(' ')}
+(other test suites were running on the machine).
+
+${table}
+
+${verdict}.
+
+Raw trials: \`bench/results/${path.basename(jsonFile)}\`.
+`;
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const start = old.search(/^## Failover[ \t]*$/m);
+  let next;
+  if (start === -1) next = `${old.trimEnd()}\n\n${section}`;
+  else {
+    const rest = old.slice(start + 1);
+    const after = rest.search(/^## /m);
+    next = `${old.slice(0, start)}${section}${after === -1 ? '' : `\n${rest.slice(after)}`}`;
+  }
+  writeFileSync(file, next);
+}
+
+main().catch((e) => {
+  console.error(e.stack ?? e.message);
+  process.exitCode = 1;
+});

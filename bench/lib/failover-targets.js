@@ -1,0 +1,160 @@
+// The two proxies bench/failover compares, each started as its own process in front of a
+// primary + replica cluster: pgwarden with its defaults (follow mode: it routes writes to
+// whichever server says it is primary), and HAProxy configured the way PostgreSQL is usually put
+// behind it (pgsql-check, the replica as `backup` taking traffic once the primary is marked down).
+// Each target reports when it marked the old primary down (`downAt`, ms since the epoch).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { writeFileSync } = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { freePort } = require('../../dist/pg/ports');
+const { spawnLogged, waitForPort, waitUntil } = require('./failover-procs');
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+
+/** pgwarden defaults for health and failover, except the check user; its JSON log lines carry the event times. */
+async function startPgwarden(cluster, dir) {
+  const [primary, replica] = cluster.nodes;
+  const port = await freePort();
+  const config = path.join(dir, 'pgwarden.yaml');
+  writeFileSync(
+    config,
+    `listeners:
+  - { name: rw, bind: "127.0.0.1:${port}", route: primary }
+backends:
+  - { name: ${primary.name}, host: 127.0.0.1, port: ${primary.port} }
+  - { name: ${replica.name}, host: 127.0.0.1, port: ${replica.port} }
+health:
+  user: postgres
+failover:
+  mode: follow
+logging:
+  level: info
+`,
+  );
+  const target = { name: 'pgwarden', port, downAt: undefined, primaryAt: undefined, up: new Set(), events: [] };
+  const proc = spawnLogged('pgwarden', process.execPath, [CLI, '--config', config], {
+    onLine(line, stream) {
+      if (stream !== 'stdout' || line[0] !== '{') return;
+      let entry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        return;
+      }
+      // pino stamps each line when it is logged; its stdout is written asynchronously, so the
+      // line's own time is the moment of detection, not the time it reached us.
+      const at = Date.parse(entry.time);
+      if (entry.event === 'backend.up') target.up.add(entry.backend);
+      if (entry.event === 'backend.down' && entry.backend === primary.name) target.downAt ??= at;
+      if (entry.event === 'primary.changed' && entry.to === replica.name) target.primaryAt ??= at;
+      if (/^(backend|primary|failover)\./.test(entry.event ?? '')) target.events.push({ at, event: entry.event, backend: entry.backend, msg: entry.msg });
+    },
+  });
+  target.stop = () => proc.stop();
+  target.tail = () => proc.tail();
+  target.ready = async () => {
+    await waitForPort(port, { what: 'pgwarden rw listener', exited: proc.exited });
+    await waitUntil(`pgwarden to see ${primary.name} and ${replica.name} up`, () => target.up.has(primary.name) && target.up.has(replica.name));
+  };
+  target.reset = () => {
+    target.downAt = undefined;
+    target.primaryAt = undefined;
+    target.events = [];
+  };
+  return target;
+}
+
+/** `haproxy -v` first line, or undefined when HAProxy is not installed. */
+function haproxyVersion() {
+  try {
+    return execFileSync('haproxy', ['-v'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n')[0].trim();
+  } catch {
+    return undefined;
+  }
+}
+
+// A typical HAProxy setup for PostgreSQL: TCP mode, the pgsql-check (a startup packet; any
+// authentication request or AuthenticationOk means up), `fall 3 rise 2` every second, the
+// replica as a backup server, and sessions of a server marked down shut at once.
+function haproxyConfig({ port, socket, primary, replica }) {
+  return `global
+  log stdout format raw local0
+  stats socket ${socket} mode 600 level admin
+  maxconn 2000
+
+defaults
+  mode tcp
+  log global
+  retries 3
+  timeout connect 1s
+  timeout client 30m
+  timeout server 30m
+  timeout check 1s
+  default-server on-marked-down shutdown-sessions
+
+listen pg_rw
+  bind 127.0.0.1:${port}
+  option pgsql-check user postgres
+  server ${primary.name} 127.0.0.1:${primary.port} check inter 1s fall 3 rise 2
+  server ${replica.name} 127.0.0.1:${replica.port} check inter 1s fall 3 rise 2 backup
+`;
+}
+
+async function startHaproxy(cluster, dir) {
+  const [primary, replica] = cluster.nodes;
+  const port = await freePort();
+  const socket = path.join(dir, 'haproxy.sock');
+  const config = path.join(dir, 'haproxy.cfg');
+  writeFileSync(config, haproxyConfig({ port, socket, primary, replica }));
+  const target = { name: 'haproxy', port, downAt: undefined, events: [] };
+  const downLine = new RegExp(`Server pg_rw/${primary.name} is DOWN`);
+  // -db: stay in the foreground; its log goes to our pipe. There is no timestamp in the raw
+  // format, so the line's arrival time is the detection time (same machine, a pipe: ~1 ms).
+  const proc = spawnLogged('haproxy', 'haproxy', ['-db', '-f', config], {
+    onLine(line, _stream, receivedAt) {
+      if (!/ is (DOWN|UP)/.test(line)) return;
+      target.events.push({ at: receivedAt, line: line.slice(0, 200) });
+      if (downLine.test(line)) target.downAt ??= receivedAt;
+    },
+  });
+  target.stop = () => proc.stop();
+  target.tail = () => proc.tail();
+  target.ready = async () => {
+    await waitForPort(port, { what: 'haproxy listener', exited: proc.exited });
+    // Both servers UP after at least one completed check each (not just the initial state).
+    await waitUntil('haproxy to check pg1 and pg2 UP', async () => {
+      const rows = parseStat(await statsCommand(socket, 'show stat'));
+      const servers = rows.filter((r) => r.pxname === 'pg_rw' && (r.svname === primary.name || r.svname === replica.name));
+      return servers.length === 2 && servers.every((s) => s.status === 'UP' && s.check_status === 'L7OK');
+    });
+  };
+  target.reset = () => {
+    target.downAt = undefined;
+    target.events = [];
+  };
+  return target;
+}
+
+/** One command on HAProxy's stats socket; resolves with its whole answer (the socket closes after it). */
+function statsCommand(socket, command) {
+  return new Promise((resolve) => {
+    let out = '';
+    const s = net.connect(socket, () => s.end(`${command}\n`));
+    s.setTimeout(2000, () => s.destroy());
+    s.on('data', (d) => (out += d));
+    s.on('error', () => {});
+    s.on('close', () => resolve(out));
+  });
+}
+
+// `show stat` is CSV with a header line starting "# ".
+function parseStat(csv) {
+  const [header, ...lines] = csv.split('\n').filter((l) => l.trim() !== '');
+  if (!header?.startsWith('# ')) return [];
+  const cols = header.slice(2).split(',');
+  return lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [cols[i], v])));
+}
+
+module.exports = { startPgwarden, startHaproxy, haproxyVersion, haproxyConfig };
