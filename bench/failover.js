@@ -83,7 +83,9 @@ async function main() {
   const table = renderTable(summary);
   const pg = summary.pgwarden;
   const verdict =
-    pg.firstWriteMs.median === undefined
+    pg === undefined
+      ? 'pgwarden not measured (--targets)'
+      : pg.firstWriteMs.median === undefined
       ? 'pgwarden target (≤ 1000 ms median kill → first write): not measured (no successful trial)'
       : `pgwarden target (≤ ${TARGET_FIRST_WRITE_MS} ms median kill → first write): ${pg.firstWriteMs.median <= TARGET_FIRST_WRITE_MS ? 'MET' : 'NOT MET'} (${pg.firstWriteMs.median} ms)`;
   console.log(`\n${table}\n\n${verdict}`);
@@ -132,18 +134,21 @@ async function trial(kind) {
     await loop.stop();
 
     const first = loop.firstSuccess(killAt, replica.port);
+    const firstAfterKill = (times) => times?.find((at) => at >= killAt);
+    const downAt = firstAfterKill(target.downs);
+    const primaryAt = firstAfterKill(target.primaryChanges);
     const afterKill = loop.attempts.filter((a) => a.end >= killAt);
     const failed = afterKill.filter((a) => !a.ok);
     return {
-      detectionMs: target.downAt === undefined ? undefined : target.downAt - killAt,
+      detectionMs: downAt === undefined ? undefined : downAt - killAt,
       firstWriteMs: first.end - killAt,
       failedAttempts: failed.filter((a) => a.end <= first.end).length,
       failedAfterFirstWrite: failed.filter((a) => a.end > first.end).length,
       killReturnedMs: killedAt - killAt,
       promotedMs: promotedAt - killAt,
-      ...(target.primaryAt !== undefined && { newPrimarySeenMs: target.primaryAt - killAt }),
+      firstWriteAfterPromoteMs: first.end - promotedAt,
+      ...(primaryAt !== undefined && { newPrimarySeenMs: primaryAt - killAt }),
       attempts: loop.attempts.length,
-      skippedTicks: loop.skipped,
       errors: countBy(failed.map((a) => a.error)),
       events: target.events.map((e) => ({ ...e, at: e.at - killAt })),
       loadAverage1m: Number(os.loadavg()[0].toFixed(2)),
@@ -169,7 +174,7 @@ function summarize(rows) {
     const xs = ok.map((r) => r[key]).filter((x) => typeof x === 'number');
     return { median: median(xs), p90: percentile(xs, 0.9), min: xs.length ? Math.min(...xs) : undefined, max: xs.length ? Math.max(...xs) : undefined };
   };
-  return { trials: rows.length, failedTrials: rows.length - ok.length, detectionMs: stat('detectionMs'), firstWriteMs: stat('firstWriteMs'), failedAttempts: stat('failedAttempts') };
+  return { trials: rows.length, failedTrials: rows.length - ok.length, detectionMs: stat('detectionMs'), firstWriteMs: stat('firstWriteMs'), failedAttempts: stat('failedAttempts'), promotedMs: stat('promotedMs'), firstWriteAfterPromoteMs: stat('firstWriteAfterPromoteMs') };
 }
 
 function median(xs) {
@@ -197,13 +202,15 @@ function fmt(x) {
 }
 
 function renderTable(summary) {
-  const head = ['target', 'trials', 'detection ms median / p90', 'kill→first write ms median / p90', 'failed attempts median / p90'];
+  const head = ['target', 'trials', 'detection ms median / p90', 'kill→first write ms median / p90', 'failed attempts median / p90', 'promote done ms median', 'promote done→first write ms median'];
   const rows = Object.entries(summary).map(([name, s]) => [
     name,
     s.failedTrials ? `${s.trials - s.failedTrials} (+${s.failedTrials} failed)` : String(s.trials),
     `${fmt(s.detectionMs.median)} / ${fmt(s.detectionMs.p90)}`,
     `${fmt(s.firstWriteMs.median)} / ${fmt(s.firstWriteMs.p90)}`,
     `${fmt(s.failedAttempts.median)} / ${fmt(s.failedAttempts.p90)}`,
+    fmt(s.promotedMs.median),
+    fmt(s.firstWriteAfterPromoteMs.median),
   ]);
   const line = (cells) => `| ${cells.join(' | ')} |`;
   return [line(head), line(head.map((h) => '-'.repeat(Math.min(h.length, 3)))), ...rows.map(line)].join('\n');
@@ -238,13 +245,16 @@ function writeReadme({ command, started, machine, table, verdict, jsonFile, tria
 \`bench/failover.js\`: ${trials} trials per target, interleaved (pgwarden, HAProxy, pgwarden, …). Each
 trial: a fresh primary + replica (\`PgCluster.create({ replicas: 1 })\`), the proxy as its own
 process, a write (\`INSERT … RETURNING inet_server_port()\`) on a new connection every 20 ms
-(connect and query timeouts 1 s, attempts overlap), \`kill -9\` of the primary and right after it
-an external \`pg_ctl promote\` of the replica.
+by one client, one attempt at a time (connect and query timeouts 1 s), \`kill -9\` of the
+primary and right after it an external \`pg_ctl promote -w\` of the replica.
 
 - **detection**: kill → the proxy marks the primary down (pgwarden's \`backend.down\` log line;
   HAProxy's "Server pg_rw/pg1 is DOWN" log line).
 - **kill→first write**: kill → the first write committed on the promoted replica through the proxy.
 - **failed attempts**: writes that failed between the kill and that first write.
+- **promote done**: kill → \`pg_ctl promote -w\` returned and the replica answered
+  \`pg_is_in_recovery() = false\` (no proxy can route writes there earlier), and **promote
+  done→first write**: the part of the outage that is the proxy's.
 
 pgwarden runs with its default health and failover settings (check every 1 s, 250 ms while a
 server goes down, fall 2, follow mode) except \`health.user: postgres\`. HAProxy: \`mode tcp\`,

@@ -1,8 +1,11 @@
-// The application side of bench/failover: a write on a NEW connection every `everyMs`, whether or
-// not earlier attempts have finished (a slow attempt must not hide when writes work again), each
-// with a short connect timeout and query timeout. Every attempt is recorded with its start and
-// end time, success or error, and the port of the server that took the write
-// (inet_server_port()), so "the first write on the new primary" needs no guessing.
+// The application side of bench/failover: one client that writes on a NEW connection every
+// `everyMs` — or right after the previous attempt when that took longer — with a short connect
+// timeout and query timeout, as an application retrying its writes would. One attempt at a time
+// on purpose: many overlapping attempts that all wait out their timeouts pile up, and on a busy
+// machine the client itself then becomes the bottleneck and every attempt times out. Every
+// attempt is recorded with its start and end time, success or error, and the port of the server
+// that took the write (inet_server_port()), so "the first write on the new primary" needs no
+// guessing.
 'use strict';
 const { Client } = require('pg');
 
@@ -12,41 +15,32 @@ const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY 
 class WriteLoop {
   /**
    * @param {{ port: number, target: string, everyMs?: number, connectTimeoutMs?: number,
-   *           queryTimeoutMs?: number, maxInFlight?: number }} opts
+   *           queryTimeoutMs?: number }} opts
    */
   constructor(opts) {
-    this.opts = { everyMs: 20, connectTimeoutMs: 1000, queryTimeoutMs: 1000, maxInFlight: 150, ...opts };
+    this.opts = { everyMs: 20, connectTimeoutMs: 1000, queryTimeoutMs: 1000, ...opts };
     /** @type {{ start: number, end: number, ok: boolean, serverPort?: number, error?: string }[]} */
     this.attempts = [];
-    this.skipped = 0; // ticks with maxInFlight attempts still open
-    this.inFlight = new Set();
-    this.timer = undefined;
     this.running = false;
+    this.done = Promise.resolve();
   }
 
   start() {
     this.running = true;
-    let next = Date.now();
-    const tick = () => {
-      if (!this.running) return;
-      if (this.inFlight.size < this.opts.maxInFlight) {
-        const p = this.attempt().finally(() => this.inFlight.delete(p));
-        this.inFlight.add(p);
-      } else {
-        this.skipped++;
+    this.done = (async () => {
+      while (this.running) {
+        const started = Date.now();
+        await this.attempt();
+        const pause = started + this.opts.everyMs - Date.now();
+        if (pause > 0 && this.running) await new Promise((resolve) => setTimeout(resolve, pause));
       }
-      // Against an absolute schedule, so a busy event loop does not stretch the interval.
-      next += this.opts.everyMs;
-      this.timer = setTimeout(tick, Math.max(0, next - Date.now()));
-    };
-    tick();
+    })();
   }
 
-  /** Stops starting attempts and waits for the open ones to finish (they all have timeouts). */
+  /** Stops the loop after the attempt in progress (it has timeouts, so this ends). */
   async stop() {
     this.running = false;
-    clearTimeout(this.timer);
-    await Promise.allSettled([...this.inFlight]);
+    await this.done;
   }
 
   /** The first successful attempt that ended at or after `since` on a server listening on `serverPort`. */

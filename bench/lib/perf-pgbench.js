@@ -21,19 +21,24 @@ async function initPgbench(pgbench, port, scale) {
   await run(pgbench, ['-i', '-q', '-s', String(scale), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'], { maxBuffer: 16 << 20 });
 }
 
-/** One pgbench run of `workload` for `seconds` against port: {tps, latencyMs, transactions, failed}. */
-async function runPgbench(pgbench, port, workload, seconds) {
-  const args = ['-n', ...workload.args, '-j', '2', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'];
+/**
+ * One pgbench run of `workload` against port: {tps, latencyMs, transactions, failed}. It lasts
+ * `seconds` (-T), or, with `transactions`, that many per client (-t): the smoke run uses -t
+ * because on a busy machine starting 64 connections can take longer than a short -T.
+ */
+async function runPgbench(pgbench, port, workload, { seconds, transactions }) {
+  const length = transactions ? ['-t', String(transactions)] : ['-T', String(seconds)];
+  const args = ['-n', ...workload.args, '-j', '2', ...length, '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'];
   let stdout;
   try {
-    ({ stdout } = await run(pgbench, args, { maxBuffer: 16 << 20, timeout: (seconds + 120) * 1000 }));
+    ({ stdout } = await run(pgbench, args, { maxBuffer: 16 << 20, timeout: ((seconds ?? 0) + 300) * 1000 }));
   } catch (e) {
     throw new Error(`pgbench ${args.join(' ')} failed (exit ${e.code}):\n${String(e.stderr ?? '').slice(-2000)}${String(e.stdout ?? '').slice(-1000)}`);
   }
   const tps = /tps = ([\d.]+)/.exec(stdout);
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
   if (/actually processed: 0\b/.test(stdout)) {
-    throw new Error(`no transaction completed within -T ${seconds} s (starting the clients' connections took the whole run; a busy machine or too short a run):\n${stdout}`);
+    throw new Error(`no transaction completed within ${length.join(' ')} (starting the clients' connections took the whole run; a busy machine or too short a run):\n${stdout}`);
   }
   if (!tps) throw new Error(`pgbench printed no tps:\n${stdout}`);
   return {

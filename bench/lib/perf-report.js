@@ -98,7 +98,7 @@ function renderSections(result, workloads) {
   return {
     throughput:
       `${header(result)}\n\n` +
-      `pgbench -j 2, ${settings.seconds} s per run, scale ${settings.scale}, ${settings.rounds} round(s) (targets interleaved; round 2 in reverse order).\n\n` +
+      `pgbench -j 2, ${settings.transactions ? `${settings.transactions} transactions per client` : `${settings.seconds} s`} per run, scale ${settings.scale}, ${settings.rounds} round(s) (targets interleaved; round 2 in reverse order).\n\n` +
       throughputTable(result, workloads),
     memory: `${header(result)}\n\n${memoryTable(result)}`,
     'health-check': `${header(result)}\n\n${healthTable(result)}`,

@@ -237,21 +237,19 @@ export class Session {
         backend.off('data', onData);
         this.client.off('drain', onDrain);
         this.phase = 'piping';
-        backend.pipe(this.client, { end: false });
-        backend.on('data', this.onServerFrames);
+        relay(backend, this.client, this.onServerFrames);
         this.ctx.onSessionStart(this.target!.name);
       }
     };
     this.client.on('drain', onDrain);
     backend.on('data', onData);
     backend.resume();
-    // Client→server is a pipe from the startup packet on; bytes read so far are sent first.
+    // Client→server is a relay from the startup packet on; bytes read so far are sent first.
     const pending = this.takeBuffered();
     backend.write(pending);
     client.feed(pending.subarray(this.startupSize));
     this.client.off('data', this.onClientData);
-    this.client.pipe(backend, { end: false });
-    this.client.on('data', (chunk: Buffer) => client.feed(chunk));
+    relay(this.client, backend, (chunk) => client.feed(chunk));
   }
 
   private readonly onServerFrames = (chunk: Buffer): void => {
@@ -298,8 +296,7 @@ export class Session {
       return;
     }
     const backend = this.backend!;
-    backend.unpipe(this.client);
-    backend.off('data', this.onServerFrames);
+    backend.removeAllListeners('data');
     backend.destroy();
     this.ctx.onClosedByProxy(this.target?.name, reason, this.inTransaction);
     this.phase = 'closed';
@@ -325,8 +322,8 @@ export class Session {
     this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
     this.client.off('data', this.onClientData);
-    this.client.pipe(backend, { end: false });
-    backend.pipe(this.client, { end: false });
+    relay(this.client, backend);
+    relay(backend, this.client);
   }
 
   private async forwardCancel(processId: number, secretKey: number): Promise<void> {
@@ -404,6 +401,27 @@ export class Session {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = undefined;
   }
+}
+
+/**
+ * Forward every chunk from `src` to `dst` as it arrives, pausing `src` while `dst`'s buffer is
+ * full (backpressure) — what `pipe()` does, minus its bookkeeping, plus an optional look at each
+ * chunk (the 5-byte-header frame tracker). Ends are handled by the session, not here.
+ */
+function relay(src: net.Socket, dst: net.Socket, look?: (chunk: Buffer) => void): void {
+  src.on(
+    'data',
+    look
+      ? (chunk: Buffer) => {
+          if (!dst.write(chunk)) src.pause();
+          look(chunk);
+        }
+      : (chunk: Buffer) => {
+          if (!dst.write(chunk)) src.pause();
+        },
+  );
+  dst.on('drain', () => src.resume());
+  if (!dst.writableNeedDrain) src.resume();
 }
 
 /** SSLRequest: Int32 8, Int32 80877103 (protocol docs, "Message Formats"). */

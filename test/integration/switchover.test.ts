@@ -92,10 +92,15 @@ t.test('pgbench (a new connection per transaction) runs across a switchover with
   const cluster = await switchableCluster(t);
   const p = await readyProxy(t, cluster);
   const init = await pgbench(p.rwPort, ['-i', '-s', '1', '-q']);
-  t.equal(init.code, 0, `pgbench -i through rw:\n${init.output}`);
+  t.equal(init.code, 0, 'pgbench -i through rw', { output: init.output });
 
   const started = Date.now();
-  const run = pgbench(p.rwPort, ['-C', '-c', '8', '-j', '2', '-T', '30', '-n']);
+  // One thread per client (-j 8), like a pool whose connections are independent. With fewer
+  // threads than clients pgbench connects blocking (-C: PQconnectdb inside the thread's loop),
+  // so a thread whose next connect is held for the switchover stops reading the results of its
+  // other clients, whose open transactions on the old primary then never end: the drain can
+  // only cut them at drain_timeout. That is the client deadlocking itself, not a failover.
+  const run = pgbench(p.rwPort, ['-C', '-c', '8', '-j', '8', '-T', '30', '-n']);
   // Under load for a while first: at least 8 s, and transactions are being committed.
   await waitFor(
     'pgbench running for 8 s with committed transactions',
@@ -113,7 +118,7 @@ t.test('pgbench (a new connection per transaction) runs across a switchover with
     t.comment(`proxy log:\n${interesting.map((l) => `${l.time} ${l.event} ${l.msg}`).join('\n')}`);
   }
   t.equal(code, 0, 'pgbench exits 0');
-  t.notMatch(output, /aborted/, `no client aborted:\n${output}`);
+  t.notMatch(output, /aborted/, 'no client aborted', { output });
   const failed = /number of failed transactions: (\d+)/.exec(output);
   if (failed) t.equal(Number(failed[1]), 0, 'pgbench reports 0 failed transactions');
   const processed = /number of transactions actually processed: (\d+)/.exec(output);
@@ -160,7 +165,9 @@ t.test('an idle session is closed at a transaction boundary with a FATAL 57P01 n
 t.test('a session inside a transaction is cut only at drain_timeout, counted and reported', async (t) => {
   const cluster = await switchableCluster(t);
   await cluster.query(cluster.primary, 'CREATE TABLE drained (id int)');
-  const p = await readyProxy(t, cluster, { failover: '  queue_timeout: 30s\n  drain_timeout: 2s' });
+  // client_login_timeout shorter than the drain: a new session held in the queue during the
+  // switchover must wait for the new primary, not be dropped for a late startup packet.
+  const p = await readyProxy(t, cluster, { failover: '  queue_timeout: 30s\n  drain_timeout: 2s', extra: 'proxy:\n  client_login_timeout: 1s' });
   const closedByProxy: { reason: string; inTransaction: boolean }[] = [];
   p.app.bus.on('session.closed_by_proxy', (e) => closedByProxy.push(e));
 
@@ -181,6 +188,11 @@ t.test('a session inside a transaction is cut only at drain_timeout, counted and
   t.equal(result, undefined, 'the switchover is still waiting for it');
   t.equal(errors.length, 0, 'it has not been closed');
   t.equal(p.app.sessions('pg1').length, 1, 'it is still on pg1');
+  // A new session now is held (pg1 takes none) and served by the new primary.
+  const held = whoAnswers(p.rwPort).then(
+    (r) => ({ ok: true as const, ...r }),
+    (e: Error) => ({ ok: false as const, error: e.message }),
+  );
 
   await switching;
   t.match(result, { ok: true, from: 'pg1', to: 'pg2' }, 'the switchover succeeded');
@@ -195,6 +207,13 @@ t.test('a session inside a transaction is cut only at drain_timeout, counted and
   t.ok(events.some((e) => e.event === 'switchover.progress' && /still busy at drain_timeout/.test(e.message)), 'the timeline reports the sessions cut at drain_timeout');
   t.ok(events.some((e) => e.event === 'switchover.done' && /[1-9]\d* cut at drain_timeout/.test(e.message)), 'the switchover.done event counts them');
 
+  t.same(await held, { ok: true, port: cluster.nodes[1]!.port, inRecovery: false }, 'a session opened during the drain waited and reached the new primary', {
+    // src/proxy/session.ts: the client_login_timeout timer keeps running while the session
+    // waits in the routing queue, so a held session is dropped with 08P01 "no startup packet
+    // within client_login_timeout" before queue_timeout. Remove this todo once routeThen()
+    // clears the login timer.
+    todo: 'src bug: client_login_timeout cuts sessions waiting in the queue',
+  });
   const [{ n }] = await cluster.query(cluster.nodes[1]!, 'SELECT count(*)::int AS n FROM drained');
   t.equal(n, 0, 'the cut transaction was rolled back, not half-applied on the new primary');
   await assertSwitched(t, cluster, p);
