@@ -2,18 +2,22 @@
 // bench/failover: how long writes stop when the primary dies, through pgwarden (defaults, follow
 // mode) and through HAProxy (a typical PostgreSQL setup), interleaved trial by trial. Each trial
 // builds a fresh primary + replica, starts the proxy as its own process, writes through it on a
-// new connection every 20 ms, SIGKILLs the primary and at once promotes the replica from outside
-// (as an operator or orchestrator would), then measures:
+// new connection every ~20 ms (one attempt at a time, 1 s connect and query timeouts), SIGKILLs
+// the primary and at once promotes the replica from outside (as an operator or orchestrator
+// would), then measures:
 //   detection        kill → the proxy marks the old primary down (pgwarden: `backend.down` log
 //                    line; HAProxy: "Server pg_rw/pg1 is DOWN" log line)
 //   first write      kill → the first write committed on the new primary through the proxy
 //   failed attempts  writes that failed between the kill and that first write
+// and, for context, when `pg_ctl promote -w` was done (no proxy can route writes earlier).
 //
 //   npm run build && node bench/failover.js [--trials 10] [--quick] [--targets pgwarden,haproxy]
+//   node bench/failover.js --report bench/results/failover-<date>.json   (README section from saved trials)
 //
-// --quick runs 2 trials per target as a smoke test and leaves bench/README.md alone. A full run
-// writes the numbers into bench/README.md ("## Failover") and the raw trials into
-// bench/results/failover-<date>.json.
+// --quick runs 2 trials per target as a smoke test (raw JSON with a -quick suffix) and leaves
+// bench/README.md alone. A full run writes the numbers into bench/README.md ("## Failover") and
+// the raw trials into bench/results/failover-<date>.json. BENCH_PGWARDEN_LOG_LEVEL=debug gives
+// pgwarden's debug lines in a failed trial's output.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
@@ -31,6 +35,7 @@ const { values } = parseArgs({
     trials: { type: 'string', default: '10' },
     quick: { type: 'boolean', default: false },
     targets: { type: 'string', default: 'pgwarden,haproxy' },
+    report: { type: 'string' },
   },
 });
 const trials = values.quick ? 2 : Number(values.trials);
@@ -55,6 +60,11 @@ process.on('exit', () => {
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(signal === 'SIGINT' ? 130 : 143));
 
 async function main() {
+  if (values.report !== undefined) {
+    const saved = JSON.parse(readFileSync(values.report, 'utf8'));
+    report({ ...saved, started: new Date(saved.started), jsonFile: path.resolve(values.report), writeReadmeToo: true });
+    return;
+  }
   const haproxy = haproxyVersion();
   const kinds = values.targets.split(',').filter((k) => k === 'pgwarden' || k === 'haproxy');
   if (haproxy === undefined && kinds.includes('haproxy')) {
@@ -79,7 +89,18 @@ async function main() {
   }
   machine.loadAfter = os.loadavg().map((l) => l.toFixed(2));
 
+  const date = started.toISOString().slice(0, 10);
+  const resultsDir = path.join(__dirname, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const jsonFile = path.join(resultsDir, `failover-${date}${values.quick ? '-quick' : ''}.json`);
   const summary = Object.fromEntries(kinds.map((k) => [k, summarize(results[k])]));
+  writeFileSync(jsonFile, `${JSON.stringify({ command, started: started.toISOString(), machine, trialsPerTarget: trials, summary, trials: results }, null, 2)}\n`);
+  report({ command, started, machine, trialsPerTarget: trials, trials: results, jsonFile, writeReadmeToo: !values.quick });
+}
+
+/** Prints the table and the verdict; with writeReadmeToo, rewrites the README section as well. */
+function report({ command, started, machine, trialsPerTarget, trials: results, jsonFile, writeReadmeToo }) {
+  const summary = Object.fromEntries(Object.keys(results).map((k) => [k, summarize(results[k])]));
   const table = renderTable(summary);
   const pg = summary.pgwarden;
   const verdict =
@@ -87,18 +108,12 @@ async function main() {
       ? 'pgwarden not measured (--targets)'
       : pg.firstWriteMs.median === undefined
       ? 'pgwarden target (≤ 1000 ms median kill → first write): not measured (no successful trial)'
-      : `pgwarden target (≤ ${TARGET_FIRST_WRITE_MS} ms median kill → first write): ${pg.firstWriteMs.median <= TARGET_FIRST_WRITE_MS ? 'MET' : 'NOT MET'} (${pg.firstWriteMs.median} ms)`;
+      : `pgwarden target (≤ ${TARGET_FIRST_WRITE_MS} ms median kill → first write): ${pg.firstWriteMs.median <= TARGET_FIRST_WRITE_MS ? 'MET' : 'NOT MET'} (${pg.firstWriteMs.median} ms; ${overTarget(results.pgwarden)} of ${pg.trials - pg.failedTrials} trials over ${TARGET_FIRST_WRITE_MS} ms)`;
   console.log(`\n${table}\n\n${verdict}`);
   console.log(`load average before ${machine.loadBefore.join(' ')}, after ${machine.loadAfter.join(' ')}`);
-
-  const date = started.toISOString().slice(0, 10);
-  const resultsDir = path.join(__dirname, 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const jsonFile = path.join(resultsDir, `failover-${date}${values.quick ? '-quick' : ''}.json`);
-  writeFileSync(jsonFile, `${JSON.stringify({ command, started: started.toISOString(), machine, trialsPerTarget: trials, summary, trials: results }, null, 2)}\n`);
   console.log(`raw results: ${path.relative(process.cwd(), jsonFile)}`);
-  if (!values.quick) {
-    writeReadme({ command, started, machine, table, verdict, jsonFile, trials, haproxy });
+  if (writeReadmeToo) {
+    writeReadme({ command, started, machine, table, verdict, jsonFile, trials: trialsPerTarget, results });
     console.log('bench/README.md: "## Failover" updated');
   }
 }
@@ -191,6 +206,10 @@ function percentile(xs, p) {
   return s[Math.max(0, Math.ceil(p * s.length) - 1)];
 }
 
+function overTarget(rows) {
+  return rows.filter((r) => !r.error && r.firstWriteMs > TARGET_FIRST_WRITE_MS).length;
+}
+
 function countBy(items) {
   const counts = {};
   for (const item of items) counts[item] = (counts[item] ?? 0) + 1;
@@ -238,7 +257,11 @@ function machineInfo(haproxy) {
   };
 }
 
-function writeReadme({ command, started, machine, table, verdict, jsonFile, trials, haproxy }) {
+function writeReadme({ command, started, machine, table, verdict, jsonFile, trials, results }) {
+  const busy = Number(machine.loadBefore[0]) > 1 || Number(machine.loadAfter[0]) > 1;
+  const sortedValues = Object.entries(results)
+    .map(([name, rows]) => `${name} ${rows.filter((r) => !r.error).map((r) => r.firstWriteMs).sort((a, b) => a - b).join(', ')}`)
+    .join('; ');
   const file = path.join(__dirname, 'README.md');
   const section = `## Failover
 
@@ -262,16 +285,28 @@ server goes down, fall 2, follow mode) except \`health.user: postgres\`. HAProxy
 check inter 1s fall 3 rise 2 backup\`, \`default-server on-marked-down shutdown-sessions\`,
 \`retries 3\`, \`timeout connect 1s\`, \`timeout check 1s\` (see \`bench/lib/failover-targets.js\`).
 
+\`--quick\` runs 2 trials per target as a smoke test and leaves this section alone; \`--report
+<raw json>\` rewrites this section from saved trials.
+
+Reading it: with pgwarden in follow mode, writes resume once its regular check of the replica
+(every \`interval\`, 1 s) sees it out of recovery after the promote, so kill→first write is
+about promote time plus 0–1 s, in two groups: the check came right after the promote, or just
+before it. HAProxy sends sessions to the backup only once pg1 is DOWN (three failed checks 1 s
+apart), and a write started in the meantime waits out HAProxy's connect retries to pg1 until
+the client's 1 s timeout, so its failed attempts are about the outage in seconds.
+
 Run ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC:
 
     ${command}
 
 Machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node},
-${machine.postgres}, ${haproxy ?? 'HAProxy not installed (skipped)'}.
-Load average (1/5/15 min) before ${machine.loadBefore.join(' ')}, after ${machine.loadAfter.join(' ')}
-(other test suites were running on the machine).
+${machine.postgres}, ${machine.haproxy === 'not installed' ? 'HAProxy not installed (skipped)' : machine.haproxy}.
+Load average (1/5/15 min) before ${machine.loadBefore.join(' ')}, after ${machine.loadAfter.join(' ')}${busy ? '\n(a busy machine: other test suites were running on it, which slows promotion and checks)' : ''}.
 
 ${table}
+
+Medians of an even number of trials are the mean of the two middle values; p90 is the nearest
+rank. Every kill→first write, sorted (ms): ${sortedValues}.
 
 ${verdict}.
 

@@ -25,6 +25,7 @@ import { runSwitchover } from './control/switchover';
 import { promoteServer } from './control/admin-sql';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
+import { setKeepaliveWarningSink } from './net/keepalive';
 
 const VERSION: string = require('../package.json').version;
 
@@ -54,6 +55,7 @@ export class App implements AdminController {
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
+    setKeepaliveWarningSink(log);
     this.timeline = new Timeline(this.bus, log);
     this.hooks = new HookRunner(config.hooks, { log, bus: this.bus });
     // Hook runs are logged by the runner; the timeline only records them.
@@ -342,7 +344,7 @@ export class App implements AdminController {
     const probe: Probe =
       h.check === 'postgres'
         ? postgresProbe(
-            { host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout },
+            { host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout, userTimeoutMs: h.timeout * h.fall },
             { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
           )
         : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');

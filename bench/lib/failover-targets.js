@@ -34,10 +34,9 @@ logging:
   level: ${process.env.BENCH_PGWARDEN_LOG_LEVEL ?? 'info'}
 `,
   );
-  const target = { name: 'pgwarden', port, downs: [], primaryChanges: [], up: new Set(), events: [], lines: [] };
+  const target = { name: 'pgwarden', port, downs: [], primaryChanges: [], up: new Set(), events: [] };
   const proc = spawnLogged('pgwarden', process.execPath, [CLI, '--config', config], {
     onLine(line, stream) {
-      target.lines.push(line);
       if (stream !== 'stdout' || line[0] !== '{') return;
       let entry;
       try {

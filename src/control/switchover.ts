@@ -70,7 +70,8 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
       await sleep(POLL_MS);
     }
     for (const s of deps.sessionsOn(old.name)) {
-      if (s.inTransaction || !s.isIdle) closedInTransaction++;
+      // A session still logging in has no transaction yet: it counts as idle.
+      if (s.isEstablished && (s.inTransaction || !s.isIdle)) closedInTransaction++;
       else closedIdle++;
       s.closeAtBoundary('57P01', `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`, 'switchover');
     }

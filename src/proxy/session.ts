@@ -57,6 +57,12 @@ export class Session {
       } else this.close();
     });
     c.on('data', this.onClientData);
+    this.armLoginTimer();
+  }
+
+  /** The client must send its (next) first packet within client_login_timeout. */
+  private armLoginTimer(): void {
+    this.clearLoginTimer();
     this.loginTimer = setTimeout(
       () => this.fail('08P01', `no startup packet within client_login_timeout (${this.ctx.proxy.clientLoginTimeout} ms)`),
       this.ctx.proxy.clientLoginTimeout,
@@ -147,6 +153,8 @@ export class Session {
   /** Find a backend (waiting in the queue if needed), connect, retry on the next candidate. */
   private async routeThen(next: (backend: net.Socket) => void): Promise<void> {
     this.phase = 'routing';
+    // The first packet is in: from here queue_timeout governs the wait, not client_login_timeout.
+    this.clearLoginTimer();
     const deadline = Date.now() + this.ctx.failover.queueTimeout;
     for (;;) {
       let view: BackendView;
@@ -162,7 +170,7 @@ export class Session {
       if (this.isClosed) return;
       const { host, port } = view.config;
       try {
-        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout);
+        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, this.ctx.health.timeout * this.ctx.health.fall);
         if (this.isClosed) {
           socket.destroy();
           return;
@@ -188,6 +196,33 @@ export class Session {
     socket.on('close', () => this.closeAfterFlush());
   }
 
+  /**
+   * A server that accepted the TCP connection must also answer what we sent (SSLRequest or
+   * StartupMessage) within connect_timeout: a stopped (SIGSTOP) or wedged server accepts in the
+   * kernel and then says nothing. Nothing has reached the client yet, so the session moves on to
+   * the next candidate and the server's checker looks again now.
+   */
+  private armAnswerTimer(backend: net.Socket, resend: Buffer, then: (b: net.Socket) => void): void {
+    const timer = setTimeout(() => {
+      if (this.backend !== backend || this.isClosed) return;
+      const view = this.target!;
+      backend.removeAllListeners();
+      backend.on('error', () => undefined);
+      backend.destroy();
+      this.ctx.topology.sessionClosed(view.name);
+      this.backend = undefined;
+      this.target = undefined;
+      this.failures.add(view.name);
+      const ms = this.ctx.proxy.connectTimeout;
+      this.ctx.onConnectFailure(view.name, new BackendConnectError('L7TOUT', `${view.config.host}:${view.config.port} accepted the connection but did not answer within ${ms} ms`));
+      this.buffered = Buffer.concat([resend, this.buffered]);
+      void this.routeThen(then);
+    }, this.ctx.proxy.connectTimeout);
+    timer.unref();
+    backend.once('data', () => clearTimeout(timer));
+    backend.once('close', () => clearTimeout(timer));
+  }
+
   private negotiateSsl(backend: net.Socket): void {
     const onAnswer = (chunk: Buffer) => {
       backend.off('data', onAnswer);
@@ -203,6 +238,7 @@ export class Session {
         this.sslNegotiated = true;
         this.client.write(chunk.subarray(0, 1));
         this.phase = 'reading';
+        this.armLoginTimer();
         this.processBuffered();
       } else {
         this.fail('08P01', `backend ${this.target?.name} sent an unexpected answer to SSLRequest`, 'FATAL');
@@ -210,6 +246,7 @@ export class Session {
     };
     backend.on('data', onAnswer);
     backend.write(sslRequestBytes);
+    this.armAnswerTimer(backend, Buffer.alloc(0), (b) => this.negotiateSsl(b));
   }
 
   private beginStartup(backend: net.Socket): void {
@@ -247,6 +284,8 @@ export class Session {
     // Client→server is a relay from the startup packet on; bytes read so far are sent first.
     const pending = this.takeBuffered();
     backend.write(pending);
+    // After an SSL 'N' the client is in plain text: a redispatch skips straight to the startup.
+    this.armAnswerTimer(backend, pending, (b) => this.beginStartup(b));
     client.feed(pending.subarray(this.startupSize));
     this.client.off('data', this.onClientData);
     relay(this.client, backend, (chunk) => client.feed(chunk));

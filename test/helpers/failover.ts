@@ -3,6 +3,7 @@
 import type { Client } from 'pg';
 import type { PgCluster, PgNode } from '../../src/pg/cluster';
 import type { RecentEvent } from '../../src/admin/controller';
+import { childPids, processAlive, readPostmasterPid } from '../../src/pg/run';
 import { connect, waitFor, type RunningProxy } from './proxy';
 
 /** The PostgreSQL error a pg Client saw (ErrorResponse fields pg copies onto the Error). */
@@ -93,4 +94,20 @@ export function healthConfig(extra = '', user = 'pgwarden'): string {
   timeout: 1s
   rise: 2
   fall: 2${extra ? `\n${extra}` : ''}`;
+}
+
+/**
+ * SIGKILL `node`'s postmaster and return the moment it was sent (cluster.kill9 scans /proc
+ * before it kills, so a timestamp taken around it is tens of milliseconds early). Resolves once
+ * the orphaned children are gone, like cluster.kill9.
+ */
+export async function sigkillPostmaster(cluster: PgCluster, node: PgNode): Promise<number> {
+  const pid = readPostmasterPid(node.dataDir);
+  if (pid === undefined || !processAlive(pid)) throw new Error(`${node.name} is not running`);
+  const children = childPids(pid);
+  process.kill(pid, 'SIGKILL');
+  const at = Date.now();
+  await waitFor(`${node.name}: children of postmaster ${pid} to exit`, () => children.every((c) => !processAlive(c)), 20_000);
+  await cluster.kill9(node); // a no-op for the server by now; keeps the harness's own checks
+  return at;
 }

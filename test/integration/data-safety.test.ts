@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import t from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, startProxy, waitFor, waitForBackend } from '../helpers/proxy';
-import type { PgError } from '../helpers/failover';
+import { sigkillPostmaster, type PgError } from '../helpers/failover';
 
 interface Attempt {
   seq: number;
@@ -62,8 +62,7 @@ t.test('acknowledged writes survive a failover, and only on the new primary', as
   const acked = (since = 0) => attempts.filter((a) => a.ok && a.start > since).length;
 
   await waitFor('20 acknowledged writes on pg1', () => acked() >= 20);
-  const killAt = Date.now();
-  await cluster.kill9(pg1);
+  const killAt = await sigkillPostmaster(cluster, pg1);
   await cluster.promote(pg2);
   await waitFor('20 acknowledged writes after the kill', () => acked(killAt) >= 20, 30_000);
   // The old primary comes back — a primary on timeline 1 — while the writes go on.

@@ -120,7 +120,6 @@ t.test('backends that die between checks are noticed on the fast path', async (t
 
   t.test(
     'c2. a hung server is noticed without a steady check when a session stalls in its startup',
-    { todo: 'needs a backend startup timeout in src/proxy/session.ts that pokes the checker (see report)' },
     async (t) => {
       const p = await proxyFor(t, cluster, pg3);
       const w = watch(p, pg3.name);
