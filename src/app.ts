@@ -237,6 +237,7 @@ export class App implements AdminController {
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
     if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    this.urgentChecks(false);
     await this.observability?.close();
     await this.hooks.close();
   }
@@ -262,6 +263,7 @@ export class App implements AdminController {
   private onPrimary(p: { from?: string; to?: string }): void {
     this.bus.emit('primary.changed', p);
     this.schedulePromotion(p);
+    this.urgentChecks(p.to === undefined);
     const split = this.topology.splitBrainMembers();
     if (split.length > 1) {
       this.timeline.add('error', 'primary.split_brain', `split brain: ${split.join(', ')} all report primary; writes are held`, { backends: split });
@@ -283,6 +285,26 @@ export class App implements AdminController {
     this.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
     this.closeSessions(f.backend, 'fenced', '57P01', `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
     if (v) void this.hooks.run('on_fence', { backend: this.endpoint(f.backend), newPrimary: this.endpoint(f.keep) });
+  }
+
+  private urgentTimer?: NodeJS.Timeout;
+
+  /**
+   * While there is no primary, every server is checked at fast_interval, not interval: the
+   * replica an orchestrator promotes is then seen within one fast_interval, and the sessions
+   * waiting in the queue go to it that much sooner.
+   */
+  private urgentChecks(on: boolean): void {
+    if (!on || this.stopping) {
+      if (this.urgentTimer) clearInterval(this.urgentTimer);
+      this.urgentTimer = undefined;
+      return;
+    }
+    if (this.urgentTimer) return;
+    this.urgentTimer = setInterval(() => {
+      for (const c of this.checkers.values()) c.poke('no primary: checking every fast_interval');
+    }, this.config.health.fastInterval);
+    this.urgentTimer.unref();
   }
 
   /**
