@@ -250,7 +250,7 @@ export class App implements AdminController {
     this.bus.emit('backend.state', { backend: c.backend, from: c.from, to: c.to, ...(detectionMs !== undefined && { detectionMs }) });
     if (c.to === 'down') {
       this.timeline.add('warn', 'backend.down', `backend ${c.backend} is down${c.reason ? `: ${c.reason}` : ''}`, { backend: c.backend, from: c.from, to: c.to, role: c.role, reason: c.reason });
-      void this.hooks.run('on_backend_down', { backend: this.endpoint(c.backend) });
+      if (c.from !== 'init') void this.hooks.run('on_backend_down', { backend: this.endpoint(c.backend) });
       if (this.config.failover.onDown === 'shutdown-sessions') {
         this.closeSessions(c.backend, 'down', '57P01', `terminating connection: server ${c.backend} failed (${c.reason ?? 'health check failed'}); pgwarden is switching, reconnect to continue`);
       }
