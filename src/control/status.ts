@@ -32,8 +32,9 @@ export function buildStatus(src: StatusSources): StatusSnapshot {
       weight: v.config.weight,
       effectiveWeight: v.effectiveWeight,
       backup: v.config.backup,
-      ...(v.lagBytes !== undefined && { lagBytes: v.lagBytes }),
-      ...(v.lagSeconds !== undefined && { lagSeconds: v.lagSeconds }),
+      // A server that is not up has no current lag: its last one would only mislead.
+      ...(v.state === 'up' && v.lagBytes !== undefined && { lagBytes: v.lagBytes }),
+      ...(v.state === 'up' && v.lagSeconds !== undefined && { lagSeconds: v.lagSeconds }),
       sessions: v.activeSessions,
       ...(v.lastCheck && {
         lastCheck: {

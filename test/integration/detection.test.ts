@@ -95,21 +95,11 @@ t.test('backends that die between checks are noticed on the fast path', async (t
     // a hung server is classified and marked DOWN (rather than hanging a check).
     const p = await proxyFor(t, cluster, pg3, '1s');
     const w = watch(p, pg3.name);
-    const pid = readPostmasterPid(pg3.dataDir)!;
-    const stopped = [pid, ...childPids(pid)];
-    const resume = () => {
-      for (const x of stopped) {
-        try {
-          process.kill(x, 'SIGCONT');
-        } catch {
-          /* gone */
-        }
-      }
-    };
+    const { stop, resume } = freezer(pg3.dataDir);
     t.teardown(resume);
     try {
       w.since();
-      for (const x of stopped) process.kill(x, 'SIGSTOP');
+      stop();
       await waitForBackend(p, pg3.name, 'down', DEADLINE_MS);
       t.comment(`hung ${pg3.name}: DOWN after ${await w.down} ms (interval 1s, timeout 1s, fall 2); last failure ${describeFailure(p, pg3.name)}`);
       t.equal(p.app.topology.get(pg3.name)?.lastFailure?.layer, 'L7TOUT', 'the check timed out after the TCP connection was accepted');
@@ -123,22 +113,12 @@ t.test('backends that die between checks are noticed on the fast path', async (t
     async (t) => {
       const p = await proxyFor(t, cluster, pg3);
       const w = watch(p, pg3.name);
-      const pid = readPostmasterPid(pg3.dataDir)!;
-      const stopped = [pid, ...childPids(pid)];
-      const resume = () => {
-        for (const x of stopped) {
-          try {
-            process.kill(x, 'SIGCONT');
-          } catch {
-            /* gone */
-          }
-        }
-      };
+      const { stop, resume } = freezer(pg3.dataDir);
       t.teardown(resume);
       let client: Promise<Client> | undefined;
       try {
         w.since();
-        for (const x of stopped) process.kill(x, 'SIGSTOP');
+        stop();
         // A client arrives: pgwarden connects (the kernel accepts for the stopped postmaster) and
         // forwards the startup, which is never answered.
         client = connect(p.roPort, { connectionTimeoutMillis: DEADLINE_MS + 2_000 });
@@ -210,3 +190,19 @@ t.test('d. a network cut without FIN or RST (silent drop)', async (t) => {
   await waitFor('the proxied session to be closed (drain on DOWN)', () => sessionClosed, DEADLINE_MS);
   t.pass('the established session was closed');
 });
+
+/** SIGSTOP / SIGCONT a server's postmaster and all its children: a hung server, not a dead one. */
+function freezer(dataDir: string): { stop(): void; resume(): void } {
+  const pid = readPostmasterPid(dataDir)!;
+  const stopped = [pid, ...childPids(pid)];
+  const signal = (sig: NodeJS.Signals) => {
+    for (const x of stopped) {
+      try {
+        process.kill(x, sig);
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  return { stop: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') };
+}
