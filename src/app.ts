@@ -22,7 +22,7 @@ import type { CloseReason, Session } from './proxy/session';
 import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
-import { promoteServer } from './control/admin-sql';
+import { PrimaryLoss } from './control/primary-loss';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
 import { setKeepaliveWarningSink } from './net/keepalive';
@@ -51,7 +51,7 @@ export class App implements AdminController {
 
   hooks: HookRunner;
   private switching?: Promise<SwitchoverResult>;
-  private promoteTimer?: NodeJS.Timeout;
+  private readonly primaryLoss: PrimaryLoss;
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
@@ -63,6 +63,18 @@ export class App implements AdminController {
       if (e.event === 'hook.run') this.timeline.record(e);
     });
     this.topology = new Topology(config.backends, config.health);
+    this.primaryLoss = new PrimaryLoss({
+      topology: this.topology,
+      timeline: this.timeline,
+      config: () => this.config,
+      hooks: () => this.hooks,
+      pokeAll: (reason) => {
+        for (const c of this.checkers.values()) c.poke(reason);
+      },
+      poke: (b, reason) => this.checkers.get(b)?.poke(reason),
+      endpoint: (n) => this.endpoint(n),
+      switching: () => this.switching !== undefined,
+    });
     this.topology.on('state', (c: StateChange) => this.onBackendState(c));
     this.topology.on('primary', (p: { from?: string; to?: string }) => this.onPrimary(p));
     this.topology.on('fenced', (f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }) => this.onFenced(f));
@@ -224,6 +236,8 @@ export class App implements AdminController {
   }
 
   private async drainAndStop(timeoutMs: number): Promise<void> {
+    // Stopping is not a failover: no promotion, no urgent checks from here on.
+    this.primaryLoss.close();
     await Promise.all(this.listeners.map((l) => l.stopAccepting()));
     const open = () => this.sessions().length;
     const deadline = Date.now() + timeoutMs;
@@ -236,8 +250,6 @@ export class App implements AdminController {
     for (const s of this.sessions()) s.closeAtBoundary('57P01', 'terminating connection: pgwarden is shutting down', 'shutdown');
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
-    if (this.promoteTimer) clearTimeout(this.promoteTimer);
-    this.urgentChecks(false);
     await this.observability?.close();
     await this.hooks.close();
   }
@@ -262,8 +274,7 @@ export class App implements AdminController {
 
   private onPrimary(p: { from?: string; to?: string }): void {
     this.bus.emit('primary.changed', p);
-    this.schedulePromotion(p);
-    this.urgentChecks(p.to === undefined);
+    this.primaryLoss.onPrimary(p);
     const split = this.topology.splitBrainMembers();
     if (split.length > 1) {
       this.timeline.add('error', 'primary.split_brain', `split brain: ${split.join(', ')} all report primary; writes are held`, { backends: split });
@@ -285,72 +296,6 @@ export class App implements AdminController {
     this.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
     this.closeSessions(f.backend, 'fenced', '57P01', `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
     if (v) void this.hooks.run('on_fence', { backend: this.endpoint(f.backend), newPrimary: this.endpoint(f.keep) });
-  }
-
-  private urgentTimer?: NodeJS.Timeout;
-
-  /**
-   * While there is no primary, every server is checked at fast_interval, not interval: the
-   * replica an orchestrator promotes is then seen within one fast_interval, and the sessions
-   * waiting in the queue go to it that much sooner.
-   */
-  private urgentChecks(on: boolean): void {
-    if (!on || this.stopping) {
-      if (this.urgentTimer) clearInterval(this.urgentTimer);
-      this.urgentTimer = undefined;
-      return;
-    }
-    if (this.urgentTimer) return;
-    this.urgentTimer = setInterval(() => {
-      for (const c of this.checkers.values()) c.poke('no primary: checking every fast_interval');
-    }, this.config.health.fastInterval);
-    this.urgentTimer.unref();
-  }
-
-  /**
-   * failover.mode promote: when the primary stays lost for promote_after, promote the healthy
-   * replica that has replayed the most WAL — never one further behind the lost primary's last
-   * known position than max_lag_on_failover. A primary coming back cancels it.
-   */
-  private schedulePromotion(p: { from?: string; to?: string }): void {
-    if (p.to !== undefined || this.switching) {
-      if (this.promoteTimer) clearTimeout(this.promoteTimer);
-      this.promoteTimer = undefined;
-      return;
-    }
-    if (this.config.failover.mode !== 'promote' || this.promoteTimer || this.stopping) return;
-    const lost = p.from ? this.topology.get(p.from) : undefined;
-    const lastLsn = lost?.currentLsn;
-    this.timeline.add('warn', 'failover.pending', `no primary; promoting a replica in ${this.config.failover.promoteAfter} ms unless one comes back`, { backend: p.from });
-    this.promoteTimer = setTimeout(() => {
-      this.promoteTimer = undefined;
-      void this.promoteBest(p.from, lastLsn);
-    }, this.config.failover.promoteAfter);
-    this.promoteTimer.unref();
-  }
-
-  private async promoteBest(lostName: string | undefined, lastLsn: bigint | undefined): Promise<void> {
-    if (this.topology.primary() || this.stopping) return;
-    const maxLag = BigInt(this.config.failover.maxLagOnFailover);
-    const candidates = this.topology
-      .backends()
-      .filter((v) => v.state === 'up' && v.role === 'replica' && v.adminState !== 'maint' && !v.fenced && v.replayLsn !== undefined)
-      .filter((v) => lastLsn === undefined || lastLsn - v.replayLsn! <= maxLag)
-      .sort((a, b) => (a.replayLsn! === b.replayLsn! ? 0 : a.replayLsn! > b.replayLsn! ? -1 : 1));
-    const best = candidates[0];
-    if (!best) {
-      this.timeline.add('error', 'failover.no_candidate', `no replica can be promoted (none healthy within max_lag_on_failover ${this.config.failover.maxLagOnFailover} bytes of ${lostName ?? 'the lost primary'})`, {});
-      return;
-    }
-    this.timeline.add('warn', 'failover.promote', `promoting ${best.name} (replayed ${best.replayLsn}) after ${lostName ?? 'the primary'} stayed down`, { backend: best.name });
-    try {
-      await promoteServer({ name: best.name, host: best.config.host, port: best.config.port }, this.config.health);
-      this.checkers.get(best.name)?.poke('promoted');
-      this.timeline.add('info', 'failover.promoted', `${best.name} promoted`, { backend: best.name });
-      void this.hooks.run('on_promote', { oldPrimary: this.endpoint(lostName), newPrimary: this.endpoint(best.name) });
-    } catch (e) {
-      this.timeline.add('error', 'failover.promote_failed', (e as Error).message, { backend: best.name });
-    }
   }
 
   /** Close the sessions of one backend: at a message boundary with a FATAL when possible. */

@@ -1,0 +1,99 @@
+// What pgwarden does while there is no primary, besides holding new write sessions:
+// - every server is checked at fast_interval, not interval, so the replica an orchestrator
+//   promotes is seen within one fast_interval and the queued sessions go to it that much sooner;
+// - failover.mode promote: when the primary stays lost for promote_after, promote the healthy
+//   replica that has replayed the most WAL — never one further behind the lost primary's last
+//   known position than max_lag_on_failover. A primary coming back cancels it.
+import type { Config } from '../config/types';
+import type { Endpoint } from '../hooks/env';
+import type { HookRunner } from '../hooks/runner';
+import type { Topology } from '../routing/topology';
+import type { Timeline } from './timeline';
+import { promoteServer } from './admin-sql';
+
+export interface PrimaryLossDeps {
+  topology: Topology;
+  timeline: Timeline;
+  config: () => Config;
+  hooks: () => HookRunner;
+  /** Look at every backend again (soon), or at one. */
+  pokeAll(reason: string): void;
+  poke(backend: string, reason: string): void;
+  endpoint(name: string | undefined): Endpoint | undefined;
+  /** A planned switchover is running: it promotes by itself. */
+  switching(): boolean;
+}
+
+export class PrimaryLoss {
+  private urgentTimer?: NodeJS.Timeout;
+  private promoteTimer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly deps: PrimaryLossDeps) {}
+
+  /** Feed every primary change (from the Topology's 'primary' event). */
+  onPrimary(p: { from?: string; to?: string }): void {
+    this.urgentChecks(p.to === undefined);
+    this.schedulePromotion(p);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.urgentChecks(false);
+    if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    this.promoteTimer = undefined;
+  }
+
+  private urgentChecks(on: boolean): void {
+    if (!on || this.closed) {
+      if (this.urgentTimer) clearInterval(this.urgentTimer);
+      this.urgentTimer = undefined;
+      return;
+    }
+    if (this.urgentTimer) return;
+    this.urgentTimer = setInterval(() => this.deps.pokeAll('no primary: checking every fast_interval'), this.deps.config().health.fastInterval);
+    this.urgentTimer.unref();
+  }
+
+  private schedulePromotion(p: { from?: string; to?: string }): void {
+    if (p.to !== undefined || this.deps.switching()) {
+      if (this.promoteTimer) clearTimeout(this.promoteTimer);
+      this.promoteTimer = undefined;
+      return;
+    }
+    const { failover } = this.deps.config();
+    if (failover.mode !== 'promote' || this.promoteTimer || this.closed) return;
+    const lastLsn = p.from ? this.deps.topology.get(p.from)?.currentLsn : undefined;
+    this.deps.timeline.add('warn', 'failover.pending', `no primary; promoting a replica in ${failover.promoteAfter} ms unless one comes back`, { backend: p.from });
+    this.promoteTimer = setTimeout(() => {
+      this.promoteTimer = undefined;
+      void this.promoteBest(p.from, lastLsn);
+    }, failover.promoteAfter);
+    this.promoteTimer.unref();
+  }
+
+  private async promoteBest(lostName: string | undefined, lastLsn: bigint | undefined): Promise<void> {
+    const { topology, timeline } = this.deps;
+    if (topology.primary() || this.closed) return;
+    const config = this.deps.config();
+    const maxLag = BigInt(config.failover.maxLagOnFailover);
+    const best = topology
+      .backends()
+      .filter((v) => v.state === 'up' && v.role === 'replica' && v.adminState !== 'maint' && !v.fenced && v.replayLsn !== undefined)
+      .filter((v) => lastLsn === undefined || lastLsn - v.replayLsn! <= maxLag)
+      .sort((a, b) => (a.replayLsn! === b.replayLsn! ? 0 : a.replayLsn! > b.replayLsn! ? -1 : 1))[0];
+    if (!best) {
+      timeline.add('error', 'failover.no_candidate', `no replica can be promoted (none healthy within max_lag_on_failover ${config.failover.maxLagOnFailover} bytes of ${lostName ?? 'the lost primary'})`, {});
+      return;
+    }
+    timeline.add('warn', 'failover.promote', `promoting ${best.name} (replayed ${best.replayLsn}) after ${lostName ?? 'the primary'} stayed down`, { backend: best.name });
+    try {
+      await promoteServer({ name: best.name, host: best.config.host, port: best.config.port }, config.health);
+      this.deps.poke(best.name, 'promoted');
+      timeline.add('info', 'failover.promoted', `${best.name} promoted`, { backend: best.name });
+      void this.deps.hooks().run('on_promote', { oldPrimary: this.deps.endpoint(lostName), newPrimary: this.deps.endpoint(best.name) });
+    } catch (e) {
+      timeline.add('error', 'failover.promote_failed', (e as Error).message, { backend: best.name });
+    }
+  }
+}
