@@ -23,6 +23,7 @@ import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
 import { PrimaryLoss } from './control/primary-loss';
+import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
 import { setKeepaliveWarningSink } from './net/keepalive';
@@ -242,12 +243,14 @@ export class App implements AdminController {
     const open = () => this.sessions().length;
     const deadline = Date.now() + timeoutMs;
     if (open() > 0) this.log.info({ event: 'shutdown.draining', sessions: open(), timeoutMs }, 'waiting for sessions to finish');
+    const idle = new IdleCloser();
+    const bye = 'terminating connection: pgwarden is shutting down';
     while (open() > 0 && Date.now() < deadline) {
-      for (const s of this.sessions()) if (s.isIdle) s.closeAtBoundary('57P01', 'terminating connection: pgwarden is shutting down', 'shutdown');
+      idle.sweep(this.sessions(), (s) => s.closeAtBoundary('57P01', bye, 'shutdown'));
       await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
     }
     const left = open();
-    for (const s of this.sessions()) s.closeAtBoundary('57P01', 'terminating connection: pgwarden is shutting down', 'shutdown');
+    for (const s of this.sessions()) s.closeAtBoundary('57P01', bye, 'shutdown');
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
     await this.observability?.close();

@@ -14,6 +14,7 @@ import type { HealthConfig } from '../config/types';
 import type { Session } from '../proxy/session';
 import type { Topology } from '../routing/topology';
 import { currentWalLsn, promoteServer, replayLsn, type ServerAddress } from './admin-sql';
+import { IdleCloser } from './idle-closer';
 
 export interface SwitchoverDeps {
   topology: Topology;
@@ -53,20 +54,10 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
   try {
     // Drain at transaction boundaries.
     const deadline = Date.now() + deps.drainTimeout();
-    let seenIdle = new Map<Session, number>();
-    while (Date.now() < deadline) {
-      const sessions = deps.sessionsOn(old.name);
-      if (sessions.length === 0) break;
-      const nowIdle = new Map<Session, number>();
-      for (const s of sessions) {
-        const mark = s.idleMark;
-        if (mark === undefined) continue;
-        if (seenIdle.get(s) === mark) {
-          s.closeAtBoundary('57P01', `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`, 'switchover');
-          closedIdle++;
-        } else nowIdle.set(s, mark);
-      }
-      seenIdle = nowIdle;
+    const idle = new IdleCloser();
+    const bye = `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`;
+    while (Date.now() < deadline && deps.sessionsOn(old.name).length > 0) {
+      closedIdle += idle.sweep(deps.sessionsOn(old.name), (s) => s.closeAtBoundary('57P01', bye, 'switchover'));
       await sleep(POLL_MS);
     }
     for (const s of deps.sessionsOn(old.name)) {

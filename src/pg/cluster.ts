@@ -6,7 +6,7 @@ import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Client, escapeIdentifier, escapeLiteral } from 'pg';
+import { Client, escapeIdentifier, escapeLiteral, type QueryResult } from 'pg';
 import { findPgBinDir } from './binaries';
 import { freePort } from './ports';
 import { childPids, isRoot, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
@@ -141,8 +141,8 @@ export class PgCluster {
         if (err instanceof Error) err.message = `${state.name} (127.0.0.1:${state.port}, data dir ${state.dataDir}): ${err.message}`;
         throw err;
       }
-      const result: any = await client.query(sql, params);
-      // A multi-statement simple query yields one result per statement: return the last one's rows.
+      // A multi-statement simple query yields one QueryResult per statement: the last one's rows.
+      const result = (await client.query(sql, params)) as QueryResult | QueryResult[];
       return Array.isArray(result) ? (result[result.length - 1]?.rows ?? []) : result.rows;
     } finally {
       await client.end().catch(() => {});

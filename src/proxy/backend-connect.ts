@@ -42,6 +42,8 @@ export function connectBackend(host: string, port: number, timeoutMs: number, us
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      // Never an unhandled 'error' between here and the session attaching its own handler.
+      socket.on('error', () => undefined);
       applyKeepalive(socket, { ...SESSION_KEEPALIVE, ...(userTimeoutMs !== undefined && { userTimeoutMs }) });
       resolve(socket);
     });

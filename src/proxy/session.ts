@@ -1,7 +1,9 @@
 // One client connection. Reads only the first packet(s) — bounded in size and time — decides
 // where the session goes, connects, forwards the startup bytes and then becomes a pipe with
-// backpressure both ways. The backend→client stream is watched only until the first
-// ReadyForQuery (to learn BackendKeyData for cancels); after that nothing is parsed.
+// backpressure both ways. The backend→client stream is parsed only until the first
+// ReadyForQuery (to learn BackendKeyData for cancels); after that only the 5-byte message
+// headers of each direction are followed (FrameTracker), so pgwarden can close a session at a
+// message or transaction boundary.
 import type net from 'node:net';
 import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
 import { errorResponse } from '../protocol/error-response';
@@ -25,9 +27,12 @@ export class Session {
   private target?: BackendView;
   private key?: string;
   private readonly started = Date.now();
-  private readonly abort = new AbortController();
+  /** Created when the session starts routing (most sessions never wait, none wait twice). */
+  private abort?: AbortController;
   private loginTimer?: NodeJS.Timeout;
-  private readonly failures: RecentFailures;
+  private failures?: RecentFailures;
+  /** The chosen backend has sent its first byte (an answer to SSLRequest or StartupMessage). */
+  private answered = false;
   /** Set when the SSLRequest was already answered by the backend we are connected to. */
   private sslNegotiated = false;
   private user?: string;
@@ -37,11 +42,9 @@ export class Session {
   /** Message boundaries of both directions (absent under TLS passthrough: opaque bytes). */
   private serverFrames?: FrameTracker;
   private clientFrames?: FrameTracker;
-  private closeOnIdle?: { sqlstate: string; message: string; reason: CloseReason };
 
   constructor(readonly client: net.Socket, private readonly ctx: ListenerContext, private readonly onClose: (s: Session) => void) {
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
-    this.failures = new RecentFailures(ctx.health.fastInterval * 4);
   }
 
   start(): void {
@@ -81,12 +84,6 @@ export class Session {
 
   get isEstablished(): boolean {
     return this.phase === 'piping';
-  }
-
-  /** Shutdown/drain: a FATAL to a session that has not reached its backend yet, else a close. */
-  terminate(sqlstate: string, message: string): void {
-    if (this.phase === 'reading' || this.phase === 'routing') this.fail(sqlstate, message, 'FATAL');
-    else this.close();
   }
 
   private readonly onClientData = (chunk: Buffer): void => {
@@ -155,11 +152,13 @@ export class Session {
     this.phase = 'routing';
     // The first packet is in: from here queue_timeout governs the wait, not client_login_timeout.
     this.clearLoginTimer();
+    this.abort ??= new AbortController();
+    const failures = (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
     const deadline = Date.now() + this.ctx.failover.queueTimeout;
     for (;;) {
       let view: BackendView;
       try {
-        view = await this.ctx.router.acquire(() => this.failures.active(), deadline, this.abort.signal);
+        view = await this.ctx.router.acquire(() => failures.active(), deadline, this.abort.signal);
       } catch (e) {
         if (e instanceof RoutingError) {
           this.ctx.onRejected(e);
@@ -181,7 +180,7 @@ export class Session {
       } catch (e) {
         if (this.isClosed) return;
         const err = e as BackendConnectError;
-        this.failures.add(view.name);
+        failures.add(view.name);
         this.ctx.onConnectFailure(view.name, err);
         // loop: the next candidate (redispatch) or the queue, within the same deadline
       }
@@ -191,9 +190,15 @@ export class Session {
   private attach(view: BackendView, socket: net.Socket): void {
     this.target = view;
     this.backend = socket;
+    this.answered = false;
     this.ctx.topology.sessionOpened(view.name);
-    socket.on('error', () => this.close());
-    socket.on('close', () => this.closeAfterFlush());
+    socket.on('error', () => (this.answered ? this.close() : this.backendGone()));
+    socket.on('close', () => (this.answered ? this.closeAfterFlush() : this.backendGone()));
+  }
+
+  /** The backend went away before answering anything: the client still gets an ErrorResponse. */
+  private backendGone(): void {
+    this.fail('08006', `server ${this.target?.name ?? '?'} closed the connection before answering; reconnect to try another`);
   }
 
   /**
@@ -202,24 +207,28 @@ export class Session {
    * kernel and then says nothing. Nothing has reached the client yet, so the session moves on to
    * the next candidate and the server's checker looks again now.
    */
-  private armAnswerTimer(backend: net.Socket, resend: Buffer, then: (b: net.Socket) => void): void {
+  private armAnswerTimer(backend: net.Socket, resend: Buffer, then: (b: net.Socket) => void, onGiveUp?: () => void): void {
     const timer = setTimeout(() => {
       if (this.backend !== backend || this.isClosed) return;
       const view = this.target!;
+      onGiveUp?.();
       backend.removeAllListeners();
       backend.on('error', () => undefined);
       backend.destroy();
       this.ctx.topology.sessionClosed(view.name);
       this.backend = undefined;
       this.target = undefined;
-      this.failures.add(view.name);
+      this.failures?.add(view.name);
       const ms = this.ctx.proxy.connectTimeout;
       this.ctx.onConnectFailure(view.name, new BackendConnectError('L7TOUT', `${view.config.host}:${view.config.port} accepted the connection but did not answer within ${ms} ms`));
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
     }, this.ctx.proxy.connectTimeout);
     timer.unref();
-    backend.once('data', () => clearTimeout(timer));
+    backend.once('data', () => {
+      this.answered = true;
+      clearTimeout(timer);
+    });
     backend.once('close', () => clearTimeout(timer));
   }
 
@@ -252,6 +261,8 @@ export class Session {
   private beginStartup(backend: net.Socket): void {
     this.clearLoginTimer();
     this.phase = 'startup';
+    // After an SSL 'N' the server has answered once already; what counts now is the startup.
+    this.answered = false;
     const watcher = new StartupWatcher({
       onBackendKeyData: (pid, secret) => {
         this.key = cancelKey(pid, secret);
@@ -281,23 +292,26 @@ export class Session {
     this.client.on('drain', onDrain);
     backend.on('data', onData);
     backend.resume();
-    // Client→server is a relay from the startup packet on; bytes read so far are sent first.
     const pending = this.takeBuffered();
     backend.write(pending);
-    // After an SSL 'N' the client is in plain text: a redispatch skips straight to the startup.
-    this.armAnswerTimer(backend, pending, (b) => this.beginStartup(b));
     client.feed(pending.subarray(this.startupSize));
-    this.client.off('data', this.onClientData);
-    relay(this.client, backend, (chunk) => client.feed(chunk));
+    // After an SSL 'N' the client is in plain text: a redispatch skips straight to the startup.
+    this.armAnswerTimer(backend, pending, (b) => this.beginStartup(b), () => this.client.off('drain', onDrain));
+    // The client waits for the server's first answer before it says more, so it stays on the
+    // buffering reader until then: a redispatch to another server loses nothing. From the first
+    // answer on, client→server is a relay (anything buffered meanwhile goes first).
+    backend.once('data', () => {
+      this.client.off('data', this.onClientData);
+      const early = this.takeBuffered();
+      if (early.length > 0) {
+        backend.write(early);
+        client.feed(early);
+      }
+      relay(this.client, backend, (chunk) => client.feed(chunk));
+    });
   }
 
-  private readonly onServerFrames = (chunk: Buffer): void => {
-    this.serverFrames!.feed(chunk);
-    if (this.closeOnIdle && this.isIdle) {
-      const { sqlstate, message, reason } = this.closeOnIdle;
-      this.closeAtBoundary(sqlstate, message, reason);
-    }
-  };
+  private readonly onServerFrames = (chunk: Buffer): void => this.serverFrames!.feed(chunk);
 
   /**
    * Between transactions with nothing in flight: both directions at a message boundary, the
@@ -330,10 +344,8 @@ export class Session {
    * bytes injected mid-message would corrupt the stream.
    */
   closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
-    if (this.phase !== 'piping') {
-      this.terminate(sqlstate, message);
-      return;
-    }
+    if (this.phase === 'reading' || this.phase === 'routing') return this.fail(sqlstate, message);
+    if (this.phase !== 'piping') return this.answered ? this.close() : this.fail(sqlstate, message);
     const backend = this.backend!;
     backend.removeAllListeners('data');
     backend.destroy();
@@ -346,18 +358,12 @@ export class Session {
     this.finish();
   }
 
-  /** Close at the next moment the session is idle between transactions (see isIdle). */
-  closeWhenIdle(sqlstate: string, message: string, reason: CloseReason): void {
-    if (this.phase !== 'piping') return this.terminate(sqlstate, message);
-    if (!this.serverFrames) return; // TLS passthrough: boundaries unknown; the caller's deadline closes it
-    this.closeOnIdle = { sqlstate, message, reason };
-    if (this.isIdle) this.closeAtBoundary(sqlstate, message, reason);
-  }
-
   /** TLS passthrough: opaque bytes both ways. The cancel key stays unknown (encrypted). */
   private pipeRaw(backend: net.Socket, pending: Buffer): void {
     this.clearLoginTimer();
     this.phase = 'piping';
+    // The client speaks TLS from here: an ErrorResponse from pgwarden would corrupt its stream.
+    this.answered = true;
     this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
     this.client.off('data', this.onClientData);
@@ -418,7 +424,7 @@ export class Session {
 
   private finished = false;
   private finish(): void {
-    this.abort.abort();
+    this.abort?.abort();
     this.clearLoginTimer();
     if (this.finished) return;
     this.finished = true;

@@ -1,0 +1,26 @@
+// Closes sessions at a transaction boundary without cutting a client between two statements:
+// a session is closed only when it was idle (ReadyForQuery 'I', nothing in flight) at the
+// previous sweep and still is with the same ReadyForQuery count — idle for a whole sweep period,
+// not in the microseconds before its next statement arrives. Used by the planned switchover and
+// by a graceful shutdown, each sweeping every POLL_MS.
+import type { Session } from '../proxy/session';
+
+export class IdleCloser {
+  private seen = new Map<Session, number>();
+
+  /** One sweep: close (with `close`) the sessions idle since the last sweep; returns how many. */
+  sweep(sessions: Iterable<Session>, close: (s: Session) => void): number {
+    const now = new Map<Session, number>();
+    let closed = 0;
+    for (const s of sessions) {
+      const mark = s.idleMark;
+      if (mark === undefined) continue;
+      if (this.seen.get(s) === mark) {
+        close(s);
+        closed++;
+      } else now.set(s, mark);
+    }
+    this.seen = now;
+    return closed;
+  }
+}
