@@ -33,6 +33,7 @@ export class Session {
   private failures?: RecentFailures;
   /** The chosen backend has sent its first byte (an answer to SSLRequest or StartupMessage). */
   private answered = false;
+  private routeDeadline?: number;
   /** Set when the SSLRequest was already answered by the backend we are connected to. */
   private sslNegotiated = false;
   private user?: string;
@@ -154,7 +155,9 @@ export class Session {
     this.clearLoginTimer();
     this.abort ??= new AbortController();
     const failures = (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
-    const deadline = Date.now() + this.ctx.failover.queueTimeout;
+    // One deadline for the whole session: a redispatch after a silent or dying server does not
+    // restart the queue_timeout clock.
+    const deadline = (this.routeDeadline ??= Date.now() + this.ctx.failover.queueTimeout);
     for (;;) {
       let view: BackendView;
       try {
@@ -192,23 +195,24 @@ export class Session {
     this.backend = socket;
     this.answered = false;
     this.ctx.topology.sessionOpened(view.name);
-    socket.on('error', () => (this.answered ? this.close() : this.backendGone()));
-    socket.on('close', () => (this.answered ? this.closeAfterFlush() : this.backendGone()));
+    socket.on('error', () => (this.answered || !this.giveUp ? this.close() : this.giveUp('L4CON', 'reset the connection before answering')));
+    socket.on('close', () => (this.answered || !this.giveUp ? this.closeAfterFlush() : this.giveUp('L4CON', 'closed the connection before answering')));
   }
 
-  /** The backend went away before answering anything: the client still gets an ErrorResponse. */
-  private backendGone(): void {
-    this.fail('08006', `server ${this.target?.name ?? '?'} closed the connection before answering; reconnect to try another`);
-  }
+  /** Set while the chosen backend has not answered yet: drop it and try the next candidate. */
+  private giveUp?: (layer: 'L4CON' | 'L7TOUT', what: string) => void;
 
   /**
    * A server that accepted the TCP connection must also answer what we sent (SSLRequest or
-   * StartupMessage) within connect_timeout: a stopped (SIGSTOP) or wedged server accepts in the
-   * kernel and then says nothing. Nothing has reached the client yet, so the session moves on to
-   * the next candidate and the server's checker looks again now.
+   * StartupMessage): within connect_timeout (a stopped or wedged server accepts in the kernel and
+   * then says nothing) and without hanging up first (a server dying under us). Until it answers,
+   * nothing from it has reached the client, so the session moves on to the next candidate — the
+   * same redispatch as a refused connect — and the server's checker looks again now.
    */
   private armAnswerTimer(backend: net.Socket, resend: Buffer, then: (b: net.Socket) => void, onGiveUp?: () => void): void {
-    const timer = setTimeout(() => {
+    const giveUp = (layer: 'L4CON' | 'L7TOUT', what: string) => {
+      clearTimeout(timer);
+      this.giveUp = undefined;
       if (this.backend !== backend || this.isClosed) return;
       const view = this.target!;
       onGiveUp?.();
@@ -219,17 +223,19 @@ export class Session {
       this.backend = undefined;
       this.target = undefined;
       this.failures?.add(view.name);
-      const ms = this.ctx.proxy.connectTimeout;
-      this.ctx.onConnectFailure(view.name, new BackendConnectError('L7TOUT', `${view.config.host}:${view.config.port} accepted the connection but did not answer within ${ms} ms`));
+      this.ctx.onConnectFailure(view.name, new BackendConnectError(layer, `${view.config.host}:${view.config.port} ${what}`));
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
-    }, this.ctx.proxy.connectTimeout);
+    };
+    const ms = this.ctx.proxy.connectTimeout;
+    const timer = setTimeout(() => giveUp('L7TOUT', `accepted the connection but did not answer within ${ms} ms`), ms);
     timer.unref();
+    this.giveUp = giveUp;
     backend.once('data', () => {
       this.answered = true;
+      this.giveUp = undefined;
       clearTimeout(timer);
     });
-    backend.once('close', () => clearTimeout(timer));
   }
 
   private negotiateSsl(backend: net.Socket): void {

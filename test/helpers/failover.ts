@@ -80,21 +80,7 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-/**
- * The `health` body startProxy uses by default (checks every 300 ms, 100 ms while a state may
- * flip, rise/fall 2) for `user`, plus `extra` lines (e.g. `  max_replica_lag: 1MB`).
- */
-export function healthConfig(extra = '', user = 'pgwarden'): string {
-  return `  check: postgres
-  user: ${user}
-  password_env: TEST_CHECK_PASSWORD
-  interval: 300ms
-  fast_interval: 100ms
-  down_interval: 300ms
-  timeout: 1s
-  rise: 2
-  fall: 2${extra ? `\n${extra}` : ''}`;
-}
+export { healthConfig } from './proxy';
 
 /**
  * SIGKILL `node`'s postmaster and return the moment it was sent (cluster.kill9 scans /proc

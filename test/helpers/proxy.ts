@@ -42,15 +42,7 @@ ${listeners}
 backends:
 ${backends}
 health:
-${opts.health ?? `  check: postgres
-  user: ${CHECK_USER.name}
-  password_env: TEST_CHECK_PASSWORD
-  interval: 300ms
-  fast_interval: 100ms
-  down_interval: 300ms
-  timeout: 1s
-  rise: 2
-  fall: 2`}
+${opts.health ?? healthConfig()}
 failover:
 ${opts.failover ?? `  queue_timeout: 20s
   queue_size: 100`}
@@ -143,4 +135,20 @@ export function errorFields(buf: Buffer): Record<string, string> {
     i = end + 1;
   }
   return out;
+}
+
+/**
+ * The tests' `health:` body: fast checks (interval 300ms, fast 100ms, rise/fall 2) as `user`
+ * (the check user by default), plus `extra` lines (e.g. `  max_replica_lag: 1MB`).
+ */
+export function healthConfig(extra = '', user = CHECK_USER.name): string {
+  return `  check: postgres
+  user: ${user}
+  password_env: TEST_CHECK_PASSWORD
+  interval: 300ms
+  fast_interval: 100ms
+  down_interval: 300ms
+  timeout: 1s
+  rise: 2
+  fall: 2${extra ? `\n${extra}` : ''}`;
 }

@@ -1,12 +1,13 @@
-// A server that accepts the TCP connection and closes it before answering the startup: the
-// client still gets a PostgreSQL ErrorResponse (08006), never a bare close. A real PostgreSQL
-// server does not do this on purpose, so a one-line TCP server plays it (a protocol edge case).
+// A server that accepts the TCP connection and hangs up before answering the startup (a server
+// dying under the session) is treated like a refused connect: the session moves on to the next
+// candidate, and when there is none it waits and finally gets an ErrorResponse — never a bare
+// close. A real PostgreSQL server does not hang up on purpose, so a small TCP server plays it.
 import net from 'node:net';
 import t from 'tap';
 import type { PgCluster } from '../../src/pg/cluster';
 import { errorFields, rawExchange, startProxy, waitForBackend } from '../helpers/proxy';
 
-t.test('a backend that hangs up before answering: the client gets 08006', async (t) => {
+t.test('a backend that hangs up before answering: redispatch, then 57P03 — never a bare close', async (t) => {
   const server = net.createServer((s) => {
     s.on('error', () => undefined);
     s.once('data', () => s.destroy());
@@ -18,6 +19,7 @@ t.test('a backend that hangs up before answering: the client gets 08006', async 
   const p = await startProxy(t, noCluster, {
     backends: () => `  - { name: hangup, host: 127.0.0.1, port: ${port}, role: primary }`,
     health: '  check: tcp\n  interval: 300ms\n  fast_interval: 100ms',
+    failover: '  queue_timeout: 2s\n  queue_size: 10',
   });
   await waitForBackend(p, 'hangup', 'up');
   const startup = Buffer.alloc(8 + 'user\0postgres\0\0'.length);
@@ -25,5 +27,9 @@ t.test('a backend that hangs up before answering: the client gets 08006', async 
   startup.writeInt32BE(196608, 4);
   startup.write('user\0postgres\0\0', 8, 'latin1');
   const answer = await rawExchange(p.rwPort, startup);
-  t.match(errorFields(answer), { C: '08006', M: /server hangup closed the connection before answering/ });
+  t.match(errorFields(answer), { C: '57P03', M: /listener rw.*queue_timeout/ });
+  t.ok(
+    p.logs.some((l) => l.event === 'backend.connect_failed' && /closed the connection before answering/.test(String(l.err))),
+    'each hang-up was logged as a failed connect and retried',
+  );
 });
