@@ -4,6 +4,7 @@
 import net from 'node:net';
 import type { FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
+import type { SharedReader } from '../net/shared-read';
 
 /**
  * Keepalive on session sockets. Sessions are many and mostly idle, so the first probe waits 10 s;
@@ -21,13 +22,16 @@ export class BackendConnectError extends Error {
   }
 }
 
+function ignoreError(): void {}
+
 /**
  * `userTimeoutMs` (TCP_USER_TIMEOUT) should be health `timeout × fall`: a server that has not
- * acknowledged anything for that long would be marked down by the checks anyway.
+ * acknowledged anything for that long would be marked down by the checks anyway. The socket reads
+ * through `reader` (the shared read buffer).
  */
-export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number): Promise<net.Socket> {
+export function connectBackend(host: string, port: number, timeoutMs: number, reader: SharedReader, userTimeoutMs?: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true });
+    const socket = reader.bind(net.connect({ host, port, noDelay: true, onread: reader.onread }));
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new BackendConnectError('L4TOUT', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
@@ -43,7 +47,9 @@ export function connectBackend(host: string, port: number, timeoutMs: number, us
       clearTimeout(timer);
       socket.off('error', onError);
       // Never an unhandled 'error' between here and the session attaching its own handler.
-      socket.on('error', () => undefined);
+      // (A module-level function: a closure made here would keep this whole scope alive for
+      // the life of the session.)
+      socket.on('error', ignoreError);
       applyKeepalive(socket, { ...SESSION_KEEPALIVE, ...(userTimeoutMs !== undefined && { userTimeoutMs }) });
       resolve(socket);
     });

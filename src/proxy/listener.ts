@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { errorResponse } from '../protocol/error-response';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
+import { adoptAccepted, SharedReader } from '../net/shared-read';
 
 export class Listener {
   private readonly server: net.Server;
@@ -11,7 +12,7 @@ export class Listener {
   private closedServer?: Promise<void>;
 
   constructor(private readonly ctx: ListenerContext, private readonly log: Logger) {
-    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err, listener: ctx.listener.name }, 'listener error'));
   }
 
@@ -61,16 +62,27 @@ export class Listener {
 
   private accept(socket: net.Socket): void {
     const max = this.ctx.listener.maxConnections;
-    if (max > 0 && this.sessions.size >= max) {
-      socket.on('error', () => socket.destroy());
-      const message = `too many client connections on listener ${this.name} (max_connections ${max})`;
-      this.ctx.onClientError('53300', message);
-      socket.end(errorResponse({ severity: 'FATAL', code: '53300', message }));
-      setTimeout(() => socket.destroy(), 1000).unref();
-      return;
-    }
-    const session = new Session(socket, this.ctx, (s) => this.sessions.delete(s));
+    if (max > 0 && this.sessions.size >= max) return this.refuse(socket, max);
+    // Half-open capable so a client that sends half a startup packet and then FIN still gets a
+    // proper 08P01 instead of a silent close.
+    const reader = new SharedReader();
+    const session = new Session(adoptAccepted(socket, reader, true), reader, this.ctx, this.forget);
     this.sessions.add(session);
     session.start();
+  }
+
+  // A method, not a closure made in accept(): a session must not keep the accepted socket's
+  // first (handed-over) object alive — idle sessions are many, and every byte counts.
+  private readonly forget = (s: Session): void => {
+    this.sessions.delete(s);
+  };
+
+  private refuse(socket: net.Socket, max: number): void {
+    socket.on('error', () => socket.destroy());
+    socket.resume(); // paused on connect; read (and discard) until the close
+    const message = `too many client connections on listener ${this.name} (max_connections ${max})`;
+    this.ctx.onClientError('53300', message);
+    socket.end(errorResponse({ severity: 'FATAL', code: '53300', message }));
+    setTimeout(() => socket.destroy(), 1000).unref();
   }
 }

@@ -15,6 +15,7 @@ import type { BackendView } from '../routing/topology';
 import type { ListenerContext } from './listener-context';
 import { RecentFailures } from './recent-failures';
 import { FrameTracker } from '../protocol/frame-tracker';
+import { SharedReader } from '../net/shared-read';
 
 export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
 
@@ -24,6 +25,7 @@ export class Session {
   private phase: Phase = 'reading';
   private buffered: Buffer = Buffer.alloc(0);
   private backend?: net.Socket;
+  private backendReader?: SharedReader;
   private target?: BackendView;
   private key?: string;
   private readonly started = Date.now();
@@ -44,7 +46,12 @@ export class Session {
   private serverFrames?: FrameTracker;
   private clientFrames?: FrameTracker;
 
-  constructor(readonly client: net.Socket, private readonly ctx: ListenerContext, private readonly onClose: (s: Session) => void) {
+  constructor(
+    readonly client: net.Socket,
+    private readonly clientReader: SharedReader,
+    private readonly ctx: ListenerContext,
+    private readonly onClose: (s: Session) => void,
+  ) {
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
   }
 
@@ -53,8 +60,7 @@ export class Session {
     c.setNoDelay(true);
     c.on('error', () => this.close());
     c.on('close', () => this.close());
-    // The server socket is half-open capable so a client that sends half a startup packet and
-    // then FIN still gets a proper 08P01 instead of a silent close.
+    // The client socket is half-open capable (see Listener) for this:
     c.on('end', () => {
       if (this.phase === 'reading' && this.buffered.length > 0) {
         this.fail('08P01', `truncated startup packet: ${this.buffered.length} bytes received before the client closed`);
@@ -153,15 +159,15 @@ export class Session {
     this.phase = 'routing';
     // The first packet is in: from here queue_timeout governs the wait, not client_login_timeout.
     this.clearLoginTimer();
-    this.abort ??= new AbortController();
-    const failures = (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
+    const waitSignal = () => (this.abort ??= new AbortController()).signal;
+    const excluded = () => this.failures?.active() ?? NOTHING_EXCLUDED;
     // One deadline for the whole session: a redispatch after a silent or dying server does not
     // restart the queue_timeout clock.
     const deadline = (this.routeDeadline ??= Date.now() + this.ctx.failover.queueTimeout);
     for (;;) {
       let view: BackendView;
       try {
-        view = await this.ctx.router.acquire(() => failures.active(), deadline, this.abort.signal);
+        view = await this.ctx.router.acquire(excluded, deadline, waitSignal);
       } catch (e) {
         if (e instanceof RoutingError) {
           this.ctx.onRejected(e);
@@ -172,22 +178,29 @@ export class Session {
       if (this.isClosed) return;
       const { host, port } = view.config;
       try {
-        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, this.ctx.health.timeout * this.ctx.health.fall);
+        const reader = new SharedReader();
+        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, reader, this.ctx.health.timeout * this.ctx.health.fall);
         if (this.isClosed) {
           socket.destroy();
           return;
         }
+        this.backendReader = reader;
         this.attach(view, socket);
         next(socket);
         return;
       } catch (e) {
         if (this.isClosed) return;
         const err = e as BackendConnectError;
-        failures.add(view.name);
+        this.recentFailures().add(view.name);
         this.ctx.onConnectFailure(view.name, err);
         // loop: the next candidate (redispatch) or the queue, within the same deadline
       }
     }
+  }
+
+  /** Backends this session failed to reach lately (created at the first failure: most never fail). */
+  private recentFailures(): RecentFailures {
+    return (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
   }
 
   private attach(view: BackendView, socket: net.Socket): void {
@@ -222,7 +235,7 @@ export class Session {
       this.ctx.topology.sessionClosed(view.name);
       this.backend = undefined;
       this.target = undefined;
-      this.failures?.add(view.name);
+      this.recentFailures().add(view.name);
       this.ctx.onConnectFailure(view.name, new BackendConnectError(layer, `${view.config.host}:${view.config.port} ${what}`));
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
@@ -244,9 +257,9 @@ export class Session {
       backend.pause();
       const answer = chunk[0];
       if (answer === 0x53 /* 'S' */) {
-        // End-to-end TLS between client and server: from here on the bytes are opaque.
-        this.client.write(chunk.subarray(0, 1));
-        if (chunk.length > 1) backend.unshift(chunk.subarray(1));
+        // End-to-end TLS between client and server: from here on the bytes are opaque (anything
+        // after the 'S' in the same chunk is already the server's TLS and goes along).
+        this.client.write(chunk);
         this.pipeRaw(backend, this.takeBuffered());
       } else if (answer === 0x4e /* 'N' */) {
         // Server has no TLS: tell the client, keep this backend and read its StartupMessage.
@@ -291,7 +304,7 @@ export class Session {
         backend.off('data', onData);
         this.client.off('drain', onDrain);
         this.phase = 'piping';
-        relay(backend, this.client, this.onServerFrames);
+        relay(this.backendReader!, backend, this.client, this.onServerFrames);
         this.ctx.onSessionStart(this.target!.name);
       }
     };
@@ -313,11 +326,14 @@ export class Session {
         backend.write(early);
         client.feed(early);
       }
-      relay(this.client, backend, (chunk) => client.feed(chunk));
+      relay(this.clientReader, this.client, backend, this.onClientFrames);
     });
   }
 
+  // Fields, not closures made in beginStartup(): a closure would keep that phase's scope (the
+  // startup watcher, its callbacks, the first packets) alive for the whole session.
   private readonly onServerFrames = (chunk: Buffer): void => this.serverFrames!.feed(chunk);
+  private readonly onClientFrames = (chunk: Buffer): void => this.clientFrames!.feed(chunk);
 
   /**
    * Between transactions with nothing in flight: both directions at a message boundary, the
@@ -373,8 +389,8 @@ export class Session {
     this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
     this.client.off('data', this.onClientData);
-    relay(this.client, backend);
-    relay(backend, this.client);
+    relay(this.clientReader, this.client, backend);
+    relay(this.backendReader!, backend, this.client);
   }
 
   private async forwardCancel(processId: number, secretKey: number): Promise<void> {
@@ -455,25 +471,25 @@ export class Session {
 }
 
 /**
- * Forward every chunk from `src` to `dst` as it arrives, pausing `src` while `dst`'s buffer is
- * full (backpressure) — what `pipe()` does, minus its bookkeeping, plus an optional look at each
- * chunk (the 5-byte-header frame tracker). Ends are handled by the session, not here.
+ * Forward every chunk read from `src` to `dst` as it arrives, stopping `src`'s reads while
+ * `dst`'s buffer is full (backpressure) — what `pipe()` does, minus its bookkeeping and the
+ * 'data' events, plus an optional look at each chunk (the 5-byte-header frame tracker). Ends are
+ * handled by the session, not here.
  */
-function relay(src: net.Socket, dst: net.Socket, look?: (chunk: Buffer) => void): void {
-  src.on(
-    'data',
+function relay(reader: SharedReader, src: net.Socket, dst: net.Socket, look?: (chunk: Buffer) => void): void {
+  reader.relayTo(
     look
-      ? (chunk: Buffer) => {
-          if (!dst.write(chunk)) src.pause();
+      ? (chunk) => {
           look(chunk);
+          return dst.write(chunk);
         }
-      : (chunk: Buffer) => {
-          if (!dst.write(chunk)) src.pause();
-        },
+      : (chunk) => dst.write(chunk),
   );
   dst.on('drain', () => src.resume());
   if (!dst.writableNeedDrain) src.resume();
 }
+
+const NOTHING_EXCLUDED: ReadonlySet<string> = new Set();
 
 /** SSLRequest: Int32 8, Int32 80877103 (protocol docs, "Message Formats"). */
 const sslRequestBytes = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
