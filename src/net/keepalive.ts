@@ -38,6 +38,15 @@ interface NetKeepalive {
 
 export const KEEPALIVE_FALLBACK_CODE = 'PGW_KEEPALIVE_FALLBACK';
 
+/**
+ * libuv 1.45 and later (Node.js 20 has 1.46) set TCP_KEEPINTVL to 1 s and TCP_KEEPCNT to 10
+ * whenever socket.setKeepAlive(true) sets TCP_KEEPIDLE.
+ */
+const LIBUV_KEEPALIVE = ((): boolean => {
+  const [major, minor] = process.versions.uv.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 45);
+})();
+
 let native: NetKeepalive | null | undefined; // undefined: not loaded yet; null: unavailable
 let sink: KeepaliveWarningSink | undefined;
 let warned = false;
@@ -63,9 +72,15 @@ export function applyKeepalive(socket: net.Socket, opts: KeepaliveOptions): bool
   const lib = loadNative();
   if (lib === null) return false;
   try {
-    lib.setKeepAliveInterval(socket, atLeastOneSecond(opts.intervalMs));
-    lib.setKeepAliveProbes(socket, Math.max(1, Math.round(opts.count)));
-    if (opts.userTimeoutMs !== undefined && opts.userTimeoutMs > 0) lib.setUserTimeout(socket, Math.round(opts.userTimeoutMs));
+    // Each setsockopt through the FFI costs more than a connection's other JavaScript work, so
+    // the ones that would not change anything are skipped (see LIBUV_KEEPALIVE).
+    const intervalMs = atLeastOneSecond(opts.intervalMs);
+    const count = Math.max(1, Math.round(opts.count));
+    const userTimeout = opts.userTimeoutMs !== undefined && opts.userTimeoutMs > 0;
+    if (!LIBUV_KEEPALIVE || intervalMs !== 1000) lib.setKeepAliveInterval(socket, intervalMs);
+    // Linux: a TCP_USER_TIMEOUT decides when keepalive gives up, the probe count is not used.
+    if (!(userTimeout && process.platform === 'linux') && (!LIBUV_KEEPALIVE || count !== 10)) lib.setKeepAliveProbes(socket, count);
+    if (userTimeout) lib.setUserTimeout(socket, Math.round(opts.userTimeoutMs!));
     return true;
   } catch (err) {
     // A socket closed between 'connect' and here has no descriptor; that is no platform problem.

@@ -62,7 +62,12 @@ export class Router {
    * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`
    * (ms since epoch). `signal` aborts the wait (the client went away).
    */
-  acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal): Promise<BackendView> {
+  /**
+   * A backend for a new session now, or after waiting in the queue. `signal` aborts the wait
+   * (the client left); as a function it is only asked for when the session has to wait, so the
+   * common case creates no AbortController.
+   */
+  acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal | (() => AbortSignal)): Promise<BackendView> {
     const now = this.pickNow(exclude());
     if (now) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
@@ -93,7 +98,7 @@ export class Router {
         }, Math.max(0, deadline - Date.now())),
       };
       waiter.timer.unref();
-      signal.addEventListener('abort', () => {
+      (typeof signal === 'function' ? signal() : signal).addEventListener('abort', () => {
         if (this.remove(waiter)) waiter.reject(new RoutingError('PGW_CLIENT_GONE', '08006', 'client disconnected while waiting'));
       }, { once: true });
       this.queue.push(waiter);
