@@ -1,0 +1,97 @@
+// The shared read buffer: chunks copied out intact (many sockets, one buffer), 'data' events
+// until a relay takes over, backpressure that stops and restarts reads, and 'end' as usual.
+import t, { type Test } from 'tap';
+import net from 'node:net';
+import crypto from 'node:crypto';
+import { once } from 'node:events';
+import { adoptAccepted, SharedReader } from '../../src/net/shared-read';
+
+/** A listening server whose accepted sockets are adopted with their own SharedReader. */
+async function adoptingServer(t: Test): Promise<{ port: number; accepted: Promise<{ socket: net.Socket; reader: SharedReader }> }> {
+  let resolve!: (v: { socket: net.Socket; reader: SharedReader }) => void;
+  const accepted = new Promise<{ socket: net.Socket; reader: SharedReader }>((r) => (resolve = r));
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => {
+    const reader = new SharedReader();
+    resolve({ socket: adoptAccepted(s, reader, true), reader });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  return { port: (server.address() as net.AddressInfo).port, accepted };
+}
+
+/** Read everything a socket sends until it ends. */
+function drainAll(socket: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  socket.on('data', (c: Buffer) => parts.push(c));
+  return new Promise((resolve, reject) => {
+    socket.on('end', () => resolve(Buffer.concat(parts)));
+    socket.on('error', reject);
+  });
+}
+
+t.test('data events before a relay; chunks keep their bytes while other sockets read', async (t) => {
+  const a = await adoptingServer(t);
+  const b = await adoptingServer(t);
+  const ca = net.connect(a.port, '127.0.0.1');
+  const cb = net.connect(b.port, '127.0.0.1');
+  const [sa, sb] = [(await a.accepted).socket, (await b.accepted).socket];
+  const got: Buffer[] = [];
+  sa.on('data', (c: Buffer) => got.push(c));
+  sb.on('data', () => undefined);
+  ca.write(Buffer.alloc(1000, 0x41));
+  await t.resolves(waitUntil(() => Buffer.concat(got).length === 1000));
+  // The other socket reads into the same buffer; the chunk kept above must not change.
+  cb.write(Buffer.alloc(1000, 0x42));
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(Buffer.concat(got).every((x) => x === 0x41), 'first chunk intact after another socket read');
+  const ended = once(sa, 'end');
+  ca.end();
+  await ended;
+  t.pass("'end' is emitted for an adopted socket");
+  cb.destroy();
+  sa.destroy();
+  sb.destroy();
+});
+
+t.test('a relay with a slow reader: every byte, in order, with reads stopped while the writer is full', async (t) => {
+  const front = await adoptingServer(t);
+  const backSrv = net.createServer();
+  backSrv.listen(0, '127.0.0.1');
+  await once(backSrv, 'listening');
+  t.teardown(() => backSrv.close());
+  const client = net.connect(front.port, '127.0.0.1');
+  const { socket: src, reader } = await front.accepted;
+  const backAccepted = once(backSrv, 'connection');
+  const dst = net.connect((backSrv.address() as net.AddressInfo).port, '127.0.0.1');
+  const [sink] = (await backAccepted) as [net.Socket];
+  let stopped = 0;
+  reader.relayTo((chunk) => {
+    const ok = dst.write(chunk);
+    if (!ok) stopped++;
+    return ok;
+  });
+  dst.on('drain', () => src.resume());
+  src.on('end', () => dst.end());
+  // The far end does not read for a while: the relay must stop reading instead of buffering.
+  sink.pause();
+  const payload = crypto.randomBytes(16 * 1024 * 1024);
+  client.end(payload);
+  await waitUntil(() => stopped > 0);
+  const received = drainAll(sink);
+  sink.resume();
+  const all = await received;
+  t.ok(stopped > 0, 'reads stopped while the destination was full');
+  t.equal(all.length, payload.length, 'every byte arrived');
+  t.equal(crypto.createHash('sha256').update(all).digest('hex'), crypto.createHash('sha256').update(payload).digest('hex'), 'in order and unchanged');
+  src.destroy();
+  dst.destroy();
+});
+
+async function waitUntil(cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
