@@ -6,8 +6,9 @@ import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
+import { CheckSession, queryMessage, type RoundTrip } from './check-session';
 import { parseLsn } from './lsn';
-import type { FailureLayer, Probe, ProbeResult } from './types';
+import type { FailureLayer, Probe, ProbeResult, ProbeSuccess } from './types';
 
 export interface PostgresProbeOptions {
   readonly host: string;
@@ -65,14 +66,8 @@ export const CHECK_QUERY = `SELECT
   CASE WHEN pg_is_in_recovery() THEN NULL
     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`;
 
-interface CheckRow {
-  in_recovery: boolean;
-  current_lsn: string | null;
-  receive_lsn: string | null;
-  replay_lsn: string | null;
-  replay_lag_seconds: number | null;
-  timeline: number | null;
-}
+/** The Query message for CHECK_QUERY, serialized once and written as is for every check. */
+const QUERY_MESSAGE = queryMessage(CHECK_QUERY);
 
 export type Phase = 'connecting' | 'authenticating' | 'querying';
 
@@ -84,6 +79,24 @@ export interface PostgresProbeHooks {
   onConnectionLost?(reason: string): void;
 }
 
+/** Columns of CHECK_QUERY, in order. */
+const IN_RECOVERY = 0;
+const CURRENT_LSN = 1;
+const RECEIVE_LSN = 2;
+const REPLAY_LSN = 3;
+const REPLAY_LAG_SECONDS = 4;
+const TIMELINE = 5;
+
+/** One check from start to result. */
+interface Attempt {
+  readonly startedAt: number;
+  readonly signal: AbortSignal;
+  readonly resolve: (result: ProbeResult) => void;
+  phase: Phase;
+  /** The pg Client while connecting and authenticating. */
+  client?: Client;
+}
+
 /**
  * The check connection is kept open between checks and re-used while it works: on a loaded
  * server a new backend process (fork + authentication) can take most of a second, and a check
@@ -92,142 +105,211 @@ export interface PostgresProbeHooks {
  * seen then). A kept connection also notices a crash at once (onConnectionLost).
  */
 export function postgresProbe(opts: PostgresProbeOptions, hooks: PostgresProbeHooks = {}): Probe {
-  let kept: Client | undefined;
-  let closed = false;
-  const drop = (client: Client, graceful: boolean) => {
-    if (kept === client) kept = undefined;
-    close(client, graceful);
-  };
-  const probe = (signal: AbortSignal) =>
-    checkOnce(opts, signal, kept, (client, ok) => {
-      if (ok && !closed) {
-        if (kept !== client) watch(client);
-        kept = client;
-      } else drop(client, false);
-    });
-  const watch = (client: Client) => {
-    const lost = (why: string) => {
-      if (kept !== client) return;
-      drop(client, false);
-      if (!closed) hooks.onConnectionLost?.(why);
-    };
-    client.on('error', (e: Error) => lost(redact(e.message, opts.password)));
-    client.on('end', () => lost('the server closed the check connection'));
-  };
-  return Object.assign(probe, {
-    close: () => {
-      closed = true;
-      if (kept) drop(kept, true);
-    },
-  });
+  const check = new PostgresCheck(opts, hooks);
+  return Object.assign((signal: AbortSignal) => check.run(signal), { close: () => check.close() });
 }
 
-function checkOnce(
-  opts: PostgresProbeOptions,
-  signal: AbortSignal,
-  existing: Client | undefined,
-  done: (client: Client, ok: boolean) => void,
-): Promise<ProbeResult> {
-  const startedAt = performance.now();
-  const elapsed = (): number => Math.round(performance.now() - startedAt);
-  const where = `${opts.host}:${opts.port}`;
+/**
+ * Per backend: the kept session, the check in flight (the checker runs one at a time) and one
+ * deadline timer, refreshed for each check rather than re-created.
+ */
+class PostgresCheck {
+  private readonly where: string;
+  private session: CheckSession | undefined;
+  private attempt: Attempt | undefined;
+  private deadline: NodeJS.Timeout | undefined;
+  private closed = false;
 
-  return new Promise<ProbeResult>((resolve) => {
-    let settled = false;
-    let phase: Phase = existing ? 'querying' : 'connecting';
-    const client =
-      existing ??
-      new Client({
-        host: opts.host,
-        port: opts.port,
-        user: opts.user,
-        // '' rather than undefined: pg would otherwise consult PGPASSWORD and ~/.pgpass.
-        password: opts.password ?? '',
-        database: opts.database,
-        ssl: opts.ssl ?? false,
-        application_name: 'pgwarden-check',
-        connectionTimeoutMillis: opts.timeoutMs,
-        statement_timeout: opts.timeoutMs,
-      });
-    if (!existing) {
-      // Without a listener an 'error' event (a reset after we settled) would crash the process.
-      client.on('error', () => {});
-      client.connection.once('connect', () => {
-        if (phase === 'connecting') phase = 'authenticating';
-        // Still the TCP socket here (a TLS upgrade wraps it later); the options live on its descriptor.
-        const socket = client.connection.stream;
-        if (socket instanceof net.Socket) applyKeepalive(socket, checkKeepalive(opts.userTimeoutMs));
-      });
-    }
-
-    const finish = (result: ProbeResult): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(deadline);
-      signal.removeEventListener('abort', onAbort);
-      done(client, result.ok);
-      resolve(result);
-    };
-    const fail = (layer: FailureLayer, message: string): void =>
-      finish({ ok: false, layer, message: redact(message, opts.password), durationMs: elapsed() });
-    const timedOut = (what: string): void =>
-      fail(phase === 'connecting' ? 'L4TOUT' : 'L7TOUT', `${what} while ${phase} to ${where}`);
-    const onAbort = (): void => timedOut('check aborted');
-
-    const deadline = setTimeout(() => timedOut(`check timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
-    deadline.unref();
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-
-    (existing ? Promise.resolve() : client.connect())
-      .then(() => {
-        phase = 'querying';
-        return client.query<CheckRow>(CHECK_QUERY);
-      })
-      .then(
-        (res) => {
-          const row = res.rows[0];
-          if (row === undefined) return fail('L7QUERY', `check query returned no row from ${where}`);
-          finish(toSuccess(row, elapsed()));
-        },
-        (err: unknown) => {
-          const failure = classify(err, phase);
-          fail(failure.layer, failure.message.includes(where) ? failure.message : `${where}: ${failure.message}`);
-        },
-      )
-      .catch((err: unknown) => fail('L7QUERY', `unexpected check result from ${where}: ${String(err)}`));
-  });
-}
-
-function toSuccess(row: CheckRow, durationMs: number): ProbeResult {
-  if (!row.in_recovery) {
-    return {
-      ok: true,
-      role: 'primary',
-      ...lsnField('currentLsn', row.current_lsn),
-      ...(row.timeline !== null && { timeline: Number(row.timeline) }),
-      durationMs,
-    };
+  constructor(
+    private readonly opts: PostgresProbeOptions,
+    private readonly hooks: PostgresProbeHooks,
+  ) {
+    this.where = `${opts.host}:${opts.port}`;
   }
-  return {
-    ok: true,
-    role: 'replica',
-    ...lsnField('receiveLsn', row.receive_lsn),
-    ...lsnField('replayLsn', row.replay_lsn),
-    // NULL when the replica has not replayed any transaction yet: lag unknown, not zero.
-    ...(row.replay_lag_seconds !== null && { replayLagSeconds: Number(row.replay_lag_seconds) }),
-    durationMs,
+
+  run(signal: AbortSignal): Promise<ProbeResult> {
+    return new Promise<ProbeResult>((resolve) => {
+      const startedAt = performance.now();
+      if (this.attempt !== undefined) {
+        resolve({ ok: false, layer: 'L7QUERY', message: `a check of ${this.where} is already running`, durationMs: 0 });
+        return;
+      }
+      const session = this.session !== undefined && this.session.usable ? this.session : undefined;
+      const attempt: Attempt = { startedAt, signal, resolve, phase: session ? 'querying' : 'connecting' };
+      if (signal.aborted) {
+        this.attempt = attempt;
+        return this.timedOut(attempt, 'check aborted');
+      }
+      this.attempt = attempt;
+      this.armDeadline();
+      signal.addEventListener('abort', this.onAbort);
+      if (session) session.send();
+      else this.connect(attempt);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.deadline !== undefined) clearTimeout(this.deadline);
+    this.deadline = undefined;
+    const attempt = this.attempt;
+    if (attempt !== undefined) this.timedOut(attempt, 'check aborted');
+    this.session?.close(true);
+    this.session = undefined;
+  }
+
+  private armDeadline(): void {
+    if (this.deadline === undefined) {
+      this.deadline = setTimeout(this.onDeadline, this.opts.timeoutMs);
+      this.deadline.unref();
+    } else {
+      this.deadline.refresh();
+    }
+  }
+
+  /** The timer outlives the check it was armed for; firing with no check in flight is a no-op. */
+  private readonly onDeadline = (): void => {
+    const attempt = this.attempt;
+    if (attempt !== undefined) this.timedOut(attempt, `check timed out after ${this.opts.timeoutMs} ms`);
   };
+
+  private readonly onAbort = (): void => {
+    const attempt = this.attempt;
+    if (attempt !== undefined) this.timedOut(attempt, 'check aborted');
+  };
+
+  private connect(attempt: Attempt): void {
+    const opts = this.opts;
+    const client = new Client({
+      host: opts.host,
+      port: opts.port,
+      user: opts.user,
+      // '' rather than undefined: pg would otherwise consult PGPASSWORD and ~/.pgpass.
+      password: opts.password ?? '',
+      database: opts.database,
+      ssl: opts.ssl ?? false,
+      application_name: 'pgwarden-check',
+      connectionTimeoutMillis: opts.timeoutMs,
+      statement_timeout: opts.timeoutMs,
+    });
+    attempt.client = client;
+    // Without a listener an 'error' event (a reset after we settled) would crash the process.
+    client.on('error', () => {});
+    // Still the TCP socket here (a TLS upgrade wraps it later); the options live on its descriptor.
+    const raw = client.connection.stream as net.Socket;
+    client.connection.once('connect', () => {
+      if (attempt.phase === 'connecting') attempt.phase = 'authenticating';
+      if (raw instanceof net.Socket) applyKeepalive(raw, checkKeepalive(opts.userTimeoutMs));
+    });
+    client.connect().then(
+      () => {
+        if (this.attempt !== attempt) return; // timed out or aborted meanwhile: already torn down
+        attempt.client = undefined;
+        attempt.phase = 'querying';
+        const session = new CheckSession(client, raw, QUERY_MESSAGE, {
+          onReply: (outcome) => this.onReply(session, outcome),
+          onLost: (reason) => this.onLost(session, reason),
+        });
+        this.session = session;
+        session.send();
+      },
+      (err: unknown) => {
+        if (this.attempt !== attempt) return;
+        const failure = classify(err, attempt.phase);
+        this.fail(attempt, failure.layer, failure.message.includes(this.where) ? failure.message : `${this.where}: ${failure.message}`);
+      },
+    );
+  }
+
+  private onReply(session: CheckSession, outcome: RoundTrip): void {
+    const attempt = this.attempt;
+    if (attempt === undefined || this.session !== session) return;
+    switch (outcome.kind) {
+      case 'row':
+        return this.succeed(attempt, outcome.values);
+      case 'no-row':
+        return this.fail(attempt, 'L7QUERY', `check query returned no row from ${this.where}`);
+      case 'server-error':
+      case 'broken': {
+        const failure = classify(outcome.error, 'querying');
+        return this.fail(attempt, failure.layer, failure.message.includes(this.where) ? failure.message : `${this.where}: ${failure.message}`);
+      }
+    }
+  }
+
+  private onLost(session: CheckSession, reason: string): void {
+    if (this.session !== session) return;
+    this.session = undefined;
+    if (!this.closed) this.hooks.onConnectionLost?.(redact(reason, this.opts.password));
+  }
+
+  private succeed(attempt: Attempt, values: readonly (string | null)[]): void {
+    let result: ProbeResult;
+    try {
+      result = toSuccess(values, this.elapsed(attempt));
+    } catch (err) {
+      return this.fail(attempt, 'L7QUERY', `unexpected check result from ${this.where}: ${String(err)}`);
+    }
+    this.settle(attempt, result);
+  }
+
+  private timedOut(attempt: Attempt, what: string): void {
+    this.fail(attempt, attempt.phase === 'connecting' ? 'L4TOUT' : 'L7TOUT', `${what} while ${attempt.phase} to ${this.where}`);
+  }
+
+  private fail(attempt: Attempt, layer: FailureLayer, message: string): void {
+    this.settle(attempt, { ok: false, layer, message: redact(message, this.opts.password), durationMs: this.elapsed(attempt) });
+  }
+
+  /** Ends the check once; a failure drops the connection, a success keeps it (unless closed). */
+  private settle(attempt: Attempt, result: ProbeResult): void {
+    if (this.attempt !== attempt) return;
+    this.attempt = undefined;
+    attempt.signal.removeEventListener('abort', this.onAbort);
+    if (!result.ok) {
+      if (attempt.client !== undefined) dropClient(attempt.client);
+      attempt.client = undefined;
+      this.session?.close(false);
+      this.session = undefined;
+    } else if (this.closed) {
+      this.session?.close(true);
+      this.session = undefined;
+    }
+    attempt.resolve(result);
+  }
+
+  private elapsed(attempt: Attempt): number {
+    return Math.round(performance.now() - attempt.startedAt);
+  }
 }
 
-function lsnField<K extends string>(key: K, text: string | null): { [P in K]?: bigint } {
-  return (text === null ? {} : { [key]: parseLsn(text) }) as { [P in K]?: bigint };
+/** Columns by position (CHECK_QUERY's order), in text format: booleans are 't' or 'f'. */
+function toSuccess(values: readonly (string | null)[], durationMs: number): ProbeResult {
+  if (values.length < 6) throw new Error(`${values.length} columns instead of 6`);
+  if (values[IN_RECOVERY] === 'f') {
+    const currentLsn = values[CURRENT_LSN];
+    const timeline = values[TIMELINE];
+    const result: { -readonly [K in keyof ProbeSuccess]: ProbeSuccess[K] } = { ok: true, role: 'primary', durationMs };
+    if (currentLsn != null) result.currentLsn = parseLsn(currentLsn);
+    if (timeline != null) result.timeline = Number(timeline);
+    return result;
+  }
+  if (values[IN_RECOVERY] !== 't') throw new Error(`in_recovery is ${JSON.stringify(values[IN_RECOVERY])}`);
+  const receiveLsn = values[RECEIVE_LSN];
+  const replayLsn = values[REPLAY_LSN];
+  const lag = values[REPLAY_LAG_SECONDS];
+  const result: { -readonly [K in keyof ProbeSuccess]: ProbeSuccess[K] } = { ok: true, role: 'replica', durationMs };
+  if (receiveLsn != null) result.receiveLsn = parseLsn(receiveLsn);
+  if (replayLsn != null) result.replayLsn = parseLsn(replayLsn);
+  // NULL when the replica has not replayed any transaction yet: lag unknown, not zero.
+  if (lag != null) result.replayLagSeconds = Number(lag);
+  return result;
 }
 
-/** Graceful goodbye (Terminate) when closing a working connection; otherwise tear it down now. */
-function close(client: Client, graceful: boolean): void {
+/** A client that has not finished connecting: tear it down now. */
+function dropClient(client: Client): void {
   client.end().catch(() => {});
-  if (!graceful) client.connection.stream.destroy();
+  client.connection.stream.destroy();
 }
 
 interface Classified {

@@ -1,0 +1,118 @@
+// The few backend messages a health check reads on its kept connection, decoded straight from
+// the socket's Buffers: pg's query path (Query objects, a generic Parser, Result and type
+// parsers) costs about a millisecond of CPU per check, most of it garbage; this costs a few
+// microseconds. Pure: no I/O, no timers. Layouts from the PostgreSQL docs, "Frontend/Backend
+// Protocol" › "Message Formats" (55.7 in the PostgreSQL 15 manual).
+
+/** Backend message type bytes that matter to a check (everything else is skipped). */
+export const MSG_DATA_ROW = 0x44; // 'D'
+export const MSG_ERROR_RESPONSE = 0x45; // 'E'
+export const MSG_READY_FOR_QUERY = 0x5a; // 'Z'
+
+/**
+ * The check reply is a few hundred bytes and an ErrorResponse a few kilobytes; anything claiming
+ * more is not a PostgreSQL server talking sense, and must not make us buffer it.
+ */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+
+export class ProtocolError extends Error {
+  readonly code = 'PGW_CHECK_PROTOCOL';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** Called once per complete message with its type byte and body bounds (type and length excluded). */
+export type OnMessage = (type: number, buf: Buffer, start: number, end: number) => void;
+
+/**
+ * Splits a byte stream into messages: Byte1 type, Int32 length (counting itself), body. TCP may
+ * cut anywhere, so an incomplete tail is kept for the next chunk; a whole chunk (the usual case:
+ * the entire reply in one read) is decoded in place without copying.
+ */
+export class MessageReader {
+  private tail: Buffer | undefined;
+
+  /** Throws ProtocolError on a length that is impossible or above MAX_MESSAGE_BYTES. */
+  feed(chunk: Buffer, onMessage: OnMessage): void {
+    let buf = chunk;
+    if (this.tail !== undefined) {
+      buf = Buffer.concat([this.tail, chunk]);
+      this.tail = undefined;
+    }
+    let offset = 0;
+    while (buf.length - offset >= 5) {
+      const length = buf.readInt32BE(offset + 1);
+      if (length < 4 || length > MAX_MESSAGE_BYTES) {
+        throw new ProtocolError(`backend message '${String.fromCharCode(buf[offset]!)}' claims ${length} bytes`);
+      }
+      const end = offset + 1 + length;
+      if (end > buf.length) break;
+      onMessage(buf[offset]!, buf, offset + 5, end);
+      offset = end;
+    }
+    if (offset < buf.length) this.tail = buf.subarray(offset);
+  }
+
+  /** Forget a partial message (the connection it came from is gone). */
+  reset(): void {
+    this.tail = undefined;
+  }
+}
+
+/**
+ * DataRow body: Int16 column count, then per column Int32 length (-1 for NULL) and the value in
+ * text format. Values of the check query are ASCII, so latin1 decoding is exact and cheapest.
+ */
+export function readDataRow(buf: Buffer, start: number, end: number): (string | null)[] {
+  if (end - start < 2) throw new ProtocolError('DataRow too short');
+  const count = buf.readInt16BE(start);
+  const values: (string | null)[] = new Array<string | null>(count);
+  let offset = start + 2;
+  for (let i = 0; i < count; i++) {
+    if (offset + 4 > end) throw new ProtocolError('DataRow truncated');
+    const length = buf.readInt32BE(offset);
+    offset += 4;
+    if (length < 0) {
+      values[i] = null;
+      continue;
+    }
+    if (offset + length > end) throw new ProtocolError('DataRow value truncated');
+    values[i] = buf.toString('latin1', offset, offset + length);
+    offset += length;
+  }
+  return values;
+}
+
+/** The fields of an ErrorResponse a check reports, shaped like pg's DatabaseError for classify(). */
+export interface ServerError {
+  readonly severity: string;
+  readonly code: string;
+  readonly message: string;
+}
+
+/**
+ * ErrorResponse body: fields of Byte1 type + String (NUL-terminated), ended by a 0 byte. 'V' is the
+ * non-localized severity (9.6+), 'S' the localized one, 'C' the SQLSTATE, 'M' the message
+ * ("Error and Notice Message Fields").
+ */
+export function readErrorResponse(buf: Buffer, start: number, end: number): ServerError {
+  let severity = '';
+  let localizedSeverity = '';
+  let code = '';
+  let message = '';
+  let offset = start;
+  while (offset < end && buf[offset] !== 0) {
+    const field = buf[offset]!;
+    const nul = buf.indexOf(0, offset + 1);
+    if (nul < 0 || nul >= end) throw new ProtocolError('ErrorResponse field not terminated');
+    const value = buf.toString('utf8', offset + 1, nul);
+    if (field === 0x56) severity = value; // 'V'
+    else if (field === 0x53) localizedSeverity = value; // 'S'
+    else if (field === 0x43) code = value; // 'C'
+    else if (field === 0x4d) message = value; // 'M'
+    offset = nul + 1;
+  }
+  return { severity: severity || localizedSeverity || 'ERROR', code, message: message || 'error without a message' };
+}
