@@ -23,7 +23,7 @@ type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
 
 export class Session {
   private phase: Phase = 'reading';
-  private buffered: Buffer = Buffer.alloc(0);
+  private buffered: Buffer = NO_BYTES;
   private backend?: net.Socket;
   private backendReader?: SharedReader;
   private target?: BackendView;
@@ -274,7 +274,7 @@ export class Session {
     };
     backend.on('data', onAnswer);
     backend.write(sslRequestBytes);
-    this.armAnswerTimer(backend, Buffer.alloc(0), (b) => this.negotiateSsl(b));
+    this.armAnswerTimer(backend, NO_BYTES, (b) => this.negotiateSsl(b));
   }
 
   private beginStartup(backend: net.Socket): void {
@@ -405,7 +405,7 @@ export class Session {
 
   private takeBuffered(): Buffer {
     const b = this.buffered;
-    this.buffered = Buffer.alloc(0);
+    this.buffered = NO_BYTES;
     return b;
   }
 
@@ -490,6 +490,9 @@ function relay(reader: SharedReader, src: net.Socket, dst: net.Socket, look?: (c
 }
 
 const NOTHING_EXCLUDED: ReadonlySet<string> = new Set();
+
+/** One empty buffer for every session with nothing buffered (most of them, for their whole life). */
+const NO_BYTES = Buffer.alloc(0);
 
 /** SSLRequest: Int32 8, Int32 80877103 (protocol docs, "Message Formats"). */
 const sslRequestBytes = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
