@@ -21,7 +21,10 @@ export async function startObservability(app: App): Promise<Observability> {
   const metrics = new Metrics(app.bus, app);
   const host = new HostSampler({ interval: config.host.interval, thresholds: config.host.thresholds, bus: app.bus, log });
   host.on('sample', (s) => (app.hostStatus = s));
-  host.start();
+  // Host samples are read by the admin API (status, status page, /metrics) and by thresholds.
+  // With neither configured nobody sees them: no worker thread, no wake-ups every interval.
+  const thresholds = config.host.thresholds;
+  if (config.admin || Object.values(thresholds ?? {}).some((v) => v !== undefined)) host.start();
   const agents = startAgents(app);
   let admin: AdminServer | undefined;
   if (config.admin) {
