@@ -59,14 +59,18 @@ function throughputTable(result, workloads) {
 }
 
 function memoryTable(result) {
-  const lines = ['| target | idle sessions | RSS before | RSS with sessions | bytes per session | note |', '|---|--:|--:|--:|--:|---|'];
+  const lines = [
+    '| target | idle sessions | RSS before | RSS with sessions | bytes per session (settled) | bytes per session (1 s after) | note |',
+    '|---|--:|--:|--:|--:|--:|---|',
+  ];
   for (const m of result.memory) {
     if (m.skipped) {
-      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | skipped: ${m.skipped} |`);
+      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | – | skipped: ${m.skipped} |`);
       continue;
     }
     const note = m.established < m.requested ? `${num(m.requested)} asked; ${m.limitedBy}` : (m.note ?? '');
-    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${num(m.bytesPerSession)} | ${note} |`);
+    const early = m.bytesPerSession1s === undefined ? '–' : num(m.bytesPerSession1s);
+    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${num(m.bytesPerSession)} | ${early} | ${note} |`);
   }
   return lines.join('\n');
 }
@@ -74,11 +78,19 @@ function memoryTable(result) {
 function healthTable(result) {
   const h = result.healthCheck;
   if (!h) return '_not measured_';
+  const x = h.haproxy;
   return [
-    '| backends | check | interval | window | pgwarden CPU (% of one core) | CPU per check | checks/s | RSS |',
-    '|--:|---|--:|--:|--:|--:|--:|--:|',
-    `| ${h.backends} | ${h.check} | ${h.intervalMs} ms | ${num(h.wallSeconds, 1)} s | ${num(h.cpuPercent, 2)} % | ${num(h.cpuMsPerCheck, 3)} ms | ${num(h.checksPerSecond, 1)} | ${mib(h.rssBytes)} |`,
-  ].join('\n');
+    '| proxy | backends | check | interval | window | CPU (% of one core) | CPU per check | checks/s | RSS |',
+    '|---|--:|---|--:|--:|--:|--:|--:|--:|',
+    `| pgwarden | ${h.backends} | ${h.check} | ${h.intervalMs} ms | ${num(h.wallSeconds, 1)} s | ${num(h.cpuPercent, 2)} % | ${num(h.cpuMsPerCheck, 3)} ms | ${num(h.checksPerSecond, 1)} | ${mib(h.rssBytes)} |`,
+    x === undefined
+      ? undefined
+      : x.skipped
+        ? `| haproxy | ${h.backends} | skipped: ${x.skipped} | | | | | | |`
+        : `| haproxy | ${h.backends} | ${x.check} | ${h.intervalMs} ms | ${num(x.wallSeconds, 1)} s | ${num(x.cpuPercent, 2)} % | ${num(x.cpuMsPerCheck, 3)} ms | ${num(h.checksPerSecond, 1)} | ${mib(x.rssBytes)} |`,
+  ]
+    .filter((line) => line !== undefined)
+    .join('\n');
 }
 
 function header(result) {

@@ -54,8 +54,12 @@ async function startPgwarden(dir, backends, { health = '  user: postgres', file 
   return { name: 'pgwarden', port, server, version: require('../../package.json').version };
 }
 
-/** HAProxy, `mode tcp`, one server; maxconn as high as the open-file limit allows (2 fds per session). */
-async function startHaproxy(dir, primaryPort) {
+/**
+ * HAProxy, `mode tcp`, one server; maxconn as high as the open-file limit allows (2 fds per
+ * session). With `checks` it instead has those servers under `option pgsql-check` every
+ * `intervalMs` (the health-check cost comparison), still answering on its port.
+ */
+async function startHaproxy(dir, primaryPort, checks) {
   const bin = findProgram('haproxy');
   if (bin === undefined) return { name: 'haproxy', missing: 'haproxy is not installed (apt-get install haproxy)' };
   const port = await freePort();
@@ -66,7 +70,10 @@ async function startHaproxy(dir, primaryPort) {
     `global\n  maxconn ${maxconn}\n  log stderr format short local0 warning\n\n` +
       `defaults\n  mode tcp\n  log global\n  maxconn ${maxconn}\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n` +
       `frontend pg\n  bind 127.0.0.1:${port}\n  default_backend primary\n\n` +
-      `backend primary\n  server pg1 127.0.0.1:${primaryPort} maxconn ${maxconn}\n`,
+      (checks
+        ? `backend primary\n  option pgsql-check user postgres\n  timeout check 1s\n` +
+          checks.backends.map((b) => `  server ${b.name} 127.0.0.1:${b.port} check inter ${checks.intervalMs} fastinter ${checks.intervalMs} downinter ${checks.intervalMs}\n`).join('')
+        : `backend primary\n  server pg1 127.0.0.1:${primaryPort} maxconn ${maxconn}\n`),
   );
   const server = spawnServer('haproxy', bin, ['-db', '-f', cfg]);
   await waitForPort(port, server);

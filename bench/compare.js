@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// A/B of pgwarden builds on one workload: how each hot-path change in bench/README.md
+// ("Changes, measured") was kept or dropped. Starts a real primary, then runs pgbench against
+// each target in turn — interleaved, `--rounds` times, the order reversed every other round — and
+// prints TPS and the proxy's CPU per transaction (utime+stime from /proc/<pid>/stat over the
+// run, divided by the transactions): the cost of the proxy itself, which moves less with
+// machine noise than TPS does.
+//
+//   npm run build
+//   git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci && npm run build)
+//   node bench/compare.js --build before=/tmp/before/dist --build now=dist [--haproxy] [--connect] [-c 8] [--seconds 10] [--rounds 3]
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const { writeFileSync, readFileSync, mkdtempSync, rmSync } = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const { PgCluster } = require('../dist/pg/cluster');
+const { findPgBinDir } = require('../dist/pg/binaries');
+const { freePort } = require('../dist/pg/ports');
+
+const { values: opts } = parseArgs({
+  options: {
+    build: { type: 'string', multiple: true },
+    haproxy: { type: 'boolean' },
+    connect: { type: 'boolean' },
+    clients: { type: 'string', short: 'c' },
+    seconds: { type: 'string' },
+    rounds: { type: 'string' },
+  },
+});
+const builds = (opts.build ?? ['now=dist']).map((b) => {
+  const [name, dir] = b.split('=');
+  return { name, cli: path.resolve(dir, 'cli.js') };
+});
+const clients = opts.clients ?? '8';
+const seconds = Number(opts.seconds ?? 10);
+const rounds = Number(opts.rounds ?? 3);
+const cpuTicks = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(f[11]) + Number(f[12]);
+};
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startTarget(t, dir, pgPort) {
+  const port = await freePort();
+  if (t.name === 'haproxy') {
+    const cfg = path.join(dir, 'haproxy.cfg');
+    writeFileSync(cfg, `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\nlisten pg\n  bind 127.0.0.1:${port}\n  server pg1 127.0.0.1:${pgPort}\n`);
+    return { port, proc: spawn('haproxy', ['-db', '-f', cfg], { stdio: 'ignore' }) };
+  }
+  const cfg = path.join(dir, `${t.name}.yaml`);
+  writeFileSync(cfg, `listeners:\n  - { name: rw, bind: "127.0.0.1:${port}", route: primary }\nbackends:\n  - { name: pg1, host: 127.0.0.1, port: ${pgPort} }\nhealth:\n  user: postgres\nlogging:\n  level: warn\n`);
+  return { port, proc: spawn(process.execPath, [t.cli, '--config', cfg], { stdio: 'inherit' }) };
+}
+
+(async () => {
+  const bin = findPgBinDir();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-compare-'));
+  const cluster = await PgCluster.create({ replicas: 0 });
+  const targets = [...builds, ...(opts.haproxy ? [{ name: 'haproxy' }] : [])];
+  const results = new Map(targets.map((t) => [t.name, []]));
+  try {
+    const pg = ['-h', '127.0.0.1', '-U', 'postgres'];
+    execFileSync(path.join(bin, 'pgbench'), ['-i', '-q', '-s', '10', ...pg, '-p', String(cluster.primary.port), 'postgres'], { stdio: 'ignore' });
+    for (let round = 1; round <= rounds; round++) {
+      for (const t of round % 2 ? targets : [...targets].reverse()) {
+        const { port, proc } = await startTarget(t, dir, cluster.primary.port);
+        await sleep(1500);
+        const c0 = cpuTicks(proc.pid);
+        const out = execFileSync(
+          path.join(bin, 'pgbench'),
+          ['-n', '-S', ...(opts.connect ? ['-C'] : []), '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'],
+          { encoding: 'utf8' },
+        );
+        const cpu = (cpuTicks(proc.pid) - c0) / CLK_TCK;
+        const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
+        const usPerTxn = (cpu * 1e6) / (tps * seconds);
+        results.get(t.name).push({ tps, usPerTxn });
+        console.log(`round ${round} ${t.name.padEnd(10)} ${tps.toFixed(0).padStart(7)} tps  ${usPerTxn.toFixed(1).padStart(7)} µs CPU/txn`);
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+    }
+  } finally {
+    await cluster.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`\nselect-only${opts.connect ? ' -C' : ''} -c ${clients}, ${seconds} s × ${rounds} rounds (median):`);
+  for (const [name, rs] of results) {
+    console.log(`  ${name.padEnd(10)} ${median(rs.map((r) => r.tps)).toFixed(0).padStart(7)} tps  ${median(rs.map((r) => r.usPerTxn)).toFixed(1).padStart(7)} µs CPU/txn`);
+  }
+})();

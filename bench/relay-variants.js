@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// The relay techniques the hot path was chosen from, each as a bare TCP relay (no routing, no
+// checks) in front of the same real primary, measured with pgbench select-only: TPS and the
+// relay's CPU per transaction. Interleaved, `--rounds` times, order reversed every other round.
+//
+//   npm run build && node bench/relay-variants.js [--seconds 10] [--rounds 3] [-c 8] [--only a,b]
+//
+// A variant runs as `node bench/relay-variants.js --serve VARIANT PORT PG_PORT`.
+'use strict';
+const net = require('node:net');
+const { parseArgs } = require('node:util');
+
+const { values: opts } = parseArgs({
+  options: {
+    serve: { type: 'string' },
+    seconds: { type: 'string' },
+    rounds: { type: 'string' },
+    clients: { type: 'string', short: 'c' },
+    only: { type: 'string' },
+  },
+  allowPositionals: true,
+  strict: false,
+});
+
+// ---- the variants ---------------------------------------------------------------------------
+
+/** 'data' events and write(), pause on a full writer, resume on 'drain' (pgwarden before onread). */
+function loop(src, dst, look) {
+  src.on('data', (c) => {
+    if (look) look(c);
+    if (!dst.write(c)) src.pause();
+  });
+  dst.on('drain', () => src.resume());
+}
+
+/** Same, but every write corked and uncorked on the next tick (write coalescing). */
+function corkedLoop(src, dst) {
+  src.on('data', (c) => {
+    dst.cork();
+    const ok = dst.write(c);
+    process.nextTick(() => dst.uncork());
+    if (!ok) src.pause();
+  });
+  dst.on('drain', () => src.resume());
+}
+
+const SHARED = Buffer.allocUnsafe(64 * 1024);
+/** onread into one shared buffer, a copy per chunk (what pgwarden does now, src/net/shared-read.ts). */
+function onreadOptions(holder, look) {
+  return {
+    buffer: SHARED,
+    callback(n, buf) {
+      const chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (look) look(chunk);
+      return holder.dst.write(chunk);
+    },
+  };
+}
+
+/** The 5-byte-header frame tracker pgwarden runs on both directions. */
+function frames() {
+  const { FrameTracker } = require('../dist/protocol/frame-tracker');
+  const s = new FrameTracker('server');
+  const c = new FrameTracker('client');
+  return { server: (b) => s.feed(b), client: (b) => c.feed(b) };
+}
+
+const VARIANTS = {
+  pipe: { relay: (c, b) => (c.pipe(b), b.pipe(c)) },
+  loop: { relay: (c, b) => (loop(c, b), loop(b, c)) },
+  'loop+frames': { relay: (c, b) => { const f = frames(); loop(c, b, f.client); loop(b, c, f.server); } },
+  'loop nodelay off': { noDelay: false, relay: (c, b) => (loop(c, b), loop(b, c)) },
+  'loop cork': { relay: (c, b) => (corkedLoop(c, b), corkedLoop(b, c)) },
+  'loop hwm 4k': { hwm: 4 * 1024, relay: (c, b) => (loop(c, b), loop(b, c)) },
+  'loop hwm 1m': { hwm: 1024 * 1024, relay: (c, b) => (loop(c, b), loop(b, c)) },
+  onread: { onread: true },
+  'onread+frames': { onread: true, frames: true },
+};
+
+function serve(name, port, pgPort) {
+  const v = VARIANTS[name];
+  const noDelay = v.noDelay ?? true;
+  const hwm = v.hwm ? { highWaterMark: v.hwm } : {};
+  const server = net.createServer({ noDelay, pauseOnConnect: Boolean(v.onread), ...hwm }, (client) => {
+    const close = () => (client.destroy(), backend.destroy());
+    let backend;
+    if (!v.onread) {
+      backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay, ...hwm });
+      v.relay(client, backend);
+    } else {
+      const f = v.frames ? frames() : {};
+      const toClient = { dst: null };
+      const toBackend = { dst: null };
+      backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay, onread: onreadOptions(toClient, f.server) });
+      const handle = client._handle;
+      client._handle = null;
+      client.destroy();
+      client = new net.Socket({ handle, onread: onreadOptions(toBackend, f.client) });
+      client.setNoDelay(true);
+      toClient.dst = client;
+      toBackend.dst = backend;
+      client.on('drain', () => backend.resume());
+      backend.on('drain', () => client.resume());
+    }
+    for (const s of [client, backend]) {
+      s.on('error', close);
+      s.on('close', close);
+    }
+  });
+  server.listen(port, '127.0.0.1');
+}
+
+// ---- the driver -----------------------------------------------------------------------------
+
+async function drive() {
+  const { spawn, execFileSync } = require('node:child_process');
+  const { readFileSync } = require('node:fs');
+  const path = require('node:path');
+  const { PgCluster } = require('../dist/pg/cluster');
+  const { findPgBinDir } = require('../dist/pg/binaries');
+  const { freePort } = require('../dist/pg/ports');
+  const seconds = Number(opts.seconds ?? 10);
+  const rounds = Number(opts.rounds ?? 3);
+  const clients = opts.clients ?? '8';
+  const names = opts.only ? opts.only.split(',') : Object.keys(VARIANTS);
+  const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  const ticks = (pid) => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]);
+  };
+  const bin = findPgBinDir();
+  const cluster = await PgCluster.create({ replicas: 0 });
+  const results = new Map(names.map((n) => [n, []]));
+  try {
+    const pg = ['-h', '127.0.0.1', '-U', 'postgres'];
+    execFileSync(path.join(bin, 'pgbench'), ['-i', '-q', '-s', '10', ...pg, '-p', String(cluster.primary.port), 'postgres'], { stdio: 'ignore' });
+    for (let round = 1; round <= rounds; round++) {
+      for (const name of round % 2 ? names : [...names].reverse()) {
+        const port = await freePort();
+        const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(cluster.primary.port)], { stdio: 'inherit' });
+        await new Promise((r) => setTimeout(r, 800));
+        const t0 = ticks(proc.pid);
+        const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8' });
+        const cpu = (ticks(proc.pid) - t0) / CLK_TCK;
+        const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
+        results.get(name).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
+        console.log(`round ${round} ${name.padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+    }
+  } finally {
+    await cluster.destroy();
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`\n| variant | TPS (median of ${rounds}) | relay CPU per transaction (median) |\n|---|--:|--:|`);
+  for (const [name, rs] of results) console.log(`| ${name} | ${median(rs.map((r) => r.tps)).toFixed(0)} | ${median(rs.map((r) => r.us)).toFixed(1)} µs |`);
+}
+
+if (opts.serve) serve(opts.serve, Number(process.argv[4]), Number(process.argv[5]));
+else void drive();
