@@ -27,6 +27,7 @@ import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
 import { setKeepaliveWarningSink } from './net/keepalive';
+import { QuietGc } from './control/quiet-gc';
 
 const VERSION: string = require('../package.json').version;
 
@@ -43,6 +44,9 @@ export class App implements AdminController {
   readonly listeners: Listener[] = [];
   private readonly cancels = new CancelRegistry();
   private readonly startedAt = new Date();
+  private readonly quietGc = new QuietGc(5_000, (sessions, ms) =>
+    this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} new sessions in ${Math.round(ms)} ms`),
+  );
   private stopping?: Promise<void>;
   /** Latest host sample (set by the host sampler). */
   hostStatus?: HostStatus;
@@ -91,6 +95,7 @@ export class App implements AdminController {
     try {
       for (const l of this.listeners) await l.listen();
       this.observability = await startObservability(this);
+      this.quietGc.started();
     } catch (e) {
       await this.stop(0);
       throw e;
@@ -253,6 +258,7 @@ export class App implements AdminController {
     for (const s of this.sessions()) s.closeAtBoundary('57P01', bye, 'shutdown');
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
+    this.quietGc.stop();
     await this.observability?.close();
     await this.hooks.close();
   }
@@ -367,7 +373,10 @@ export class App implements AdminController {
         log.info({ event: 'session.error', listener: l.name, sqlstate }, message);
         this.bus.emit('session.rejected', { listener: l.name, sqlstate, code: 'PGW_CLIENT_ERROR' });
       },
-      onSessionStart: (backend) => this.bus.emit('session.start', { listener: l.name, backend }),
+      onSessionStart: (backend) => {
+        this.quietGc.sessionOpened();
+        this.bus.emit('session.start', { listener: l.name, backend });
+      },
       onSessionEnd: (end) => {
         log.info({ event: 'session.end', listener: l.name, ...end }, 'session closed');
         this.bus.emit('session.end', { listener: l.name, backend: end.backend, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
