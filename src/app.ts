@@ -27,7 +27,7 @@ import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
 import { setKeepaliveWarningSink } from './net/keepalive';
-import { QuietGc } from './control/quiet-gc';
+import { QuietGc, keepYoungGenerationSmall } from './control/quiet-gc';
 
 const VERSION: string = require('../package.json').version;
 
@@ -91,6 +91,7 @@ export class App implements AdminController {
   }
 
   async start(): Promise<void> {
+    keepYoungGenerationSmall();
     for (const c of this.checkers.values()) c.start();
     try {
       for (const l of this.listeners) await l.listen();
