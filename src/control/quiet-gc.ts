@@ -3,7 +3,7 @@
 // now idle). V8 collects it only when allocation pushes it to, and an idle proxy hardly
 // allocates, so RSS would stay up by ~10 kB per session opened, for hours. When the burst is
 // over (no new session for `quietMs`) one full collection returns that memory: measured with
-// 1,000 idle sessions, RSS per session drops from 10–19 kB to what the sessions hold (see
+// 1,000 idle sessions, RSS per session drops from 10–19 kB towards what the sessions hold (see
 // bench/README.md, "Memory"). It runs once per burst, never during one, and takes a few ms.
 //
 // V8's gc() is reached through its own --expose-gc flag, set at run time; if that ever stops
