@@ -11,13 +11,14 @@
 //   node bench/compare.js --build before=/tmp/before/dist --build now=dist [--haproxy] [--connect] [-c 8] [--seconds 10] [--rounds 3]
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
-const { writeFileSync, readFileSync, mkdtempSync, rmSync } = require('node:fs');
+const { writeFileSync, mkdtempSync, rmSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { PgCluster } = require('../dist/pg/cluster');
 const { findPgBinDir } = require('../dist/pg/binaries');
 const { freePort } = require('../dist/pg/ports');
+const { cpuSeconds } = require('./lib/perf-proc');
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,11 +37,6 @@ const builds = (opts.build ?? ['now=dist']).map((b) => {
 const clients = opts.clients ?? '8';
 const seconds = Number(opts.seconds ?? 10);
 const rounds = Number(opts.rounds ?? 3);
-const cpuTicks = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]);
-};
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startTarget(t, dir, pgPort) {
@@ -68,13 +64,13 @@ async function startTarget(t, dir, pgPort) {
       for (const t of round % 2 ? targets : [...targets].reverse()) {
         const { port, proc } = await startTarget(t, dir, cluster.primary.port);
         await sleep(1500);
-        const c0 = cpuTicks(proc.pid);
+        const c0 = cpuSeconds(proc.pid);
         const out = execFileSync(
           path.join(bin, 'pgbench'),
           ['-n', '-S', ...(opts.connect ? ['-C'] : []), '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'],
           { encoding: 'utf8' },
         );
-        const cpu = (cpuTicks(proc.pid) - c0) / CLK_TCK;
+        const cpu = cpuSeconds(proc.pid) - c0;
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         const usPerTxn = (cpu * 1e6) / (tps * seconds);
         results.get(t.name).push({ tps, usPerTxn });

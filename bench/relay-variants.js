@@ -115,20 +115,15 @@ function serve(name, port, pgPort) {
 
 async function drive() {
   const { spawn, execFileSync } = require('node:child_process');
-  const { readFileSync } = require('node:fs');
   const path = require('node:path');
   const { PgCluster } = require('../dist/pg/cluster');
   const { findPgBinDir } = require('../dist/pg/binaries');
   const { freePort } = require('../dist/pg/ports');
+  const { cpuSeconds } = require('./lib/perf-proc');
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);
   const clients = opts.clients ?? '8';
   const names = opts.only ? opts.only.split(',') : Object.keys(VARIANTS);
-  const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-  const ticks = (pid) => {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return Number(f[11]) + Number(f[12]);
-  };
   const bin = findPgBinDir();
   const cluster = await PgCluster.create({ replicas: 0 });
   const results = new Map(names.map((n) => [n, []]));
@@ -140,9 +135,9 @@ async function drive() {
         const port = await freePort();
         const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(cluster.primary.port)], { stdio: 'inherit' });
         await new Promise((r) => setTimeout(r, 800));
-        const t0 = ticks(proc.pid);
+        const t0 = cpuSeconds(proc.pid);
         const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8' });
-        const cpu = (ticks(proc.pid) - t0) / CLK_TCK;
+        const cpu = cpuSeconds(proc.pid) - t0;
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         results.get(name).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
         console.log(`round ${round} ${name.padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);

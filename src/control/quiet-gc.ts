@@ -15,7 +15,7 @@ import vm from 'node:vm';
 const BURST = 200;
 
 export class QuietGc {
-  private readonly gc: GcFunction | undefined = loadGc();
+  private readonly gc: GcFunction | undefined = v8Gc();
   private opened = 0;
   private timer?: NodeJS.Timeout;
 
@@ -80,6 +80,14 @@ export function keepYoungGenerationSmall(): void {
   } catch {
     /* an unknown flag in some future V8: the default growth stays */
   }
+}
+
+let loaded: { gc: GcFunction | undefined } | undefined;
+
+/** V8's gc(), looked up once per process (a new vm context is not free). */
+function v8Gc(): GcFunction | undefined {
+  loaded ??= { gc: loadGc() };
+  return loaded.gc;
 }
 
 function loadGc(): GcFunction | undefined {

@@ -17,12 +17,10 @@ import net from 'node:net';
 
 const SHARED = Buffer.allocUnsafe(64 * 1024);
 
-/** Takes one chunk; returns false to stop reading until the socket's resume(). */
-export type ChunkSink = (chunk: Buffer) => boolean;
-
 export class SharedReader {
   private socket?: net.Socket;
-  private sink?: ChunkSink;
+  /** Set by relayTo(): takes each chunk, false stops the reads until the destination drains. */
+  private sink?: (chunk: Buffer) => boolean;
   /** The socket reads through Node's default path (see adoptAccepted's fallback). */
   private native = false;
 
@@ -36,17 +34,27 @@ export class SharedReader {
   }
 
   /**
-   * From now on every chunk goes to `sink` (no 'data' events). Remove the socket's 'data'
-   * listeners first: they would not be called any more.
+   * From now on every chunk is written to `dst` as it arrives (no 'data' events), after an
+   * optional look (the frame tracker); reads stop while `dst`'s buffer is full and restart when
+   * it drains — what pipe() does, minus its bookkeeping. Remove the socket's 'data' listeners
+   * first: they would not be called any more. Ends are the caller's business.
    */
-  relayTo(sink: ChunkSink): void {
+  relayTo(dst: net.Socket, look?: (chunk: Buffer) => void): void {
+    const src = this.socket!;
+    const sink = look
+      ? (chunk: Buffer) => {
+          look(chunk);
+          return dst.write(chunk);
+        }
+      : (chunk: Buffer) => dst.write(chunk);
     this.sink = sink;
     if (this.native) {
-      const socket = this.socket!;
-      socket.on('data', (chunk: Buffer) => {
-        if (!sink(chunk)) socket.pause();
+      src.on('data', (chunk: Buffer) => {
+        if (!sink(chunk)) src.pause();
       });
     }
+    dst.on('drain', () => src.resume());
+    if (!dst.writableNeedDrain) src.resume();
   }
 
   private deliver(n: number, buf: Buffer): boolean {

@@ -304,7 +304,7 @@ export class Session {
         backend.off('data', onData);
         this.client.off('drain', onDrain);
         this.phase = 'piping';
-        relay(this.backendReader!, backend, this.client, this.onServerFrames);
+        this.backendReader!.relayTo(this.client, this.onServerFrames);
         this.ctx.onSessionStart(this.target!.name);
       }
     };
@@ -326,7 +326,7 @@ export class Session {
         backend.write(early);
         client.feed(early);
       }
-      relay(this.clientReader, this.client, backend, this.onClientFrames);
+      this.clientReader.relayTo(backend, this.onClientFrames);
     });
   }
 
@@ -389,8 +389,8 @@ export class Session {
     this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
     this.client.off('data', this.onClientData);
-    relay(this.clientReader, this.client, backend);
-    relay(this.backendReader!, backend, this.client);
+    this.clientReader.relayTo(backend);
+    this.backendReader!.relayTo(this.client);
   }
 
   private async forwardCancel(processId: number, secretKey: number): Promise<void> {
@@ -468,25 +468,6 @@ export class Session {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = undefined;
   }
-}
-
-/**
- * Forward every chunk read from `src` to `dst` as it arrives, stopping `src`'s reads while
- * `dst`'s buffer is full (backpressure) — what `pipe()` does, minus its bookkeeping and the
- * 'data' events, plus an optional look at each chunk (the 5-byte-header frame tracker). Ends are
- * handled by the session, not here.
- */
-function relay(reader: SharedReader, src: net.Socket, dst: net.Socket, look?: (chunk: Buffer) => void): void {
-  reader.relayTo(
-    look
-      ? (chunk) => {
-          look(chunk);
-          return dst.write(chunk);
-        }
-      : (chunk) => dst.write(chunk),
-  );
-  dst.on('drain', () => src.resume());
-  if (!dst.writableNeedDrain) src.resume();
 }
 
 const NOTHING_EXCLUDED: ReadonlySet<string> = new Set();

@@ -60,12 +60,8 @@ export class Router {
 
   /**
    * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`
-   * (ms since epoch). `signal` aborts the wait (the client went away).
-   */
-  /**
-   * A backend for a new session now, or after waiting in the queue. `signal` aborts the wait
-   * (the client left); as a function it is only asked for when the session has to wait, so the
-   * common case creates no AbortController.
+   * (ms since epoch). `signal` aborts the wait (the client went away); as a function it is only
+   * asked for when the session has to wait, so the common case creates no AbortController.
    */
   acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal | (() => AbortSignal)): Promise<BackendView> {
     const now = this.pickNow(exclude());
