@@ -1,10 +1,9 @@
 // Opens the TCP connection from pgwarden to a backend, bounded by `connect_timeout`. Failures
 // are named by layer like the health checks (L4CON refused/reset, L4TOUT timeout) so a session
 // can report them and poke the backend's checker.
-import net from 'node:net';
 import type { FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
-import type { SharedReader } from '../net/shared-read';
+import { RelaySocket } from '../net/relay-socket';
 
 /**
  * Keepalive on session sockets. Sessions are many and mostly idle, so the first probe waits 10 s;
@@ -22,16 +21,14 @@ export class BackendConnectError extends Error {
   }
 }
 
-function ignoreError(): void {}
-
 /**
  * `userTimeoutMs` (TCP_USER_TIMEOUT) should be health `timeout × fall`: a server that has not
  * acknowledged anything for that long would be marked down by the checks anyway. The socket reads
- * through `reader` (the shared read buffer).
+ * into the shared read buffer (see RelaySocket).
  */
-export function connectBackend(host: string, port: number, timeoutMs: number, reader: SharedReader, userTimeoutMs?: number): Promise<net.Socket> {
+export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number): Promise<RelaySocket> {
   return new Promise((resolve, reject) => {
-    const socket = reader.bind(net.connect({ host, port, noDelay: true, onread: reader.onread }));
+    const socket = new RelaySocket({ noDelay: true }).connect({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new BackendConnectError('L4TOUT', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
@@ -47,9 +44,7 @@ export function connectBackend(host: string, port: number, timeoutMs: number, re
       clearTimeout(timer);
       socket.off('error', onError);
       // Never an unhandled 'error' between here and the session attaching its own handler.
-      // (A module-level function: a closure made here would keep this whole scope alive for
-      // the life of the session.)
-      socket.on('error', ignoreError);
+      socket.holdErrors();
       applyKeepalive(socket, { ...SESSION_KEEPALIVE, ...(userTimeoutMs !== undefined && { userTimeoutMs }) });
       resolve(socket);
     });

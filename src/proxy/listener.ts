@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { errorResponse } from '../protocol/error-response';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
-import { adoptAccepted, SharedReader } from '../net/shared-read';
+import { adoptAccepted } from '../net/relay-socket';
 
 export class Listener {
   private readonly server: net.Server;
@@ -65,8 +65,9 @@ export class Listener {
     if (max > 0 && this.sessions.size >= max) return this.refuse(socket, max);
     // Half-open capable so a client that sends half a startup packet and then FIN still gets a
     // proper 08P01 instead of a silent close.
-    const reader = new SharedReader();
-    const session = new Session(adoptAccepted(socket, reader, true), reader, this.ctx, this.forget);
+    const client = adoptAccepted(socket, true);
+    if (!client) return void socket.destroy(); // a Node.js without socket handles (see adoptAccepted)
+    const session = new Session(client, this.ctx, this.forget);
     this.sessions.add(session);
     session.start();
   }

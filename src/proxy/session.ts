@@ -4,7 +4,6 @@
 // ReadyForQuery (to learn BackendKeyData for cancels); after that only the 5-byte message
 // headers of each direction are followed (FrameTracker), so pgwarden can close a session at a
 // message or transaction boundary.
-import type net from 'node:net';
 import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
 import { errorResponse } from '../protocol/error-response';
 import { cancelKey, cancelRequest } from '../protocol/cancel';
@@ -15,17 +14,16 @@ import type { BackendView } from '../routing/topology';
 import type { ListenerContext } from './listener-context';
 import { RecentFailures } from './recent-failures';
 import { FrameTracker } from '../protocol/frame-tracker';
-import { SharedReader } from '../net/shared-read';
+import type { RelaySocket, SocketOwner } from '../net/relay-socket';
 
 export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
 
 type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
 
-export class Session {
+export class Session implements SocketOwner {
   private phase: Phase = 'reading';
   private buffered: Buffer = NO_BYTES;
-  private backend?: net.Socket;
-  private backendReader?: SharedReader;
+  private backend?: RelaySocket;
   private target?: BackendView;
   private key?: string;
   private readonly started = Date.now();
@@ -45,10 +43,11 @@ export class Session {
   /** Message boundaries of both directions (absent under TLS passthrough: opaque bytes). */
   private serverFrames?: FrameTracker;
   private clientFrames?: FrameTracker;
+  /** The client's 'data' listener while pgwarden reads the first packets itself. */
+  private clientDataListener?: (chunk: Buffer) => void;
 
   constructor(
-    readonly client: net.Socket,
-    private readonly clientReader: SharedReader,
+    readonly client: RelaySocket,
     private readonly ctx: ListenerContext,
     private readonly onClose: (s: Session) => void,
   ) {
@@ -58,16 +57,38 @@ export class Session {
   start(): void {
     const c = this.client;
     c.setNoDelay(true);
-    c.on('error', () => this.close());
-    c.on('close', () => this.close());
-    // The client socket is half-open capable (see Listener) for this:
-    c.on('end', () => {
-      if (this.phase === 'reading' && this.buffered.length > 0) {
-        this.fail('08P01', `truncated startup packet: ${this.buffered.length} bytes received before the client closed`);
-      } else this.close();
-    });
-    c.on('data', this.onClientData);
+    c.reportTo(this);
+    c.on('data', (this.clientDataListener = (chunk: Buffer) => this.clientData(chunk)));
     this.armLoginTimer();
+  }
+
+  /** From here on the client's bytes are relayed: the startup reader lets go. */
+  private stopReadingClient(): void {
+    if (this.clientDataListener) this.client.off('data', this.clientDataListener);
+    this.clientDataListener = undefined;
+  }
+
+  /** RelaySocket event. The client socket is half-open capable (see Listener) for this. */
+  socketEnded(socket: RelaySocket): void {
+    if (socket !== this.client) return; // a backend's end is followed by its close
+    if (this.phase === 'reading' && this.buffered.length > 0) {
+      this.fail('08P01', `truncated startup packet: ${this.buffered.length} bytes received before the client closed`);
+    } else this.close();
+  }
+
+  /** RelaySocket event: until the backend has answered, its hang-up means "try the next one". */
+  socketClosed(socket: RelaySocket): void {
+    if (socket === this.client) this.close();
+    else if (socket === this.backend) {
+      if (this.answered || !this.giveUp) this.closeAfterFlush();
+      else this.giveUp('L4CON', 'closed the connection before answering');
+    }
+  }
+
+  /** RelaySocket event (every 'error' of a session socket comes here). */
+  socketFailed(socket: RelaySocket): void {
+    if (socket === this.backend && !this.answered && this.giveUp) this.giveUp('L4CON', 'reset the connection before answering');
+    else if (socket === this.client || socket === this.backend) this.close();
   }
 
   /** The client must send its (next) first packet within client_login_timeout. */
@@ -93,13 +114,13 @@ export class Session {
     return this.phase === 'piping';
   }
 
-  private readonly onClientData = (chunk: Buffer): void => {
+  private clientData(chunk: Buffer): void {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     if (this.phase === 'reading') this.processBuffered();
     // While routing, the client should be silent; keep reading (so a disconnect is noticed at
     // once) but never hold more than one startup packet's worth.
     else if (this.buffered.length > MAX_STARTUP_PACKET) this.fail('08P01', 'client sent data before the server answered');
-  };
+  }
 
   private processBuffered(): void {
     while (this.phase === 'reading' && this.buffered.length > 0) {
@@ -155,7 +176,7 @@ export class Session {
   }
 
   /** Find a backend (waiting in the queue if needed), connect, retry on the next candidate. */
-  private async routeThen(next: (backend: net.Socket) => void): Promise<void> {
+  private async routeThen(next: (backend: RelaySocket) => void): Promise<void> {
     this.phase = 'routing';
     // The first packet is in: from here queue_timeout governs the wait, not client_login_timeout.
     this.clearLoginTimer();
@@ -178,13 +199,11 @@ export class Session {
       if (this.isClosed) return;
       const { host, port } = view.config;
       try {
-        const reader = new SharedReader();
-        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, reader, this.ctx.health.timeout * this.ctx.health.fall);
+        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, this.ctx.health.timeout * this.ctx.health.fall);
         if (this.isClosed) {
           socket.destroy();
           return;
         }
-        this.backendReader = reader;
         this.attach(view, socket);
         next(socket);
         return;
@@ -203,13 +222,12 @@ export class Session {
     return (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
   }
 
-  private attach(view: BackendView, socket: net.Socket): void {
+  private attach(view: BackendView, socket: RelaySocket): void {
     this.target = view;
     this.backend = socket;
     this.answered = false;
     this.ctx.topology.sessionOpened(view.name);
-    socket.on('error', () => (this.answered || !this.giveUp ? this.close() : this.giveUp('L4CON', 'reset the connection before answering')));
-    socket.on('close', () => (this.answered || !this.giveUp ? this.closeAfterFlush() : this.giveUp('L4CON', 'closed the connection before answering')));
+    socket.reportTo(this);
   }
 
   /** Set while the chosen backend has not answered yet: drop it and try the next candidate. */
@@ -222,7 +240,7 @@ export class Session {
    * nothing from it has reached the client, so the session moves on to the next candidate — the
    * same redispatch as a refused connect — and the server's checker looks again now.
    */
-  private armAnswerTimer(backend: net.Socket, resend: Buffer, then: (b: net.Socket) => void, onGiveUp?: () => void): void {
+  private armAnswerTimer(backend: RelaySocket, resend: Buffer, then: (b: RelaySocket) => void, onGiveUp?: () => void): void {
     const giveUp = (layer: 'L4CON' | 'L7TOUT', what: string) => {
       clearTimeout(timer);
       this.giveUp = undefined;
@@ -230,7 +248,7 @@ export class Session {
       const view = this.target!;
       onGiveUp?.();
       backend.removeAllListeners();
-      backend.on('error', () => undefined);
+      backend.holdErrors();
       backend.destroy();
       this.ctx.topology.sessionClosed(view.name);
       this.backend = undefined;
@@ -251,7 +269,7 @@ export class Session {
     });
   }
 
-  private negotiateSsl(backend: net.Socket): void {
+  private negotiateSsl(backend: RelaySocket): void {
     const onAnswer = (chunk: Buffer) => {
       backend.off('data', onAnswer);
       backend.pause();
@@ -277,7 +295,7 @@ export class Session {
     this.armAnswerTimer(backend, NO_BYTES, (b) => this.negotiateSsl(b));
   }
 
-  private beginStartup(backend: net.Socket): void {
+  private beginStartup(backend: RelaySocket): void {
     this.clearLoginTimer();
     this.phase = 'startup';
     // After an SSL 'N' the server has answered once already; what counts now is the startup.
@@ -304,7 +322,7 @@ export class Session {
         backend.off('data', onData);
         this.client.off('drain', onDrain);
         this.phase = 'piping';
-        this.backendReader!.relayTo(this.client, this.onServerFrames);
+        backend.relayTo(this.client, server);
         this.ctx.onSessionStart(this.target!.name);
       }
     };
@@ -320,20 +338,15 @@ export class Session {
     // buffering reader until then: a redispatch to another server loses nothing. From the first
     // answer on, client→server is a relay (anything buffered meanwhile goes first).
     backend.once('data', () => {
-      this.client.off('data', this.onClientData);
+      this.stopReadingClient();
       const early = this.takeBuffered();
       if (early.length > 0) {
         backend.write(early);
         client.feed(early);
       }
-      this.clientReader.relayTo(backend, this.onClientFrames);
+      this.client.relayTo(backend, client);
     });
   }
-
-  // Fields, not closures made in beginStartup(): a closure would keep that phase's scope (the
-  // startup watcher, its callbacks, the first packets) alive for the whole session.
-  private readonly onServerFrames = (chunk: Buffer): void => this.serverFrames!.feed(chunk);
-  private readonly onClientFrames = (chunk: Buffer): void => this.clientFrames!.feed(chunk);
 
   /**
    * Between transactions with nothing in flight: both directions at a message boundary, the
@@ -381,16 +394,16 @@ export class Session {
   }
 
   /** TLS passthrough: opaque bytes both ways. The cancel key stays unknown (encrypted). */
-  private pipeRaw(backend: net.Socket, pending: Buffer): void {
+  private pipeRaw(backend: RelaySocket, pending: Buffer): void {
     this.clearLoginTimer();
     this.phase = 'piping';
     // The client speaks TLS from here: an ErrorResponse from pgwarden would corrupt its stream.
     this.answered = true;
     this.ctx.onSessionStart(this.target!.name);
     if (pending.length > 0) backend.write(pending);
-    this.client.off('data', this.onClientData);
-    this.clientReader.relayTo(backend);
-    this.backendReader!.relayTo(this.client);
+    this.stopReadingClient();
+    this.client.relayTo(backend);
+    backend.relayTo(this.client);
   }
 
   private async forwardCancel(processId: number, secretKey: number): Promise<void> {
