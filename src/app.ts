@@ -45,7 +45,7 @@ export class App implements AdminController {
   private readonly cancels = new CancelRegistry();
   private readonly startedAt = new Date();
   private readonly quietGc = new QuietGc(5_000, (sessions, ms) =>
-    this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} new sessions in ${Math.round(ms)} ms`),
+    this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} sessions opened or closed in ${Math.round(ms)} ms`),
   );
   private stopping?: Promise<void>;
   /** Latest host sample (set by the host sampler). */
@@ -379,6 +379,7 @@ export class App implements AdminController {
         this.bus.emit('session.start', { listener: l.name, backend });
       },
       onSessionEnd: (end) => {
+        this.quietGc.sessionClosed();
         log.info({ event: 'session.end', listener: l.name, ...end }, 'session closed');
         this.bus.emit('session.end', { listener: l.name, backend: end.backend, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
       },

@@ -1,4 +1,5 @@
-// One full collection after a burst of new sessions, once the burst is over; none for a trickle.
+// One full collection after a burst of sessions opened or closed, once the burst is over; none
+// for a trickle.
 import t from 'tap';
 import { QuietGc } from '../../src/control/quiet-gc';
 
@@ -32,4 +33,16 @@ t.test('a trickle of sessions is no burst; start-up is one', async (t) => {
   q.started();
   await waitFor(() => runs.length === 1);
   t.same(runs, [20], 'start-up collects once');
+});
+
+t.test('a burst of closed sessions counts like a burst of new ones', async (t) => {
+  const runs: number[] = [];
+  const q = new QuietGc(50, (sessions) => runs.push(sessions));
+  t.teardown(() => q.stop());
+  for (let i = 0; i < 150; i++) q.sessionOpened();
+  await new Promise((r) => setTimeout(r, 150));
+  t.same(runs, [], '150 opened is no burst yet');
+  for (let i = 0; i < 150; i++) q.sessionClosed();
+  await waitFor(() => runs.length === 1);
+  t.same(runs, [300], 'closing them makes it one: opened and closed are counted together');
 });
