@@ -4,8 +4,8 @@
 // interrupted — and wait for a TCP port to accept connections.
 'use strict';
 const { spawn } = require('node:child_process');
-const net = require('node:net');
 const readline = require('node:readline');
+const { acceptsConnection } = require('./perf-proc');
 
 const live = new Set();
 
@@ -68,14 +68,7 @@ async function waitForPort(port, { timeoutMs = 15_000, what = `port ${port}`, ex
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (gone) throw new Error(`${what}: the process exited before listening`);
-    const ok = await new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await acceptsConnection(port)) return;
     if (Date.now() > deadline) throw new Error(`${what} did not accept connections within ${timeoutMs} ms`);
     await sleep(50);
   }

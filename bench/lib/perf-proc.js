@@ -59,19 +59,23 @@ function spawnServer(name, command, args, { user, env } = {}) {
   };
 }
 
+/** Whether 127.0.0.1:port accepts a TCP connection now (the connection is closed at once). */
+function acceptsConnection(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
 /** Resolves once 127.0.0.1:port accepts a TCP connection; rejects after timeoutMs or when `server` exits. */
 async function waitForPort(port, server, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (server?.exited()) throw new Error(`${server.name} exited (${JSON.stringify(server.exited())}) before listening on ${port}:\n${server.output().slice(-2000)}`);
-    const ok = await new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await acceptsConnection(port)) return;
     if (Date.now() > deadline) throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms${server ? `:\n${server.output().slice(-2000)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -105,4 +109,4 @@ function cpuMeter(pid) {
   };
 }
 
-module.exports = { CLK_TCK, hardFdLimit, spawnServer, waitForPort, cpuSeconds, rssBytes, cpuMeter };
+module.exports = { CLK_TCK, hardFdLimit, spawnServer, acceptsConnection, waitForPort, cpuSeconds, rssBytes, cpuMeter };
