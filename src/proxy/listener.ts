@@ -62,11 +62,13 @@ export class Listener {
 
   private accept(socket: net.Socket): void {
     const max = this.ctx.listener.maxConnections;
-    if (max > 0 && this.sessions.size >= max) return this.refuse(socket, max);
+    if (max > 0 && this.sessions.size >= max)
+      return this.refuse(socket, '53300', `too many client connections on listener ${this.name} (max_connections ${max})`);
     // Half-open capable so a client that sends half a startup packet and then FIN still gets a
     // proper 08P01 instead of a silent close.
     const client = adoptAccepted(socket, true);
-    if (!client) return void socket.destroy(); // a Node.js without socket handles (see adoptAccepted)
+    // Only a Node.js whose sockets have no `_handle` (see adoptAccepted): say so to the client.
+    if (!client) return this.refuse(socket, 'XX000', 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
     const session = new Session(client, this.ctx, this.forget);
     this.sessions.add(session);
     session.start();
@@ -78,12 +80,12 @@ export class Listener {
     this.sessions.delete(s);
   };
 
-  private refuse(socket: net.Socket, max: number): void {
+  /** A FATAL ErrorResponse to a connection that gets no session, then the close. */
+  private refuse(socket: net.Socket, code: string, message: string): void {
     socket.on('error', () => socket.destroy());
     socket.resume(); // paused on connect; read (and discard) until the close
-    const message = `too many client connections on listener ${this.name} (max_connections ${max})`;
-    this.ctx.onClientError('53300', message);
-    socket.end(errorResponse({ severity: 'FATAL', code: '53300', message }));
+    this.ctx.onClientError(code, message);
+    socket.end(errorResponse({ severity: 'FATAL', code, message }));
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 }
