@@ -60,18 +60,18 @@ function throughputTable(result, workloads) {
 
 function memoryTable(result) {
   const lines = [
-    '| target | process | idle sessions | RSS before | RSS with sessions | bytes per session (settled) | bytes per session (1 s after) | note |',
-    '|---|---|--:|--:|--:|--:|--:|---|',
+    '| target | idle sessions | RSS before | RSS with sessions | bytes per session (settled) | bytes per added session | bytes per session (1 s after) | note |',
+    '|---|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const m of result.memory) {
     if (m.skipped) {
-      lines.push(`| ${m.target} | – | ${num(m.requested)} | – | – | – | – | skipped: ${m.skipped} |`);
+      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | – | – | skipped: ${m.skipped} |`);
       continue;
     }
     const note = m.established < m.requested ? `${num(m.requested)} asked; ${m.limitedBy}` : (m.note ?? '');
     const early = m.bytesPerSession1s === undefined ? '–' : num(m.bytesPerSession1s);
-    // Results from before the second pass have no `process`: they were all fresh.
-    lines.push(`| ${m.target} | ${m.process ?? 'fresh'} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${num(m.bytesPerSession)} | ${early} | ${note} |`);
+    const added = m.bytesPerSessionAdded === undefined ? '–' : num(m.bytesPerSessionAdded);
+    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${num(m.bytesPerSession)} | ${added} | ${early} | ${note} |`);
   }
   return lines.join('\n');
 }
