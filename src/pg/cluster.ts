@@ -1,15 +1,16 @@
 // A real PostgreSQL streaming-replication cluster on this machine, for integration tests, the
 // `pgwarden demo` command and the benchmarks: initdb for the primary, pg_basebackup -R for each
 // replica, pg_ctl for everything that starts, stops or promotes a server. Never a mock.
-import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { appendFileSync, chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral, type QueryResult } from 'pg';
 import { findPgBinDir } from './binaries';
-import { freePort } from './ports';
-import { childPids, isRoot, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
+import { registerLive, startWatchdog, unregisterLive } from './cluster-cleanup';
+import { NODE_CONF, quoteConf, renderHba, renderSettings } from './cluster-conf';
+import { fileSize, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
+import { freePort, portRefuses } from './ports';
+import { childPids, isRoot, killQuietly, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
 
 export interface PgNode {
   readonly name: string;
@@ -47,25 +48,6 @@ export class PgClusterError extends Error {
   }
 }
 
-// Fast and light, so that several clusters fit on a 2-core machine at once. Durability is
-// deliberately off: these servers hold throw-away test data.
-const BASE_SETTINGS: Readonly<Record<string, string>> = {
-  fsync: 'off',
-  full_page_writes: 'off',
-  shared_buffers: '16MB',
-  max_connections: '200',
-  max_wal_senders: '10',
-  wal_level: 'replica',
-  hot_standby: 'on',
-  wal_keep_size: '64MB',
-  listen_addresses: '127.0.0.1',
-  logging_collector: 'off',
-  password_encryption: 'scram-sha-256',
-};
-
-// Per-node settings live in their own file: pg_basebackup copies the primary's postgresql.conf
-// to every replica, and rewriting one small file is simpler than editing a copied one.
-const NODE_CONF = 'pgwarden.node.conf';
 const START_TIMEOUT_S = 60;
 const READY_TIMEOUT_MS = 30_000;
 const POLL_MS = 50;
@@ -408,7 +390,7 @@ export class PgCluster {
   }
 }
 
-// ---- configuration text ----------------------------------------------------------------------
+// ---- options ---------------------------------------------------------------------------------
 
 function validateOptions(opts: ClusterOptions, replicas: number): void {
   if (!Number.isInteger(replicas) || replicas < 0 || replicas > 20) {
@@ -420,175 +402,5 @@ function validateOptions(opts: ClusterOptions, replicas: number): void {
   const name = opts.checkUser?.name;
   if (name !== undefined && (name === '' || /["\s]/.test(name))) {
     throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', `checkUser.name must be non-empty without quotes or spaces (it goes into pg_hba.conf), got ${JSON.stringify(name)}`);
-  }
-}
-
-function renderSettings(opts: ClusterOptions): string {
-  const settings: Record<string, string> = { ...BASE_SETTINGS };
-  if (opts.ssl === true) Object.assign(settings, { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' });
-  Object.assign(settings, opts.settings ?? {});
-  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${quoteConf(v)}`);
-  return `\n# ---- pgwarden cluster harness ----\n${lines.join('\n')}\ninclude_if_exists = '${NODE_CONF}'\n`;
-}
-
-// The check user's line comes first: pg_hba.conf is first-match, and the trust lines below
-// would otherwise let it in without a password.
-function renderHba(checkUser: string | undefined): string {
-  const lines = ['# TYPE  DATABASE     USER  ADDRESS  METHOD', 'local all all trust', 'local replication all trust'];
-  if (checkUser !== undefined) {
-    lines.push(`host all "${checkUser}" 127.0.0.1/32 scram-sha-256`, `host all "${checkUser}" ::1/128 scram-sha-256`);
-  }
-  lines.push(
-    'host all all 127.0.0.1/32 trust',
-    'host all all ::1/128 trust',
-    'host replication all 127.0.0.1/32 trust',
-    'host replication all ::1/128 trust',
-  );
-  return `${lines.join('\n')}\n`;
-}
-
-// Any GUC value may be written as a quoted string; a quote inside doubles.
-function quoteConf(value: string): string {
-  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-}
-
-// ---- files -----------------------------------------------------------------------------------
-
-function makeBaseDir(requested: string | undefined): string {
-  if (requested === undefined) return mkdtempSync(join(tmpdir(), 'pgwarden-cluster-'));
-  const dir = resolve(requested);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
-function writeOwnedByPostgres(file: string, text: string): void {
-  writeFileSync(file, text, { mode: 0o600 });
-  if (isRoot()) {
-    const { uid, gid } = postgresUserIds();
-    chownSync(file, uid, gid);
-  }
-}
-
-function fileSize(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-function readFrom(file: string, offset: number): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const length = Math.max(0, Math.min(fileSize(file) - offset, 256 * 1024));
-    const start = Math.max(offset, fileSize(file) - length);
-    const buffer = Buffer.alloc(length);
-    const read = readSync(fd, buffer, 0, length, start);
-    return buffer.subarray(0, read).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function lastLines(text: string, count: number): string {
-  const lines = text.trimEnd().split('\n');
-  return lines.slice(-count).join('\n') || '(empty)';
-}
-
-// ---- processes -------------------------------------------------------------------------------
-
-function killQuietly(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/** True when a TCP connect to 127.0.0.1:port is refused (the listener is gone). */
-function portRefuses(port: number): Promise<boolean> {
-  return new Promise((resolvePort) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.setTimeout(1000);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolvePort(false);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolvePort(false);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolvePort(err.code === 'ECONNREFUSED'));
-    socket.once('close', () => resolvePort(false)); // no-op when error/connect already resolved
-  });
-}
-
-// A detached shell that outlives us: if this process dies without running its 'exit' handler
-// (SIGKILL, or a signal handled by someone who then re-raises it), it stops the servers and
-// removes baseDir within a second. After a normal destroy() it is killed and finds nothing.
-const WATCHDOG_SCRIPT = `
-parent=$1; base=$2; pgctl=$3; asroot=$4; shift 4
-while kill -0 "$parent" 2>/dev/null && [ -d "$base" ]; do sleep 1; done
-[ -d "$base" ] || exit 0
-for d in "$@"; do
-  [ -f "$d/postmaster.pid" ] || continue
-  if [ "$asroot" = 1 ]; then runuser -u postgres -- "$pgctl" stop -D "$d" -m immediate -w -t 10
-  else "$pgctl" stop -D "$d" -m immediate -w -t 10; fi
-done >/dev/null 2>&1
-rm -rf "$base"
-`;
-
-function startWatchdog(baseDir: string, pgCtl: string, dataDirs: string[]): number | undefined {
-  const child = spawn('sh', ['-c', WATCHDOG_SCRIPT, 'pgwarden-cluster-watchdog', String(process.pid), baseDir, pgCtl, isRoot() ? '1' : '0', ...dataDirs], {
-    cwd: '/',
-    detached: true, // its own process group: a Ctrl-C aimed at us must not kill it too
-    stdio: 'ignore',
-  });
-  child.on('error', () => {}); // without a shell there is no watchdog; the 'exit' handler remains
-  child.unref();
-  return child.pid;
-}
-
-// ---- clusters still alive when the process exits ---------------------------------------------
-
-const live = new Map<PgCluster, () => void>();
-let exitHooksInstalled = false;
-
-function registerLive(cluster: PgCluster, destroySync: () => void): void {
-  live.set(cluster, destroySync);
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  process.on('exit', destroyAllSync);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    // Someone else already handles this signal: they decide how the process ends, and the
-    // 'exit' handler (or the watchdog) cleans up then. Listening too would change their logic.
-    if (process.listenerCount(signal) > 0) continue;
-    const onSignal = (): void => {
-      process.removeListener(signal, onSignal);
-      // A listener added after ours handles the signal; do not end the process under it.
-      if (process.listenerCount(signal) > 0) return;
-      destroyAllSync();
-      process.kill(process.pid, signal); // default action again: die by this signal, as without us
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-function unregisterLive(cluster: PgCluster): void {
-  live.delete(cluster);
-}
-
-function destroyAllSync(): void {
-  for (const destroySync of [...live.values()]) {
-    try {
-      destroySync();
-    } catch {
-      // best effort: the next cluster still deserves its cleanup
-    }
   }
 }

@@ -1,7 +1,7 @@
 // Free TCP ports for test servers. The range stays below 32768 because Linux hands out
 // 32768-60999 as ephemeral source ports: a listener fixed in that range can collide with a
 // busy test's own outgoing connections (see STYLE.md, habit 11).
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 const LOW = 20000;
 const HIGH = 32000; // exclusive
@@ -46,5 +46,23 @@ function canBind(port: number): Promise<boolean> {
     server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
       server.close(() => resolve(true));
     });
+  });
+}
+
+/** True when a TCP connect to 127.0.0.1:port is refused (the listener is gone). */
+export function portRefuses(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.setTimeout(1000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolvePort(false);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolvePort(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolvePort(err.code === 'ECONNREFUSED'));
+    socket.once('close', () => resolvePort(false)); // no-op when error/connect already resolved
   });
 }

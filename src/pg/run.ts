@@ -272,3 +272,12 @@ function unattachedSegment(key: number, shmid: number): boolean {
     return Number(cols[0]) === key && Number(cols[1]) === shmid && Number(cols[6]) === 0;
   });
 }
+
+/** Signals `pid`; one that is already gone is not an error. */
+export function killQuietly(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,52 @@
+// Files of a test cluster: its base directory, files the postgres OS user must own, and the
+// tail of a server log for error messages.
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isRoot, postgresUserIds } from './run';
+
+export function makeBaseDir(requested: string | undefined): string {
+  if (requested === undefined) return mkdtempSync(join(tmpdir(), 'pgwarden-cluster-'));
+  const dir = resolve(requested);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export function writeOwnedByPostgres(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o600 });
+  if (isRoot()) {
+    const { uid, gid } = postgresUserIds();
+    chownSync(file, uid, gid);
+  }
+}
+
+export function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+export function readFrom(file: string, offset: number): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const length = Math.max(0, Math.min(fileSize(file) - offset, 256 * 1024));
+    const start = Math.max(offset, fileSize(file) - length);
+    const buffer = Buffer.alloc(length);
+    const read = readSync(fd, buffer, 0, length, start);
+    return buffer.subarray(0, read).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function lastLines(text: string, count: number): string {
+  const lines = text.trimEnd().split('\n');
+  return lines.slice(-count).join('\n') || '(empty)';
+}
