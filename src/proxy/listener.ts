@@ -67,7 +67,8 @@ export class Listener {
     // Half-open capable so a client that sends half a startup packet and then FIN still gets a
     // proper 08P01 instead of a silent close.
     const client = adoptAccepted(socket, true);
-    // Only a Node.js whose sockets have no `_handle` (see adoptAccepted): say so to the client.
+    // Only a Node.js that keeps its socket handle somewhere other than `_handle` (see
+    // adoptAccepted); the public API may still reach the client, so it gets the error.
     if (!client) return this.refuse(socket, 'XX000', 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
     const session = new Session(client, this.ctx, this.forget);
     this.sessions.add(session);
