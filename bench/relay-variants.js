@@ -45,7 +45,7 @@ function corkedLoop(src, dst) {
 }
 
 const SHARED = Buffer.allocUnsafe(64 * 1024);
-/** onread into one shared buffer, a copy per chunk (what pgwarden does now, src/net/shared-read.ts). */
+/** onread into one shared buffer, a copy per chunk (what pgwarden does now, src/net/relay-socket.ts). */
 function onreadOptions(holder, look) {
   return {
     buffer: SHARED,
@@ -54,6 +54,59 @@ function onreadOptions(holder, look) {
       buf.copy(chunk, 0, 0, n);
       if (look) look(chunk);
       return holder.dst.write(chunk);
+    },
+  };
+}
+
+/**
+ * onread, and each chunk written straight to the other socket's libuv handle (the StreamBase
+ * writeBuffer that net.Socket's Writable ends in), skipping Writable's bookkeeping and its
+ * after-write nextTick. A write libuv could not finish at once stops the reads until it completes.
+ */
+const streamWrap = process.binding('stream_wrap');
+function directOptions(holder, look) {
+  return {
+    buffer: SHARED,
+    callback(n, buf) {
+      const chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (look) look(chunk);
+      return directWrite(holder, chunk);
+    },
+  };
+}
+function directWrite(holder, chunk) {
+  const handle = holder.dst._handle;
+  if (!handle) return false;
+  const req = new streamWrap.WriteWrap();
+  req.handle = handle;
+  req.oncomplete = holder.complete;
+  req.async = false;
+  req.buffer = chunk;
+  const err = handle.writeBuffer(req, chunk);
+  if (err) { holder.dst.destroy(); return false; }
+  if (streamWrap.streamBaseState[streamWrap.kLastWriteWasAsync]) { holder.pending++; return false; }
+  return true;
+}
+
+/**
+ * onread, and each chunk handed straight to the other socket's `_write()` (the Writable
+ * implementation hook, which net.Socket implements with the same libuv write), so Writable's
+ * queue bookkeeping and after-write nextTick are skipped. A write that did not complete at once
+ * stops the reads until its callback.
+ */
+function underWriteOptions(holder, look) {
+  return {
+    buffer: SHARED,
+    callback(n, buf) {
+      const chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (look) look(chunk);
+      holder.writing = true;
+      holder.doneAtOnce = false;
+      holder.dst._write(chunk, 'buffer', holder.written);
+      holder.writing = false;
+      return holder.doneAtOnce;
     },
   };
 }
@@ -76,6 +129,8 @@ const VARIANTS = {
   'loop hwm 1m': { hwm: 1024 * 1024, relay: (c, b) => (loop(c, b), loop(b, c)) },
   onread: { onread: true },
   'onread+frames': { onread: true, frames: true },
+  'direct+frames': { onread: true, frames: true, direct: true },
+  '_write+frames': { onread: true, frames: true, underWrite: true },
 };
 
 function serve(name, port, pgPort) {
@@ -90,13 +145,19 @@ function serve(name, port, pgPort) {
       v.relay(client, backend);
     } else {
       const f = v.frames ? frames() : {};
-      const toClient = { dst: null };
-      const toBackend = { dst: null };
-      backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay, onread: onreadOptions(toClient, f.server) });
+      const toClient = { dst: null, pending: 0 };
+      const toBackend = { dst: null, pending: 0 };
+      const options = v.direct ? directOptions : v.underWrite ? underWriteOptions : onreadOptions;
+      backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay, onread: options(toClient, f.server) });
       const handle = client._handle;
       client._handle = null;
       client.destroy();
-      client = new net.Socket({ handle, onread: onreadOptions(toBackend, f.client) });
+      client = new net.Socket({ handle, onread: options(toBackend, f.client) });
+      // A direct write that went async: its completion resumes the socket that relayed it.
+      toClient.complete = function (status) { if (status < 0) return close(); if (--toClient.pending === 0) backend.resume(); };
+      toBackend.complete = function (status) { if (status < 0) return close(); if (--toBackend.pending === 0) client.resume(); };
+      toClient.written = function (err) { if (err) return close(); if (toClient.writing) toClient.doneAtOnce = true; else backend.resume(); };
+      toBackend.written = function (err) { if (err) return close(); if (toBackend.writing) toBackend.doneAtOnce = true; else client.resume(); };
       client.setNoDelay(true);
       toClient.dst = client;
       toBackend.dst = backend;

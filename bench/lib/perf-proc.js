@@ -96,6 +96,23 @@ function rssBytes(pid) {
   return Number(m[1]) * 1024;
 }
 
+/**
+ * Resident memory of pid in bytes: `rss` (VmRSS) and `anon`, its anonymous part (RssAnon +
+ * RssShmem: heap, malloc arenas, stacks). What a session costs is anonymous memory; the rest of
+ * RSS is file-backed (the binary and its libraries: ~46 MiB of it for node), and the kernel may
+ * drop such pages whenever they are cold — this VM runs a DAMON `pageout` scheme that does, so
+ * VmRSS can dip by tens of MiB with no change in the process.
+ */
+function memoryBytes(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kB = (field) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (!m) throw new Error(`no ${field} for pid ${pid}`);
+    return Number(m[1]) * 1024;
+  };
+  return { rss: kB('VmRSS'), anon: kB('RssAnon') + kB('RssShmem') };
+}
+
 /** Starts a CPU meter on pid; `stop()` returns the CPU used as percent of one core over the wall time. */
 function cpuMeter(pid) {
   const cpu0 = cpuSeconds(pid);
@@ -109,4 +126,4 @@ function cpuMeter(pid) {
   };
 }
 
-module.exports = { CLK_TCK, hardFdLimit, spawnServer, acceptsConnection, waitForPort, cpuSeconds, rssBytes, cpuMeter };
+module.exports = { CLK_TCK, hardFdLimit, spawnServer, acceptsConnection, waitForPort, cpuSeconds, rssBytes, memoryBytes, cpuMeter };

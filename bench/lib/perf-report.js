@@ -60,18 +60,19 @@ function throughputTable(result, workloads) {
 
 function memoryTable(result) {
   const lines = [
-    '| target | idle sessions | RSS before | RSS with sessions | bytes per session (settled) | bytes per added session | bytes per session (1 s after) | note |',
-    '|---|--:|--:|--:|--:|--:|--:|---|',
+    '| target | idle sessions | RSS before | RSS with sessions | anonymous before → with | bytes per session (settled) | bytes per added session | bytes per session (1 s after) | note |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const m of result.memory) {
     if (m.skipped) {
-      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | – | – | skipped: ${m.skipped} |`);
+      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | – | – | – | skipped: ${m.skipped} |`);
       continue;
     }
     const note = m.established < m.requested ? `${num(m.requested)} asked; ${m.limitedBy}` : (m.note ?? '');
     const early = m.bytesPerSession1s === undefined ? '–' : num(m.bytesPerSession1s);
     const added = m.bytesPerSessionAdded === undefined ? '–' : num(m.bytesPerSessionAdded);
-    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${num(m.bytesPerSession)} | ${added} | ${early} | ${note} |`);
+    const anon = m.anon === undefined ? '–' : `${mib(m.anonBefore)} → ${mib(m.anon)}`;
+    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${anon} | ${num(m.bytesPerSession)} | ${added} | ${early} | ${note} |`);
   }
   return lines.join('\n');
 }
@@ -98,7 +99,7 @@ function header(result) {
   const h = result.host;
   const skipped = result.skipped.length ? `\nSkipped: ${result.skipped.map((s) => `${s.target} (${s.reason})`).join('; ')}.` : '';
   return (
-    `Run ${result.date} (\`bench/run${result.mode === 'quick' ? ' --quick' : ''}\`, results in \`bench/results/${result.file}\`): ` +
+    `Run ${result.date} (\`bench/run${result.mode === 'quick' ? ' --quick' : ''}\`, results in \`${result.resultsDir ?? 'bench/results'}/${result.file}\`): ` +
     `${h.cpus} × ${h.cpuModel}, ${(h.memBytes / 2 ** 30).toFixed(0)} GiB, Linux ${h.kernel}, Node ${h.node}, PostgreSQL ${h.postgres}, ` +
     `${Object.entries(result.targets).filter(([, t]) => t.version).map(([n, t]) => `${n} ${t.version}`).join(', ')}; ` +
     `load average ${h.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at the start.${skipped}`

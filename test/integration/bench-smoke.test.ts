@@ -56,6 +56,7 @@ t.test('bench/run --quick exits 0 and writes a results JSON', async (t) => {
     for (const row of rows) {
       t.ok(row.established > 0, `${proxy}: idle sessions established`);
       t.type(row.rss, 'number');
+      t.ok(row.anon > 0 && row.anon <= row.rss, `${proxy}: anonymous memory is part of RSS`);
       t.type(row.bytesPerSession, 'number');
     }
   }
