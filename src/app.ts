@@ -365,6 +365,11 @@ export class App implements AdminController {
         log.warn({ event: 'backend.connect_failed', listener: l.name, backend, layer: err.layer, err: err.message }, `connect to ${backend} failed; trying the next candidate`);
         this.checkers.get(backend)?.poke(`session connect failed: ${err.message}`);
       },
+      onSlowAnswer: (backend, ms) => {
+        // Debug only: in a connection storm every new session of a busy server gets here.
+        log.debug({ event: 'backend.slow_answer', listener: l.name, backend }, `${backend} accepted a connection and has not answered within ${ms} ms; checking it now`);
+        this.checkers.get(backend)?.poke(`session startup unanswered for ${ms} ms`);
+      },
       onRejected: (err) => {
         if (err.code === 'PGW_CLIENT_GONE') return;
         log.warn({ event: 'session.rejected', listener: l.name, code: err.code, sqlstate: err.sqlstate }, err.message);

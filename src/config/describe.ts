@@ -115,6 +115,7 @@ export function describeConfig(config: Config): string {
     ...adminLines(config),
     `host: sampled every ${formatDuration(config.host.interval)}; thresholds: ${limits.length === 0 ? 'none' : limits.join(', ')}`,
     `proxy: client_login_timeout: ${formatDuration(proxy.clientLoginTimeout)}  connect_timeout: ${formatDuration(proxy.connectTimeout)}  ` +
+      `startup_timeout: ${formatDuration(proxy.startupTimeout)}  ` +
       `shutdown_timeout: ${formatDuration(proxy.shutdownTimeout)}`,
     `tls: ${config.tls.mode}`,
     `logging: ${config.logging.level} (${config.logging.format})`,

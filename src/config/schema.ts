@@ -232,6 +232,7 @@ const logging = section('logging', {
 const proxy = section('proxy', {
   client_login_timeout: f.duration('positive').default(10_000),
   connect_timeout: f.duration('positive').default(2_000),
+  startup_timeout: f.duration('positive').default(15_000),
   shutdown_timeout: f.duration('non-negative').default(10_000),
 });
 

@@ -95,6 +95,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
     proxy: {
       clientLoginTimeout: proxy.client_login_timeout,
       connectTimeout: proxy.connect_timeout,
+      startupTimeout: proxy.startup_timeout,
       shutdownTimeout: proxy.shutdown_timeout,
     },
     hooks: hooksOf(doc),

@@ -116,8 +116,13 @@ export interface LoggingConfig {
 export interface ProxyConfig {
   /** Time a new client has to send its startup packet. */
   readonly clientLoginTimeout: number;
-  /** Time to open a TCP connection to a backend before trying the next one. */
+  /**
+   * Time to open a TCP connection to a backend before trying the next one; also how long a
+   * server that accepted may stay silent before its checker is asked to look again now.
+   */
   readonly connectTimeout: number;
+  /** Time a server that accepted the connection has to answer the session's first packet before the next one is tried. */
+  readonly startupTimeout: number;
   /** On SIGTERM/SIGINT: how long sessions may finish before they are closed. */
   readonly shutdownTimeout: number;
 }

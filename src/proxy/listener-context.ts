@@ -29,6 +29,8 @@ export interface ListenerContext {
   readonly health: HealthConfig;
   /** A connect to a backend failed: the health checker should look again now. */
   onConnectFailure(backend: string, err: BackendConnectError): void;
+  /** A server accepted a session's connection and has said nothing for `ms`: the checker should look now. */
+  onSlowAnswer(backend: string, ms: number): void;
   /** A session could not be routed (queue timeout, queue full …). */
   onRejected(err: RoutingError): void;
   /** The client was sent an ErrorResponse and closed (bad packet, timeout …). */

@@ -235,10 +235,17 @@ export class Session implements SocketOwner {
 
   /**
    * A server that accepted the TCP connection must also answer what we sent (SSLRequest or
-   * StartupMessage): within connect_timeout (a stopped or wedged server accepts in the kernel and
-   * then says nothing) and without hanging up first (a server dying under us). Until it answers,
-   * nothing from it has reached the client, so the session moves on to the next candidate — the
-   * same redispatch as a refused connect — and the server's checker looks again now.
+   * StartupMessage): within startup_timeout and without hanging up first (a server dying under
+   * us). Until it answers, nothing from it has reached the client, so the session moves on to
+   * the next candidate — the same redispatch as a refused connect.
+   *
+   * Silence has two causes. A stopped or wedged server accepts in the kernel and then says
+   * nothing; a busy one is forking and starting thousands of backends (a connection storm, the
+   * burst of reconnects after a failover) and answers late. So after connect_timeout of silence
+   * the server's checker is asked to look now — a hung server is marked down within its fall
+   * count, and that redispatches this session (closeAtBoundary) — and the session keeps waiting
+   * until startup_timeout. Giving up at connect_timeout would close a connection the busy server
+   * has already forked a backend for and connect again: more work for the server that is behind.
    */
   private armAnswerTimer(backend: RelaySocket, resend: Buffer, then: (b: RelaySocket) => void, onGiveUp?: () => void): void {
     const giveUp = (layer: 'L4CON' | 'L7TOUT', what: string) => {
@@ -258,8 +265,18 @@ export class Session implements SocketOwner {
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
     };
-    const ms = this.ctx.proxy.connectTimeout;
-    const timer = setTimeout(() => giveUp('L7TOUT', `accepted the connection but did not answer within ${ms} ms`), ms);
+    const { connectTimeout, startupTimeout } = this.ctx.proxy;
+    const giveUpSilent = () => giveUp('L7TOUT', `accepted the connection but did not answer within ${startupTimeout} ms`);
+    let timer = setTimeout(() => {
+      if (this.backend !== backend || this.isClosed) return;
+      this.ctx.onSlowAnswer(this.target!.name, connectTimeout);
+      timer = setTimeout(giveUpSilent, startupTimeout - connectTimeout);
+      timer.unref();
+    }, connectTimeout);
+    if (startupTimeout <= connectTimeout) {
+      clearTimeout(timer);
+      timer = setTimeout(giveUpSilent, startupTimeout);
+    }
     timer.unref();
     this.giveUp = giveUp;
     backend.once('data', () => {
@@ -380,6 +397,11 @@ export class Session implements SocketOwner {
    */
   closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
     if (this.phase === 'reading' || this.phase === 'routing') return this.fail(sqlstate, message);
+    // A server that has not answered yet has sent the client nothing: the session can still go
+    // to another server, or wait in the queue for one (a hung primary marked down).
+    if (this.phase !== 'piping' && !this.answered && this.giveUp && reason !== 'shutdown') {
+      return this.giveUp('L4CON', `was closed by pgwarden before it answered (${reason})`);
+    }
     if (this.phase !== 'piping') return this.answered ? this.close() : this.fail(sqlstate, message);
     const backend = this.backend!;
     backend.removeAllListeners('data');

@@ -129,7 +129,7 @@ t.test('a minimal file gets every default', async (t) => {
     failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000 },
     tls: { mode: 'passthrough' },
     logging: { level: 'info', format: 'json' },
-    proxy: { clientLoginTimeout: 10_000, connectTimeout: 2_000, shutdownTimeout: 10_000 },
+    proxy: { clientLoginTimeout: 10_000, connectTimeout: 2_000, startupTimeout: 15_000, shutdownTimeout: 10_000 },
     hooks: {},
     host: { interval: 5_000, thresholds: {} },
   };
@@ -155,7 +155,7 @@ health: { check: tcp, interval: 500, jitter: 25%, timeout: 1.5s, rise: 1, fall: 
 failover: { queue_timeout: 0, queue_size: 0 }
 tls: { mode: disable }
 logging: { level: debug }
-proxy: { client_login_timeout: 1m, connect_timeout: 100ms, shutdown_timeout: 0 }
+proxy: { client_login_timeout: 1m, connect_timeout: 100ms, startup_timeout: 3s, shutdown_timeout: 0 }
 `,
     {},
   );
@@ -167,7 +167,7 @@ proxy: { client_login_timeout: 1m, connect_timeout: 100ms, shutdown_timeout: 0 }
   ]);
   t.same([config.health.check, config.health.interval, config.health.jitter, config.health.timeout], ['tcp', 500, 0.25, 1500]);
   t.match(config.failover, { queueTimeout: 0, queueSize: 0 });
-  t.same(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, shutdownTimeout: 0 });
+  t.same(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, startupTimeout: 3_000, shutdownTimeout: 0 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 10s }\n`, {}).health.maxReplicaLag, { ms: 10_000 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 1048576 }\n`, {}).health.maxReplicaLag, { bytes: 1_048_576 });
 });
