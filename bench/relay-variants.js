@@ -45,18 +45,24 @@ function corkedLoop(src, dst) {
 }
 
 const SHARED = Buffer.allocUnsafe(64 * 1024);
-/** onread into one shared buffer, a copy per chunk (what pgwarden does now, src/net/relay-socket.ts). */
-function onreadOptions(holder, look) {
+/**
+ * `onread` options: each read lands in one shared buffer and is copied out, shown to `look`,
+ * and handed to `send(holder, chunk)`, whose result (false: stop reading) goes back to Node.
+ */
+function sharedRead(holder, look, send) {
   return {
     buffer: SHARED,
     callback(n, buf) {
       const chunk = Buffer.allocUnsafe(n);
       buf.copy(chunk, 0, 0, n);
       if (look) look(chunk);
-      return holder.dst.write(chunk);
+      return send(holder, chunk);
     },
   };
 }
+
+/** onread, then write() (what pgwarden does now, src/net/relay-socket.ts). */
+const onreadOptions = (holder, look) => sharedRead(holder, look, (h, chunk) => h.dst.write(chunk));
 
 /**
  * onread, and each chunk written straight to the other socket's libuv handle (the StreamBase
@@ -64,17 +70,7 @@ function onreadOptions(holder, look) {
  * after-write nextTick. A write libuv could not finish at once stops the reads until it completes.
  */
 const streamWrap = process.binding('stream_wrap');
-function directOptions(holder, look) {
-  return {
-    buffer: SHARED,
-    callback(n, buf) {
-      const chunk = Buffer.allocUnsafe(n);
-      buf.copy(chunk, 0, 0, n);
-      if (look) look(chunk);
-      return directWrite(holder, chunk);
-    },
-  };
-}
+const directOptions = (holder, look) => sharedRead(holder, look, directWrite);
 function directWrite(holder, chunk) {
   const handle = holder.dst._handle;
   if (!handle) return false;
@@ -95,20 +91,13 @@ function directWrite(holder, chunk) {
  * queue bookkeeping and after-write nextTick are skipped. A write that did not complete at once
  * stops the reads until its callback.
  */
-function underWriteOptions(holder, look) {
-  return {
-    buffer: SHARED,
-    callback(n, buf) {
-      const chunk = Buffer.allocUnsafe(n);
-      buf.copy(chunk, 0, 0, n);
-      if (look) look(chunk);
-      holder.writing = true;
-      holder.doneAtOnce = false;
-      holder.dst._write(chunk, 'buffer', holder.written);
-      holder.writing = false;
-      return holder.doneAtOnce;
-    },
-  };
+const underWriteOptions = (holder, look) => sharedRead(holder, look, underWrite);
+function underWrite(holder, chunk) {
+  holder.writing = true;
+  holder.doneAtOnce = false;
+  holder.dst._write(chunk, 'buffer', holder.written);
+  holder.writing = false;
+  return holder.doneAtOnce;
 }
 
 /** The 5-byte-header frame tracker pgwarden runs on both directions. */

@@ -268,15 +268,12 @@ export class Session implements SocketOwner {
     const { connectTimeout, startupTimeout } = this.ctx.proxy;
     const giveUpSilent = () => giveUp('L7TOUT', `accepted the connection but did not answer within ${startupTimeout} ms`);
     let timer = setTimeout(() => {
+      if (startupTimeout <= connectTimeout) return giveUpSilent();
       if (this.backend !== backend || this.isClosed) return;
       this.ctx.onSlowAnswer(this.target!.name, connectTimeout);
       timer = setTimeout(giveUpSilent, startupTimeout - connectTimeout);
       timer.unref();
-    }, connectTimeout);
-    if (startupTimeout <= connectTimeout) {
-      clearTimeout(timer);
-      timer = setTimeout(giveUpSilent, startupTimeout);
-    }
+    }, Math.min(connectTimeout, startupTimeout));
     timer.unref();
     this.giveUp = giveUp;
     backend.once('data', () => {
