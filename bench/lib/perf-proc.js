@@ -91,9 +91,7 @@ function cpuSeconds(pid) {
 
 /** Resident set size of pid in bytes. */
 function rssBytes(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) * 1024;
+  return memoryBytes(pid).rss;
 }
 
 /**

@@ -394,9 +394,9 @@ export class Session implements SocketOwner {
    */
   closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
     if (this.phase === 'reading' || this.phase === 'routing') return this.fail(sqlstate, message);
-    // A server that has not answered yet has sent the client nothing: the session can still go
-    // to another server, or wait in the queue for one (a hung primary marked down).
-    if (this.phase !== 'piping' && !this.answered && this.giveUp && reason !== 'shutdown') {
+    // A server that has not answered yet (giveUp is set only until it does) has sent the client
+    // nothing: the session can still go to another server, or wait in the queue for one.
+    if (this.giveUp && reason !== 'shutdown') {
       return this.giveUp('L4CON', `was closed by pgwarden before it answered (${reason})`);
     }
     if (this.phase !== 'piping') return this.answered ? this.close() : this.fail(sqlstate, message);
