@@ -365,6 +365,8 @@ export class App implements AdminController {
         log.warn({ event: 'backend.connect_failed', listener: l.name, backend, layer: err.layer, err: err.message }, `connect to ${backend} failed; trying the next candidate`);
         this.checkers.get(backend)?.poke(`session connect failed: ${err.message}`);
       },
+      onRedispatch: (backend, reason) =>
+        log.info({ event: 'session.redispatched', listener: l.name, backend, reason }, `a session waiting for ${backend} to answer goes back to routing: pgwarden closed it (${reason})`),
       onSlowAnswer: (backend, ms) => {
         // Debug only: in a connection storm every new session of a busy server gets here.
         log.debug({ event: 'backend.slow_answer', listener: l.name, backend }, `${backend} accepted a connection and has not answered within ${ms} ms; checking it now`);

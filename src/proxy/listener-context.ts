@@ -6,6 +6,7 @@ import type { RoutingError } from '../routing/routing-error';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
+import type { CloseReason } from './session';
 
 export interface SessionEnd {
   backend?: string;
@@ -29,6 +30,11 @@ export interface ListenerContext {
   readonly health: HealthConfig;
   /** A connect to a backend failed: the health checker should look again now. */
   onConnectFailure(backend: string, err: BackendConnectError): void;
+  /**
+   * pgwarden closed (down, maint, fenced …) a backend before it answered a session's startup:
+   * nothing has reached the client, so the session goes back to routing instead of failing.
+   */
+  onRedispatch(backend: string, reason: CloseReason): void;
   /** A server accepted a session's connection and has said nothing for `ms`: the checker should look now. */
   onSlowAnswer(backend: string, ms: number): void;
   /** A session could not be routed (queue timeout, queue full …). */
@@ -39,7 +45,7 @@ export interface ListenerContext {
   /** The session reached its backend and is now a pipe. */
   onSessionStart(backend: string): void;
   /** pgwarden closed an established session (drain, maint, switchover …). */
-  onClosedByProxy(backend: string | undefined, reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced', inTransaction: boolean): void;
+  onClosedByProxy(backend: string | undefined, reason: CloseReason, inTransaction: boolean): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */
   cancelTargets(): CancelTarget[];
   sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;

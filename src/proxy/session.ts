@@ -18,6 +18,9 @@ import type { RelaySocket, SocketOwner } from '../net/relay-socket';
 
 export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
 
+/** Why a session drops a backend that has not answered: the server failed, or pgwarden closed it. */
+type GiveUpCause = { layer: 'L4CON' | 'L7TOUT'; what: string } | { closedBy: CloseReason };
+
 type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
 
 export class Session implements SocketOwner {
@@ -81,13 +84,13 @@ export class Session implements SocketOwner {
     if (socket === this.client) this.close();
     else if (socket === this.backend) {
       if (this.answered || !this.giveUp) this.closeAfterFlush();
-      else this.giveUp('L4CON', 'closed the connection before answering');
+      else this.giveUp({ layer: 'L4CON', what: 'closed the connection before answering' });
     }
   }
 
   /** RelaySocket event (every 'error' of a session socket comes here). */
   socketFailed(socket: RelaySocket): void {
-    if (socket === this.backend && !this.answered && this.giveUp) this.giveUp('L4CON', 'reset the connection before answering');
+    if (socket === this.backend && !this.answered && this.giveUp) this.giveUp({ layer: 'L4CON', what: 'reset the connection before answering' });
     else if (socket === this.client || socket === this.backend) this.close();
   }
 
@@ -231,7 +234,7 @@ export class Session implements SocketOwner {
   }
 
   /** Set while the chosen backend has not answered yet: drop it and try the next candidate. */
-  private giveUp?: (layer: 'L4CON' | 'L7TOUT', what: string) => void;
+  private giveUp?: (cause: GiveUpCause) => void;
 
   /**
    * A server that accepted the TCP connection must also answer what we sent (SSLRequest or
@@ -248,7 +251,7 @@ export class Session implements SocketOwner {
    * has already forked a backend for and connect again: more work for the server that is behind.
    */
   private armAnswerTimer(backend: RelaySocket, resend: Buffer, then: (b: RelaySocket) => void, onGiveUp?: () => void): void {
-    const giveUp = (layer: 'L4CON' | 'L7TOUT', what: string) => {
+    const giveUp = (cause: GiveUpCause) => {
       clearTimeout(timer);
       this.giveUp = undefined;
       if (this.backend !== backend || this.isClosed) return;
@@ -261,12 +264,13 @@ export class Session implements SocketOwner {
       this.backend = undefined;
       this.target = undefined;
       this.recentFailures().add(view.name);
-      this.ctx.onConnectFailure(view.name, new BackendConnectError(layer, `${view.config.host}:${view.config.port} ${what}`));
+      if ('closedBy' in cause) this.ctx.onRedispatch(view.name, cause.closedBy);
+      else this.ctx.onConnectFailure(view.name, new BackendConnectError(cause.layer, `${view.config.host}:${view.config.port} ${cause.what}`));
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
     };
     const { connectTimeout, startupTimeout } = this.ctx.proxy;
-    const giveUpSilent = () => giveUp('L7TOUT', `accepted the connection but did not answer within ${startupTimeout} ms`);
+    const giveUpSilent = () => giveUp({ layer: 'L7TOUT', what: `accepted the connection but did not answer within ${startupTimeout} ms` });
     let timer = setTimeout(() => {
       if (startupTimeout <= connectTimeout) return giveUpSilent();
       if (this.backend !== backend || this.isClosed) return;
@@ -397,7 +401,7 @@ export class Session implements SocketOwner {
     // A server that has not answered yet (giveUp is set only until it does) has sent the client
     // nothing: the session can still go to another server, or wait in the queue for one.
     if (this.giveUp && reason !== 'shutdown') {
-      return this.giveUp('L4CON', `was closed by pgwarden before it answered (${reason})`);
+      return this.giveUp({ closedBy: reason });
     }
     if (this.phase !== 'piping') return this.answered ? this.close() : this.fail(sqlstate, message);
     const backend = this.backend!;

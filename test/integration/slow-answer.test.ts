@@ -65,7 +65,7 @@ t.test('a server that answers a new session late, and one that hangs', async (t)
     client.catch(() => undefined);
     await waitForBackend(p, pg1.name, 'down', 20_000);
     await waitFor('the session sent back to routing', () =>
-      p.logs.slice(since).some((l) => l.event === 'backend.connect_failed' && /closed by pgwarden before it answered \(down\)/.test(String(l.err))),
+      p.logs.slice(since).some((l) => l.event === 'session.redispatched' && l.reason === 'down'),
     );
     signal(all, 'SIGCONT');
     const c = await client;
