@@ -120,10 +120,28 @@ const VARIANTS = {
   'onread+frames': { onread: true, frames: true },
   'direct+frames': { onread: true, frames: true, direct: true },
   '_write+frames': { onread: true, frames: true, underWrite: true },
+  // What more than one relay process would give: node:cluster's primary accepts and hands each
+  // connection to the next worker in turn (round robin), so the sessions split evenly and each
+  // then lives in one process.
+  'onread+frames 2 processes': { onread: true, frames: true, processes: 2 },
+  // The reference, in the same run: HAProxy in mode tcp (two threads, its default here).
+  haproxy: { external: 'haproxy' },
 };
 
 function serve(name, port, pgPort) {
   const v = VARIANTS[name];
+  if (v.external === 'haproxy') return serveHaproxy(port, pgPort);
+  if (v.processes) {
+    const cluster = require('node:cluster');
+    if (cluster.isPrimary) {
+      for (let i = 0; i < v.processes; i++) cluster.fork();
+      process.on('SIGTERM', () => {
+        for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
+        process.exit(0);
+      });
+      return;
+    }
+  }
   const noDelay = v.noDelay ?? true;
   const hwm = v.hwm ? { highWaterMark: v.hwm } : {};
   const server = net.createServer({ noDelay, pauseOnConnect: Boolean(v.onread), ...hwm }, (client) => {
@@ -161,6 +179,22 @@ function serve(name, port, pgPort) {
   server.listen(port, '127.0.0.1');
 }
 
+/** HAProxy in the foreground as this process's child, gone with it. */
+function serveHaproxy(port, pgPort) {
+  const { spawn } = require('node:child_process');
+  const { writeFileSync } = require('node:fs');
+  const cfg = require('node:path').join(require('node:os').tmpdir(), `relay-variants-haproxy-${port}.cfg`);
+  writeFileSync(cfg, ['global', '  maxconn 4000', 'defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 1h', '  timeout server 1h',
+    'listen pg', `  bind 127.0.0.1:${port}`, `  server pg1 127.0.0.1:${pgPort}`, ''].join('\n'));
+  const haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: 'inherit' });
+  haproxy.on('error', (err) => (console.error(`haproxy: ${err.message}`), process.exit(1)));
+  process.on('SIGTERM', () => {
+    haproxy.kill('SIGKILL');
+    require('node:fs').rmSync(cfg, { force: true });
+    process.exit(0);
+  });
+}
+
 // ---- the driver -----------------------------------------------------------------------------
 
 async function drive() {
@@ -169,11 +203,20 @@ async function drive() {
   const { PgCluster } = require('../dist/pg/cluster');
   const { findPgBinDir } = require('../dist/pg/binaries');
   const { freePort } = require('../dist/pg/ports');
-  const { cpuSeconds } = require('./lib/perf-proc');
+  const { treeCpuSeconds: cpuSeconds, waitForPort } = require('./lib/perf-proc');
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);
   const clients = opts.clients ?? '8';
-  const names = opts.only ? opts.only.split(',') : Object.keys(VARIANTS);
+  const names = (opts.only ? opts.only.split(',') : Object.keys(VARIANTS)).filter((name) => {
+    if (VARIANTS[name].external !== 'haproxy') return true;
+    try {
+      execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      console.log('haproxy: not installed (apt-get install haproxy), skipped');
+      return false;
+    }
+  });
   const bin = findPgBinDir();
   const cluster = await PgCluster.create({ replicas: 0 });
   const results = new Map(names.map((n) => [n, []]));
@@ -184,7 +227,8 @@ async function drive() {
       for (const name of round % 2 ? names : [...names].reverse()) {
         const port = await freePort();
         const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(cluster.primary.port)], { stdio: 'inherit' });
-        await new Promise((r) => setTimeout(r, 800));
+        await waitForPort(port);
+        await new Promise((r) => setTimeout(r, 800)); // every worker of a multi-process variant listening too
         const t0 = cpuSeconds(proc.pid);
         const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8' });
         const cpu = cpuSeconds(proc.pid) - t0;

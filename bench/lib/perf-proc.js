@@ -89,6 +89,17 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // fields 14 and 15 of proc(5)
 }
 
+/** cpuSeconds of pid and of its direct children (a relay that forks worker processes). */
+function treeCpuSeconds(pid) {
+  let children = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+  } catch {
+    /* gone, or a kernel without CONFIG_PROC_CHILDREN: the process alone */
+  }
+  return children.reduce((sum, child) => sum + cpuSeconds(child), cpuSeconds(pid));
+}
+
 /** Resident set size of pid in bytes. */
 function rssBytes(pid) {
   return memoryBytes(pid).rss;
@@ -124,4 +135,4 @@ function cpuMeter(pid) {
   };
 }
 
-module.exports = { CLK_TCK, hardFdLimit, spawnServer, acceptsConnection, waitForPort, cpuSeconds, rssBytes, memoryBytes, cpuMeter };
+module.exports = { CLK_TCK, hardFdLimit, spawnServer, acceptsConnection, waitForPort, cpuSeconds, treeCpuSeconds, rssBytes, memoryBytes, cpuMeter };
