@@ -207,6 +207,8 @@ async function drive() {
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);
   const clients = opts.clients ?? '8';
+  const unknown = (opts.only ?? '').split(',').filter((name) => name && !VARIANTS[name]);
+  if (unknown.length) throw new Error(`unknown variant(s) ${unknown.join(', ')}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const names = (opts.only ? opts.only.split(',') : Object.keys(VARIANTS)).filter((name) => {
     if (VARIANTS[name].external !== 'haproxy') return true;
     try {

@@ -263,9 +263,14 @@ export class Session implements SocketOwner {
       this.ctx.topology.sessionClosed(view.name);
       this.backend = undefined;
       this.target = undefined;
-      this.recentFailures().add(view.name);
+      // A server that failed is skipped for a while; one pgwarden closed is already out of the
+      // router's candidates (down, maint, fenced, demoted) or, after a reload that moved it,
+      // worth trying at once at its new address.
       if ('closedBy' in cause) this.ctx.onRedispatch(view.name, cause.closedBy);
-      else this.ctx.onConnectFailure(view.name, new BackendConnectError(cause.layer, `${view.config.host}:${view.config.port} ${cause.what}`));
+      else {
+        this.recentFailures().add(view.name);
+        this.ctx.onConnectFailure(view.name, new BackendConnectError(cause.layer, `${view.config.host}:${view.config.port} ${cause.what}`));
+      }
       this.buffered = Buffer.concat([resend, this.buffered]);
       void this.routeThen(then);
     };
