@@ -28,6 +28,8 @@ import { startObservability, type Observability } from './control/observability'
 import type { HostStatus } from './admin/controller';
 import { setKeepaliveWarningSink } from './net/keepalive';
 import { QuietGc, keepYoungGenerationSmall } from './control/quiet-gc';
+import { realClock } from './health/clock';
+import { FanoutBudget } from './proxy/cancel-forwarder';
 
 const VERSION: string = require('../package.json').version;
 
@@ -361,6 +363,14 @@ export class App implements AdminController {
       get health() {
         return app.config.health;
       },
+      clock: realClock,
+      log,
+      fanout: new FanoutBudget(this.config.proxy.unknownCancelRate, this.config.proxy.unknownCancelRate, realClock),
+      onCancel: (outcome) => {
+        if (outcome === 'dropped') log.debug({ event: 'cancel.dropped', listener: l.name }, 'a CancelRequest with an unknown key was dropped: unknown_cancel_rate reached');
+        this.bus.emit('cancel.forwarded', { listener: l.name, outcome });
+      },
+      onInternalError: (err) => log.error({ event: 'session.internal_error', listener: l.name, err }, `internal error in a session, which was closed: ${err.message}`),
       onConnectFailure: (backend, err) => {
         log.warn({ event: 'backend.connect_failed', listener: l.name, backend, layer: err.layer, err: err.message }, `connect to ${backend} failed; trying the next candidate`);
         this.checkers.get(backend)?.poke(`session connect failed: ${err.message}`);
@@ -387,8 +397,8 @@ export class App implements AdminController {
       },
       onSessionEnd: (end) => {
         this.quietGc.sessionClosed();
-        log.info({ event: 'session.end', listener: l.name, ...end }, 'session closed');
-        this.bus.emit('session.end', { listener: l.name, backend: end.backend, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
+        log.info({ event: 'session.end', listener: l.name, ...end }, `session closed: ${end.cause}${end.reason ? ` (${end.reason})` : ''}`);
+        this.bus.emit('session.end', { listener: l.name, backend: end.backend, cause: end.cause, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
       },
       onClosedByProxy: (backend, reason, inTransaction) =>
         this.bus.emit('session.closed_by_proxy', { listener: l.name, backend, reason, inTransaction }),
@@ -446,6 +456,7 @@ export class App implements AdminController {
       throw e;
     }
     for (const l of diff.listeners.changed) if (!rebind.includes(l)) this.listeners.find((x) => x.name === l.name)!.reconfigure(l);
+    for (const l of this.listeners) l.proxySettingsChanged();
     for (const name of [...diff.listeners.removed, ...rebind.map((l) => l.name)]) {
       const i = this.listeners.findIndex((x) => x.name === name);
       if (i < 0) continue;

@@ -8,7 +8,10 @@ import type { ProbeResult } from './health/types';
 export interface BusEvents {
   /** A session reached its backend (startup bytes forwarded). */
   'session.start': { listener: string; backend: string };
-  'session.end': { listener: string; backend?: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
+  /** `cause`: one of proxy/end-cause.ts's EndCause names. */
+  'session.end': { listener: string; backend?: string; cause: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
+  /** A CancelRequest: to the one server that issued the key, fanned out (unknown key), or dropped (unknown_cancel_rate). */
+  'cancel.forwarded': { listener: string; outcome: 'exact' | 'fanned-out' | 'dropped' };
   /** A client got an ErrorResponse instead of a session (sqlstate says why). */
   'session.rejected': { listener: string; sqlstate: string; code: string };
   /** A session left the wait queue. */

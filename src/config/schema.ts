@@ -229,8 +229,19 @@ const logging = section('logging', {
   format: f.oneOf(LOG_FORMATS, { text: 'pretty', human: 'pretty', console: 'pretty', plain: 'pretty', ndjson: 'json' }).default('json'),
 });
 
+/** TCP keepalive on client sockets: 0 for `idle` turns it off. */
+const clientKeepalive = section('proxy.client_keepalive', {
+  idle: f.duration('non-negative').default(60_000),
+  interval: f.duration('positive').default(10_000),
+  count: f.integer(1, 127).default(3),
+});
+
 const proxy = section('proxy', {
   client_login_timeout: f.duration('positive').default(10_000),
+  client_keepalive: optionalSection(clientKeepalive),
+  client_user_timeout: f.duration('non-negative').default(30_000),
+  client_idle_timeout: f.duration('non-negative').default(0),
+  unknown_cancel_rate: f.integer(1, 100_000).default(50),
   connect_timeout: f.duration('positive').default(2_000),
   startup_timeout: f.duration('positive').default(15_000),
   shutdown_timeout: f.duration('non-negative').default(10_000),

@@ -125,6 +125,14 @@ export interface ProxyConfig {
   readonly startupTimeout: number;
   /** On SIGTERM/SIGINT: how long sessions may finish before they are closed. */
   readonly shutdownTimeout: number;
+  /** TCP keepalive on client sockets (idleMs 0: off), so a client that vanished without a FIN is noticed. */
+  readonly clientKeepalive: { readonly idleMs: number; readonly intervalMs: number; readonly count: number };
+  /** TCP_USER_TIMEOUT on client sockets (0: the kernel default, ~15 minutes of retransmissions). */
+  readonly clientUserTimeout: number;
+  /** Close sessions idle between transactions this long (0: never), like PostgreSQL's idle_session_timeout. */
+  readonly clientIdleTimeout: number;
+  /** CancelRequests with an unknown key fanned out to every backend, per second and listener (also the burst). */
+  readonly unknownCancelRate: number;
 }
 
 export interface Config {

@@ -1,7 +1,7 @@
 // Shared vocabulary of the health subsystem: what a probe returns and what a checker reports.
 
 /** Failure layers, HAProxy check.c style: each failure names where it happened. */
-export type FailureLayer = 'L4CON' | 'L4TOUT' | 'L6TLS' | 'L7AUTH' | 'L7QUERY' | 'L7TOUT';
+export type FailureLayer = 'L4CON' | 'L4TOUT' | 'L6TLS' | 'L7AUTH' | 'L7QUERY' | 'L7RSP' | 'L7TOUT';
 
 export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Object.freeze({
   L4CON: 'L4 connection refused or reset',
@@ -9,6 +9,7 @@ export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Obje
   L6TLS: 'L6 TLS handshake failed',
   L7AUTH: 'L7 authentication failed',
   L7QUERY: 'L7 check query failed',
+  L7RSP: 'L7 answer is not the PostgreSQL protocol',
   L7TOUT: 'L7 check timed out after connect',
 });
 

@@ -94,6 +94,8 @@ function declareMetrics(registry: Registry, snap: () => StatusSnapshot) {
     rejected: new Counter({ name: 'pgwarden_sessions_rejected_total', help: 'Clients that got an ErrorResponse instead of a session, by SQLSTATE.', labelNames: ['listener', 'sqlstate'], registers }),
     bytesFromClients: new Counter({ name: 'pgwarden_client_received_bytes_total', help: 'Bytes received from clients (counted when a session ends).', labelNames: ['listener'], registers }),
     bytesToClients: new Counter({ name: 'pgwarden_client_sent_bytes_total', help: 'Bytes sent to clients (counted when a session ends).', labelNames: ['listener'], registers }),
+    sessionsEnded: new Counter({ name: 'pgwarden_sessions_ended_total', help: 'Sessions (and refused connections) that ended, by cause (client-terminate, client-closed, server-closed, drained, login-timeout …).', labelNames: ['listener', 'cause'], registers }),
+    cancels: new Counter({ name: 'pgwarden_cancel_requests_total', help: 'CancelRequests: exact (the key was known), fanned-out (unknown key, sent to every backend) or dropped (unknown_cancel_rate reached).', labelNames: ['listener', 'outcome'], registers }),
     sessionDuration: new Histogram({ name: 'pgwarden_session_duration_seconds', help: 'Duration of ended sessions.', labelNames: ['listener'], buckets: [0.01, 0.1, 1, 10, 60, 600, 3600, 86400], registers }),
 
     // ---- failover ----
@@ -181,12 +183,14 @@ export class Metrics {
         if (to === 'down' && detectionMs !== undefined) m.detection.observe({ backend }, seconds(detectionMs));
       },
       'session.start': ({ listener, backend }) => m.sessions.inc({ listener, backend }),
-      'session.end': ({ listener, durationMs, bytesFromClient, bytesToClient }) => {
+      'session.end': ({ listener, cause, durationMs, bytesFromClient, bytesToClient }) => {
+        m.sessionsEnded.inc({ listener, cause });
         m.bytesFromClients.inc({ listener }, bytesFromClient);
         m.bytesToClients.inc({ listener }, bytesToClient);
         m.sessionDuration.observe({ listener }, seconds(durationMs));
       },
       'session.rejected': ({ listener, sqlstate }) => m.rejected.inc({ listener, sqlstate }),
+      'cancel.forwarded': ({ listener, outcome }) => m.cancels.inc({ listener, outcome }),
       'session.dequeued': ({ listener, waitMs, outcome }) => m.queueWait.observe({ listener, outcome }, seconds(waitMs)),
       'session.closed_by_proxy': ({ listener, reason, inTransaction }) => {
         m.closedByProxy.inc({ listener, reason });

@@ -33,7 +33,7 @@ export interface ChunkWatcher {
 export interface SocketOwner {
   socketEnded(socket: RelaySocket): void;
   socketClosed(socket: RelaySocket): void;
-  socketFailed(socket: RelaySocket): void;
+  socketFailed(socket: RelaySocket, err: NodeJS.ErrnoException): void;
 }
 
 export interface RelaySocketOptions extends net.SocketConstructorOpts {
@@ -74,6 +74,17 @@ export class RelaySocket extends net.Socket {
     if (!dst.writableNeedDrain) this.resume();
   }
 
+  /** Stop relaying: later chunks are emitted as 'data' (dropped without a listener). */
+  unrelay(): void {
+    const dst = this.relayDst as RelaySocket | undefined;
+    if (dst === undefined) return;
+    this.relayDst = undefined;
+    this.watcher = undefined;
+    if (this.viaData) this.off('data', RelaySocket.relayData);
+    dst.off('drain', RelaySocket.resumeWaitingReader);
+    dst.waitingReader = undefined;
+  }
+
   /** Until reportTo(): errors are dropped (an 'error' without a listener would throw). */
   holdErrors(): void {
     this.on('error', RelaySocket.dropError);
@@ -85,8 +96,11 @@ export class RelaySocket extends net.Socket {
    * that 'close'.
    */
   reportTo(owner: SocketOwner): void {
+    const first = this.owner === undefined;
     this.owner = owner;
     this.off('error', RelaySocket.dropError);
+    // Handing the socket to the next owner (a backend attempt, then its session) keeps the listeners.
+    if (!first) return;
     if (this.allowHalfOpen) this.on('end', RelaySocket.ended);
     this.on('close', RelaySocket.closed);
     this.on('error', RelaySocket.failed);
@@ -130,8 +144,8 @@ export class RelaySocket extends net.Socket {
     this.owner?.socketClosed(this);
   }
 
-  private static failed(this: RelaySocket): void {
-    this.owner?.socketFailed(this);
+  private static failed(this: RelaySocket, err: NodeJS.ErrnoException): void {
+    this.owner?.socketFailed(this, err);
   }
 
   private static dropError(): void {}

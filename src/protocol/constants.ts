@@ -57,6 +57,10 @@ export const SqlState = {
   CANNOT_CONNECT_NOW: '57P03',
   /** 08006 connection_failure: the backend connection failed. */
   CONNECTION_FAILURE: '08006',
+  /** 57P05 idle_session_timeout: closed after proxy.client_idle_timeout between transactions. */
+  IDLE_SESSION_TIMEOUT: '57P05',
+  /** XX000 internal_error: a bug in pgwarden; the session was cleaned up. */
+  INTERNAL_ERROR: 'XX000',
   /** 53300 too_many_connections. */
   TOO_MANY_CONNECTIONS: '53300',
 } as const;

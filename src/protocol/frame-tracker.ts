@@ -7,11 +7,12 @@
 // Server→client: counts ReadyForQuery ('Z') and remembers its transaction status byte
 // ('I' idle, 'T' in a transaction, 'E' failed transaction).
 // Client→server: counts requests that the server answers with one ReadyForQuery each: Query
-// ('Q'), Sync ('S') and FunctionCall ('F').
+// ('Q'), Sync ('S') and FunctionCall ('F'); and notes Terminate ('X').
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const QUERY = 0x51; // 'Q'
 const SYNC = 0x53; // 'S'
 const FUNCTION_CALL = 0x46; // 'F'
+const TERMINATE = 0x58; // 'X'
 
 export class FrameTracker {
   /** Body bytes still to come in the current message. */
@@ -25,6 +26,8 @@ export class FrameTracker {
   broken = false;
   /** Messages counted (ReadyForQuery on the server side, requests on the client side). */
   count = 0;
+  /** The client sent Terminate (client side): its close is the normal end of the session. */
+  terminated = false;
   /** Transaction status of the last ReadyForQuery (server side). */
   status = 0x49; // 'I'
 
@@ -76,6 +79,8 @@ export class FrameTracker {
       }
     } else if (type === QUERY || type === SYNC || type === FUNCTION_CALL) {
       this.count++;
+    } else if (type === TERMINATE) {
+      this.terminated = true;
     }
   }
 }

@@ -56,6 +56,10 @@ export class StartupWatcher {
   private body: Buffer | undefined;
   private bodyFilled = 0;
   private finished = false;
+  /** Offset in the current chunk where the message being read began; -1 when it began in an earlier chunk. */
+  private messageStart = -1;
+  /** Set when the stream proved malformed (see feed()'s return value). */
+  malformed = false;
 
   constructor(private readonly events: StartupEvents) {}
 
@@ -64,9 +68,16 @@ export class StartupWatcher {
     return this.finished;
   }
 
-  feed(chunk: Buffer): void {
+  /**
+   * Returns how many leading bytes of `chunk` are well-formed messages (or parts of them): the
+   * whole chunk, except after a malformed message, where it is the offset at which that message
+   * began in this chunk, or -1 when it began in an earlier chunk (the client has part of it).
+   */
+  feed(chunk: Buffer): number {
     let pos = 0;
+    this.messageStart = this.headerFilled === 0 && this.remaining === 0 ? 0 : -1;
     while (pos < chunk.length && !this.finished) {
+      if (this.headerFilled === 0) this.messageStart = pos;
       if (this.headerFilled < HEADER_SIZE) {
         const n = Math.min(HEADER_SIZE - this.headerFilled, chunk.length - pos);
         chunk.copy(this.header, this.headerFilled, pos, pos + n);
@@ -82,6 +93,7 @@ export class StartupWatcher {
       pos += n;
       if (this.remaining === 0) this.endMessage();
     }
+    return this.malformed ? this.messageStart : chunk.length;
   }
 
   private beginMessage(): void {
@@ -141,6 +153,7 @@ export class StartupWatcher {
 
   private fail(reason: string): void {
     this.finished = true;
+    this.malformed = true;
     this.body = undefined;
     this.events.onError({ code: SqlState.PROTOCOL_VIOLATION, message: `malformed backend startup stream: ${reason}` });
   }

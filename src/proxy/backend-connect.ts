@@ -4,6 +4,8 @@
 import type { FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { RelaySocket } from '../net/relay-socket';
+import { realClock } from '../health/clock';
+import type { Clock } from '../health/types';
 
 /**
  * Keepalive on session sockets. Sessions are many and mostly idle, so the first probe waits 10 s;
@@ -26,22 +28,21 @@ export class BackendConnectError extends Error {
  * acknowledged anything for that long would be marked down by the checks anyway. The socket reads
  * into the shared read buffer (see RelaySocket).
  */
-export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number): Promise<RelaySocket> {
+export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number, clock: Clock = realClock): Promise<RelaySocket> {
   return new Promise((resolve, reject) => {
     const socket = new RelaySocket({ noDelay: true }).connect({ host, port });
-    const timer = setTimeout(() => {
+    const timer = clock.setTimeout(() => {
       socket.destroy();
       reject(new BackendConnectError('L4TOUT', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
-    timer.unref();
     const onError = (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      timer.clear();
       socket.destroy();
       reject(new BackendConnectError('L4CON', `connect to ${host}:${port} failed: ${err.code ?? err.message}`));
     };
     socket.once('error', onError);
     socket.once('connect', () => {
-      clearTimeout(timer);
+      timer.clear();
       socket.off('error', onError);
       // Never an unhandled 'error' between here and the session attaching its own handler.
       socket.holdErrors();

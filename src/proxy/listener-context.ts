@@ -6,13 +6,25 @@ import type { RoutingError } from '../routing/routing-error';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
-import type { CloseReason } from './session';
+import type { CloseReason } from './close-reason';
+import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
+import type { EndCause } from './end-cause';
+import type { Phase } from './session-phase';
+import type { Clock } from '../health/types';
 
 export interface SessionEnd {
   backend?: string;
   client: string;
   user?: string;
   database?: string;
+  /** Why the session ended (one cause per session). */
+  cause: EndCause;
+  /** For cause `drained`: why pgwarden closed it. */
+  reason?: CloseReason;
+  /** The error sent to the client, the socket error code … */
+  detail?: string;
+  /** The phase the session was in when it began to end. */
+  phase: Phase;
   durationMs: number;
   bytesFromClient: number;
   bytesToClient: number;
@@ -28,6 +40,12 @@ export interface ListenerContext {
   readonly proxy: ProxyConfig;
   readonly failover: FailoverConfig;
   readonly health: HealthConfig;
+  /** Time for every session timer (login, answer, linger) and for the queue deadline. */
+  readonly clock: Clock;
+  /** Phase changes are logged here at debug level. */
+  readonly log: { debug(obj: object, msg: string): void };
+  /** The rate at which CancelRequests with an unknown key may fan out to every backend. */
+  readonly fanout: FanoutBudget;
   /** A connect to a backend failed: the health checker should look again now. */
   onConnectFailure(backend: string, err: BackendConnectError): void;
   /**
@@ -46,6 +64,10 @@ export interface ListenerContext {
   onSessionStart(backend: string): void;
   /** pgwarden closed an established session (drain, maint, switchover …). */
   onClosedByProxy(backend: string | undefined, reason: CloseReason, inTransaction: boolean): void;
+  /** A CancelRequest was delivered exactly, fanned out, or dropped (fan-out budget spent). */
+  onCancel(outcome: CancelOutcome): void;
+  /** A bug: a session continuation threw; the session was closed and cleaned up. */
+  onInternalError(err: Error): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */
   cancelTargets(): CancelTarget[];
   sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;

@@ -5,15 +5,20 @@ import { errorResponse } from '../protocol/error-response';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
 import { adoptAccepted } from '../net/relay-socket';
+import { applyKeepalive } from '../net/keepalive';
+import { SqlState } from '../protocol/constants';
+import { IdleTimeout } from './idle-timeout';
 
 export class Listener {
   private readonly server: net.Server;
   readonly sessions = new Set<Session>();
   private closedServer?: Promise<void>;
+  private readonly idle: IdleTimeout;
 
   constructor(private readonly ctx: ListenerContext, private readonly log: Logger) {
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err, listener: ctx.listener.name }, 'listener error'));
+    this.idle = new IdleTimeout(ctx.clock, () => this.sessions, () => ctx.proxy.clientIdleTimeout);
   }
 
   get name(): string {
@@ -42,6 +47,7 @@ export class Listener {
       this.server.once('error', onError);
       this.server.listen({ host, port, backlog: 1024 }, () => {
         this.server.off('error', onError);
+        this.idle.start();
         resolve();
       });
     });
@@ -53,23 +59,35 @@ export class Listener {
     this.ctx.router.reconfigure(listener);
   }
 
+  /** A reload changed proxy settings: the idle sweep follows client_idle_timeout. */
+  proxySettingsChanged(): void {
+    if (!this.closedServer) this.idle.start();
+  }
+
   /** Stop accepting; existing sessions continue. */
   stopAccepting(): Promise<void> {
     this.closedServer ??= new Promise((resolve) => this.server.close(() => resolve()));
     this.ctx.router.close();
+    this.idle.stop();
     return this.closedServer;
   }
 
   private accept(socket: net.Socket): void {
     const max = this.ctx.listener.maxConnections;
     if (max > 0 && this.sessions.size >= max)
-      return this.refuse(socket, '53300', `too many client connections on listener ${this.name} (max_connections ${max})`);
+      return this.refuse(socket, SqlState.TOO_MANY_CONNECTIONS, `too many client connections on listener ${this.name} (max_connections ${max})`);
     // Half-open capable so a client that sends half a startup packet and then FIN still gets a
     // proper 08P01 instead of a silent close.
     const client = adoptAccepted(socket, true);
     // Only a Node.js that keeps its socket handle somewhere other than `_handle` (see
     // adoptAccepted); the public API may still reach the client, so it gets the error.
-    if (!client) return this.refuse(socket, 'XX000', 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
+    if (!client) return this.refuse(socket, SqlState.INTERNAL_ERROR, 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
+    // A client that vanishes without a FIN (a laptop closed, a NAT that forgot the flow) must not
+    // hold a server backend for hours: keepalive probes find it, TCP_USER_TIMEOUT bounds unacked data.
+    const { clientKeepalive: k, clientUserTimeout } = this.ctx.proxy;
+    if (k.idleMs > 0 || clientUserTimeout > 0) {
+      applyKeepalive(client, { idleMs: k.idleMs > 0 ? k.idleMs : 7_200_000, intervalMs: k.intervalMs, count: k.count, userTimeoutMs: clientUserTimeout });
+    }
     const session = new Session(client, this.ctx, this.forget);
     this.sessions.add(session);
     session.start();
@@ -87,6 +105,8 @@ export class Listener {
     socket.resume(); // paused on connect; read (and discard) until the close
     this.ctx.onClientError(code, message);
     socket.end(errorResponse({ severity: 'FATAL', code, message }));
-    setTimeout(() => socket.destroy(), 1000).unref();
+    // The one timer of a refused connection: it ends with the socket.
+    const timer = this.ctx.clock.setTimeout(() => socket.destroy(), 1000);
+    socket.once('close', () => timer.clear());
   }
 }

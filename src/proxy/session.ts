@@ -1,53 +1,75 @@
-// One client connection. Reads only the first packet(s) — bounded in size and time — decides
-// where the session goes, connects, forwards the startup bytes and then becomes a pipe with
-// backpressure both ways. The backend→client stream is parsed only until the first
-// ReadyForQuery (to learn BackendKeyData for cancels); after that only the 5-byte message
-// headers of each direction are followed (FrameTracker), so pgwarden can close a session at a
-// message or transaction boundary.
-import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
+// One client connection, as an explicit phase machine (see session-phase.ts): read the first
+// packet, route, make one backend attempt at a time (redispatching on failure), watch the
+// startup, then relay both ways with backpressure while following message headers. Every move
+// goes through transition(); every phase's timers and listeners are released by the disposer it
+// registered (exitPhase); every end goes through end(), with one named cause.
+//
+// The pieces: FirstPacketReader (first packets, login timer), startAttempt (connect + first
+// answer), tls-negotiation (the server's answer to SSLRequest under passthrough), watchStartup
+// (BackendKeyData, first ReadyForQuery, non-PostgreSQL answers), MessageBoundaries (idle,
+// transaction, Terminate), forwardCancel (exact or rate-bounded fan-out).
 import { errorResponse } from '../protocol/error-response';
-import { cancelKey, cancelRequest } from '../protocol/cancel';
-import { StartupWatcher } from '../protocol/startup-watcher';
-import { connectBackend, BackendConnectError } from './backend-connect';
+import { cancelKey } from '../protocol/cancel';
+import type { FirstPacket } from '../protocol/first-packet';
+import { SqlState } from '../protocol/constants';
 import { RoutingError } from '../routing/routing-error';
 import type { BackendView } from '../routing/topology';
-import type { ListenerContext } from './listener-context';
-import { RecentFailures } from './recent-failures';
-import { FrameTracker } from '../protocol/frame-tracker';
 import type { RelaySocket, SocketOwner } from '../net/relay-socket';
+import type { ListenerContext } from './listener-context';
+import type { CloseReason } from './close-reason';
+import { canMove, type Phase } from './session-phase';
+import { causeOfSocketError, type EndCause } from './end-cause';
+import { FirstPacketReader } from './first-packet-reader';
+import { startAttempt, type Attempt, type AttemptOutcome } from './backend-attempt';
+import { BackendConnectError } from './backend-connect';
+import { SSL_REQUEST_BYTES, readSslAnswer } from './tls-negotiation';
+import { watchStartup } from './startup-watch';
+import { MessageBoundaries } from './boundaries';
+import { forwardCancel } from './cancel-forwarder';
+import { RecentFailures } from './recent-failures';
 
-export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
+export type { CloseReason } from './close-reason';
 
-/** Why a session drops a backend that has not answered: the server failed, or pgwarden closed it. */
-type GiveUpCause = { layer: 'L4CON' | 'L7TOUT'; what: string } | { closedBy: CloseReason };
+/** What a backend attempt was for, which decides what its answer means. */
+type Purpose = 'ssl' | 'startup' | 'direct-tls';
 
-type Phase = 'reading' | 'routing' | 'startup' | 'piping' | 'closed';
+interface EndOptions {
+  /** Sent as a FATAL ErrorResponse before the close (only where the client's stream allows it). */
+  readonly error?: { readonly sqlstate: string; readonly message: string };
+  /** Let bytes already queued for the client go out before the close (a server that closed). */
+  readonly flush?: boolean;
+  readonly reason?: CloseReason;
+  readonly detail?: string;
+}
+
+/** How long a closing socket may take to flush before it is destroyed. */
+const LINGER_MS = 1000;
 
 export class Session implements SocketOwner {
-  private phase: Phase = 'reading';
-  private buffered: Buffer = NO_BYTES;
+  private phase: Phase = 'reading-first-packet';
+  /** Releases what the current phase set up; transition() calls it on the way out. */
+  private exitPhase?: () => void;
+  private readonly reader: FirstPacketReader;
   private backend?: RelaySocket;
   private target?: BackendView;
+  /** The backend's session count was raised (topology.sessionOpened) and must be lowered once. */
+  private counted = false;
+  private attempt?: Attempt;
+  private boundaries?: MessageBoundaries;
   private key?: string;
-  private readonly started = Date.now();
-  /** Created when the session starts routing (most sessions never wait, none wait twice). */
-  private abort?: AbortController;
-  private loginTimer?: NodeJS.Timeout;
-  private failures?: RecentFailures;
-  /** The chosen backend has sent its first byte (an answer to SSLRequest or StartupMessage). */
-  private answered = false;
-  private routeDeadline?: number;
-  /** Set when the SSLRequest was already answered by the backend we are connected to. */
-  private sslNegotiated = false;
   private user?: string;
   private database?: string;
-  private readonly clientAddress: string;
   private startupSize = 0;
-  /** Message boundaries of both directions (absent under TLS passthrough: opaque bytes). */
-  private serverFrames?: FrameTracker;
-  private clientFrames?: FrameTracker;
-  /** The client's 'data' listener while pgwarden reads the first packets itself. */
-  private clientDataListener?: (chunk: Buffer) => void;
+  private routeDeadline?: number;
+  private abort?: AbortController;
+  private failures?: RecentFailures;
+  /** The server said 'N' to SSLRequest: the client continues in plain text on this backend. */
+  private sslRefused = false;
+  /** The client sent FIN; its side ends once the server has said everything. */
+  private clientEnded = false;
+  private lingerTimer?: { clear(): void };
+  private readonly started: number;
+  private readonly clientAddress: string;
 
   constructor(
     readonly client: RelaySocket,
@@ -55,332 +77,35 @@ export class Session implements SocketOwner {
     private readonly onClose: (s: Session) => void,
   ) {
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
+    this.started = ctx.clock.now();
+    this.reader = new FirstPacketReader(client, ctx.clock, () => ctx.proxy.clientLoginTimeout, {
+      packet: (p) => this.guard(() => this.onFirstPacket(p), false),
+      loginTimeout: (ms) => this.end('login-timeout', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: `no startup packet within client_login_timeout (${ms} ms)` } }),
+      overflow: (reason) => this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: reason } }),
+    });
   }
 
   start(): void {
-    const c = this.client;
-    c.setNoDelay(true);
-    c.reportTo(this);
-    c.on('data', (this.clientDataListener = (chunk: Buffer) => this.clientData(chunk)));
-    this.armLoginTimer();
-  }
-
-  /** From here on the client's bytes are relayed: the startup reader lets go. */
-  private stopReadingClient(): void {
-    if (this.clientDataListener) this.client.off('data', this.clientDataListener);
-    this.clientDataListener = undefined;
-  }
-
-  /** RelaySocket event. The client socket is half-open capable (see Listener) for this. */
-  socketEnded(socket: RelaySocket): void {
-    if (socket !== this.client) return; // a backend's end is followed by its close
-    if (this.phase === 'reading' && this.buffered.length > 0) {
-      this.fail('08P01', `truncated startup packet: ${this.buffered.length} bytes received before the client closed`);
-    } else this.close();
-  }
-
-  /** RelaySocket event: until the backend has answered, its hang-up means "try the next one". */
-  socketClosed(socket: RelaySocket): void {
-    if (socket === this.client) this.close();
-    else if (socket === this.backend) {
-      if (this.answered || !this.giveUp) this.closeAfterFlush();
-      else this.giveUp({ layer: 'L4CON', what: 'closed the connection before answering' });
-    }
-  }
-
-  /** RelaySocket event (every 'error' of a session socket comes here). */
-  socketFailed(socket: RelaySocket): void {
-    if (socket === this.backend && !this.answered && this.giveUp) this.giveUp({ layer: 'L4CON', what: 'reset the connection before answering' });
-    else if (socket === this.client || socket === this.backend) this.close();
-  }
-
-  /** The client must send its (next) first packet within client_login_timeout. */
-  private armLoginTimer(): void {
-    this.clearLoginTimer();
-    this.loginTimer = setTimeout(
-      () => this.fail('08P01', `no startup packet within client_login_timeout (${this.ctx.proxy.clientLoginTimeout} ms)`),
-      this.ctx.proxy.clientLoginTimeout,
-    );
-    this.loginTimer.unref();
+    this.client.setNoDelay(true);
+    this.client.reportTo(this);
+    this.reader.parse();
   }
 
   get backendName(): string | undefined {
     return this.target?.name;
   }
 
-  /** A method, not a narrowed field read: the phase changes across awaits. */
-  private get isClosed(): boolean {
-    return this.phase === 'closed';
+  get currentPhase(): Phase {
+    return this.phase;
   }
 
   get isEstablished(): boolean {
-    return this.phase === 'piping';
+    return this.phase === 'relaying';
   }
 
-  private clientData(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    if (this.phase === 'reading') this.processBuffered();
-    // While routing, the client should be silent; keep reading (so a disconnect is noticed at
-    // once) but never hold more than one startup packet's worth.
-    else if (this.buffered.length > MAX_STARTUP_PACKET) this.fail('08P01', 'client sent data before the server answered');
-  }
-
-  private processBuffered(): void {
-    while (this.phase === 'reading' && this.buffered.length > 0) {
-      const packet = readFirstPacket(this.buffered);
-      if (packet.kind === 'incomplete') {
-        if (this.buffered.length > MAX_STARTUP_PACKET) this.fail('08P01', 'startup packet too large');
-        return;
-      }
-      if (!this.handle(packet)) return;
-    }
-  }
-
-  /** Returns true when the loop may read the next packet from the buffer. */
-  private handle(p: FirstPacket): boolean {
-    switch (p.kind) {
-      case 'incomplete':
-        return false;
-      case 'invalid':
-        this.fail(p.sqlstate, p.reason);
-        return false;
-      case 'gssenc':
-        // GSSAPI encryption is not proxied: refuse it, the client continues in plain text or TLS.
-        this.buffered = this.buffered.subarray(p.size);
-        this.client.write('N');
-        return true;
-      case 'ssl':
-        this.buffered = this.buffered.subarray(p.size);
-        if (this.ctx.tls.mode === 'disable' || this.sslNegotiated) {
-          this.client.write('N');
-          return true;
-        }
-        void this.routeThen((b) => this.negotiateSsl(b));
-        return false;
-      case 'direct-tls':
-        if (this.ctx.tls.mode === 'disable') {
-          this.close(); // cannot answer a TLS ClientHello with a plain ErrorResponse
-          return false;
-        }
-        void this.routeThen((b) => this.pipeRaw(b, this.takeBuffered()));
-        return false;
-      case 'cancel':
-        this.buffered = this.buffered.subarray(p.size);
-        void this.forwardCancel(p.processId, p.secretKey);
-        return false;
-      case 'startup':
-        this.startupSize = p.size;
-        this.user = p.params.user;
-        this.database = p.params.database ?? p.params.user;
-        if (this.backend) this.beginStartup(this.backend);
-        else void this.routeThen((b) => this.beginStartup(b));
-        return false;
-    }
-  }
-
-  /** Find a backend (waiting in the queue if needed), connect, retry on the next candidate. */
-  private async routeThen(next: (backend: RelaySocket) => void): Promise<void> {
-    this.phase = 'routing';
-    // The first packet is in: from here queue_timeout governs the wait, not client_login_timeout.
-    this.clearLoginTimer();
-    const waitSignal = () => (this.abort ??= new AbortController()).signal;
-    const excluded = () => this.failures?.active() ?? NOTHING_EXCLUDED;
-    // One deadline for the whole session: a redispatch after a silent or dying server does not
-    // restart the queue_timeout clock.
-    const deadline = (this.routeDeadline ??= Date.now() + this.ctx.failover.queueTimeout);
-    for (;;) {
-      let view: BackendView;
-      try {
-        view = await this.ctx.router.acquire(excluded, deadline, waitSignal);
-      } catch (e) {
-        if (e instanceof RoutingError) {
-          this.ctx.onRejected(e);
-          if (e.code !== 'PGW_CLIENT_GONE') this.fail(e.sqlstate, e.message, 'FATAL');
-        } else this.fail('XX000', `internal error while routing: ${(e as Error).message}`, 'FATAL');
-        return;
-      }
-      if (this.isClosed) return;
-      const { host, port } = view.config;
-      try {
-        const socket = await connectBackend(host, port, this.ctx.proxy.connectTimeout, this.ctx.health.timeout * this.ctx.health.fall);
-        if (this.isClosed) {
-          socket.destroy();
-          return;
-        }
-        this.attach(view, socket);
-        next(socket);
-        return;
-      } catch (e) {
-        if (this.isClosed) return;
-        const err = e as BackendConnectError;
-        this.recentFailures().add(view.name);
-        this.ctx.onConnectFailure(view.name, err);
-        // loop: the next candidate (redispatch) or the queue, within the same deadline
-      }
-    }
-  }
-
-  /** Backends this session failed to reach lately (created at the first failure: most never fail). */
-  private recentFailures(): RecentFailures {
-    return (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4));
-  }
-
-  private attach(view: BackendView, socket: RelaySocket): void {
-    this.target = view;
-    this.backend = socket;
-    this.answered = false;
-    this.ctx.topology.sessionOpened(view.name);
-    socket.reportTo(this);
-  }
-
-  /** Set while the chosen backend has not answered yet: drop it and try the next candidate. */
-  private giveUp?: (cause: GiveUpCause) => void;
-
-  /**
-   * A server that accepted the TCP connection must also answer what we sent (SSLRequest or
-   * StartupMessage): within startup_timeout and without hanging up first (a server dying under
-   * us). Until it answers, nothing from it has reached the client, so the session moves on to
-   * the next candidate — the same redispatch as a refused connect.
-   *
-   * Silence has two causes. A stopped or wedged server accepts in the kernel and then says
-   * nothing; a busy one is forking and starting thousands of backends (a connection storm, the
-   * burst of reconnects after a failover) and answers late. So after connect_timeout of silence
-   * the server's checker is asked to look now — a hung server is marked down within its fall
-   * count, and that redispatches this session (closeAtBoundary) — and the session keeps waiting
-   * until startup_timeout. Giving up at connect_timeout would close a connection the busy server
-   * has already forked a backend for and connect again: more work for the server that is behind.
-   */
-  private armAnswerTimer(backend: RelaySocket, resend: Buffer, then: (b: RelaySocket) => void, onGiveUp?: () => void): void {
-    const giveUp = (cause: GiveUpCause) => {
-      clearTimeout(timer);
-      this.giveUp = undefined;
-      if (this.backend !== backend || this.isClosed) return;
-      const view = this.target!;
-      onGiveUp?.();
-      backend.removeAllListeners();
-      backend.holdErrors();
-      backend.destroy();
-      this.ctx.topology.sessionClosed(view.name);
-      this.backend = undefined;
-      this.target = undefined;
-      // A server that failed is skipped for a while; one pgwarden closed is already out of the
-      // router's candidates (down, maint, fenced, demoted) or, after a reload that moved it,
-      // worth trying at once at its new address.
-      if ('closedBy' in cause) this.ctx.onRedispatch(view.name, cause.closedBy);
-      else {
-        this.recentFailures().add(view.name);
-        this.ctx.onConnectFailure(view.name, new BackendConnectError(cause.layer, `${view.config.host}:${view.config.port} ${cause.what}`));
-      }
-      this.buffered = Buffer.concat([resend, this.buffered]);
-      void this.routeThen(then);
-    };
-    const { connectTimeout, startupTimeout } = this.ctx.proxy;
-    const giveUpSilent = () => giveUp({ layer: 'L7TOUT', what: `accepted the connection but did not answer within ${startupTimeout} ms` });
-    let timer = setTimeout(() => {
-      if (startupTimeout <= connectTimeout) return giveUpSilent();
-      if (this.backend !== backend || this.isClosed) return;
-      this.ctx.onSlowAnswer(this.target!.name, connectTimeout);
-      timer = setTimeout(giveUpSilent, startupTimeout - connectTimeout);
-      timer.unref();
-    }, Math.min(connectTimeout, startupTimeout));
-    timer.unref();
-    this.giveUp = giveUp;
-    backend.once('data', () => {
-      this.answered = true;
-      this.giveUp = undefined;
-      clearTimeout(timer);
-    });
-  }
-
-  private negotiateSsl(backend: RelaySocket): void {
-    const onAnswer = (chunk: Buffer) => {
-      backend.off('data', onAnswer);
-      backend.pause();
-      const answer = chunk[0];
-      if (answer === 0x53 /* 'S' */) {
-        // End-to-end TLS between client and server: from here on the bytes are opaque (anything
-        // after the 'S' in the same chunk is already the server's TLS and goes along).
-        this.client.write(chunk);
-        this.pipeRaw(backend, this.takeBuffered());
-      } else if (answer === 0x4e /* 'N' */) {
-        // Server has no TLS: tell the client, keep this backend and read its StartupMessage.
-        this.sslNegotiated = true;
-        this.client.write(chunk.subarray(0, 1));
-        this.phase = 'reading';
-        this.armLoginTimer();
-        this.processBuffered();
-      } else {
-        this.fail('08P01', `backend ${this.target?.name} sent an unexpected answer to SSLRequest`, 'FATAL');
-      }
-    };
-    backend.on('data', onAnswer);
-    backend.write(sslRequestBytes);
-    this.armAnswerTimer(backend, NO_BYTES, (b) => this.negotiateSsl(b));
-  }
-
-  private beginStartup(backend: RelaySocket): void {
-    this.clearLoginTimer();
-    this.phase = 'startup';
-    // After an SSL 'N' the server has answered once already; what counts now is the startup.
-    this.answered = false;
-    const watcher = new StartupWatcher({
-      onBackendKeyData: (pid, secret) => {
-        this.key = cancelKey(pid, secret);
-        this.ctx.cancels.add(this.key, { backend: this.target!.name, host: this.target!.config.host, port: this.target!.config.port });
-      },
-      onReadyForQuery: () => undefined,
-      onError: () => undefined,
-    });
-    const server = (this.serverFrames = new FrameTracker('server'));
-    const client = (this.clientFrames = new FrameTracker('client'));
-    const onDrain = () => backend.resume();
-    const onData = (chunk: Buffer) => {
-      watcher.feed(chunk);
-      server.feed(chunk);
-      if (!this.client.write(chunk)) backend.pause();
-      if (watcher.done) {
-        // Startup finished: from the next byte on the server→client direction is a plain pipe.
-        // The frame trackers keep reading 5-byte headers beside it (no copies, no parsing of
-        // bodies) so a drain or switchover can close at a message or transaction boundary.
-        backend.off('data', onData);
-        this.client.off('drain', onDrain);
-        this.phase = 'piping';
-        backend.relayTo(this.client, server);
-        this.ctx.onSessionStart(this.target!.name);
-      }
-    };
-    this.client.on('drain', onDrain);
-    backend.on('data', onData);
-    backend.resume();
-    const pending = this.takeBuffered();
-    backend.write(pending);
-    client.feed(pending.subarray(this.startupSize));
-    // After an SSL 'N' the client is in plain text: a redispatch skips straight to the startup.
-    this.armAnswerTimer(backend, pending, (b) => this.beginStartup(b), () => this.client.off('drain', onDrain));
-    // The client waits for the server's first answer before it says more, so it stays on the
-    // buffering reader until then: a redispatch to another server loses nothing. From the first
-    // answer on, client→server is a relay (anything buffered meanwhile goes first).
-    backend.once('data', () => {
-      this.stopReadingClient();
-      const early = this.takeBuffered();
-      if (early.length > 0) {
-        backend.write(early);
-        client.feed(early);
-      }
-      this.client.relayTo(backend, client);
-    });
-  }
-
-  /**
-   * Between transactions with nothing in flight: both directions at a message boundary, the
-   * last ReadyForQuery said 'I', and every request the client sent has been answered (the
-   * startup itself is answered by the first ReadyForQuery).
-   */
+  /** Between transactions with nothing in flight (never under TLS passthrough: bytes are opaque). */
   get isIdle(): boolean {
-    const s = this.serverFrames;
-    const c = this.clientFrames;
-    if (!s || !c || this.phase !== 'piping') return false;
-    return s.atBoundary && c.atBoundary && s.status === 0x49 && s.count === c.count + 1;
+    return this.phase === 'relaying' && this.boundaries !== undefined && this.boundaries.isIdle;
   }
 
   /**
@@ -388,133 +113,402 @@ export class Session implements SocketOwner {
    * last look" (same mark) from "busy in between" (a new mark). undefined while busy.
    */
   get idleMark(): number | undefined {
-    return this.isIdle ? this.serverFrames!.count : undefined;
+    return this.isIdle ? this.boundaries!.server.count : undefined;
   }
 
   /** In a transaction (or a failed one) per the last ReadyForQuery. */
   get inTransaction(): boolean {
-    return this.serverFrames !== undefined && this.serverFrames.status !== 0x49;
+    return this.boundaries !== undefined && this.boundaries.inTransaction;
+  }
+
+  // ---- phases ------------------------------------------------------------------------------
+
+  /** The one place a session changes phase: checks the move, releases the old phase, logs. */
+  private transition(to: Phase): void {
+    const from = this.phase;
+    if (!canMove(from, to)) throw new Error(`session cannot move from ${from} to ${to}`);
+    const exit = this.exitPhase;
+    this.exitPhase = undefined;
+    this.phase = to;
+    exit?.();
+    this.ctx.log.debug({ event: 'session.phase', listener: this.ctx.listener.name, client: this.clientAddress, from, to, backend: this.target?.name }, `session ${from} → ${to}`);
+  }
+
+  /** Runs a continuation; a throw ends the session as an internal error instead of escaping. */
+  private guard<T>(fn: () => T, fallback: T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.internalError(err as Error);
+      return fallback;
+    }
+  }
+
+  private internalError(err: Error): void {
+    this.ctx.onInternalError(err);
+    // Where the client's stream is past its startup an injected message could land mid-message.
+    const error = this.phase === 'relaying' || this.phase === 'starting' ? undefined : { sqlstate: SqlState.INTERNAL_ERROR, message: 'internal error in pgwarden; the connection was closed' };
+    this.end('internal-error', { error, detail: err.message });
+  }
+
+  /** Returns true when the reader may go on to the next packet in its buffer. */
+  private onFirstPacket(p: FirstPacket): boolean {
+    switch (p.kind) {
+      case 'incomplete':
+        return false;
+      case 'invalid':
+        this.end('protocol-error', { error: { sqlstate: p.sqlstate, message: p.reason } });
+        return false;
+      case 'gssenc':
+        // GSSAPI encryption is not proxied: refuse it, the client continues in plain text or TLS.
+        this.client.write('N');
+        return true;
+      case 'ssl':
+        if (this.ctx.tls.mode === 'disable' || this.sslRefused) {
+          this.client.write('N');
+          return true;
+        }
+        this.route('ssl');
+        return false;
+      case 'direct-tls':
+        // A TLS ClientHello cannot be answered with a plain ErrorResponse.
+        if (this.ctx.tls.mode === 'disable') this.end('protocol-error', { detail: 'direct TLS with tls.mode disable' });
+        else this.route('direct-tls');
+        return false;
+      case 'cancel':
+        this.cancel(p.processId, p.secretKey);
+        return false;
+      case 'startup':
+        this.startupSize = p.size;
+        this.user = p.params.user;
+        this.database = p.params.database ?? p.params.user;
+        if (this.backend && this.target) this.connect(this.target, 'startup', this.backend);
+        else this.route('startup');
+        return false;
+    }
+  }
+
+  /** Ask the router for a backend (waiting in the queue if needed), then attempt it. */
+  private route(purpose: Purpose): void {
+    this.transition('routing');
+    this.reader.hold();
+    // One deadline for the whole session: a redispatch after a silent or dying server does not
+    // restart the queue_timeout clock.
+    const deadline = (this.routeDeadline ??= this.ctx.clock.now() + this.ctx.failover.queueTimeout);
+    const excluded = () => this.failures?.active() ?? NOTHING_EXCLUDED;
+    const signal = () => (this.abort ??= new AbortController()).signal;
+    this.ctx.router.acquire(excluded, deadline, signal).then(
+      (view) => this.guard(() => this.phase === 'routing' && this.connect(view, purpose), undefined),
+      (err: Error) => this.guard(() => this.phase === 'routing' && this.routingFailed(err), undefined),
+    );
+  }
+
+  private routingFailed(err: Error): void {
+    if (!(err instanceof RoutingError)) throw err;
+    // Counted and logged once, here; the end below reports no second refusal.
+    this.ctx.onRejected(err);
+    const error = err.code === 'PGW_CLIENT_GONE' ? undefined : { sqlstate: err.sqlstate, message: err.message };
+    this.end('rejected', { error, detail: err.code });
+  }
+
+  private connect(view: BackendView, purpose: Purpose, open?: RelaySocket): void {
+    this.transition('connecting');
+    this.reader.hold();
+    this.target = view;
+    // Everything the client sent so far goes to the server (the StartupMessage and anything
+    // pipelined after it, or the start of a TLS ClientHello); SSLRequest is pgwarden's own copy.
+    const firstBytes = purpose === 'ssl' ? SSL_REQUEST_BYTES : this.reader.take();
+    const { proxy, health } = this.ctx;
+    const attempt = startAttempt(
+      { view, socket: open, firstBytes, awaitAnswer: purpose !== 'direct-tls' },
+      { clock: this.ctx.clock, connectTimeoutMs: proxy.connectTimeout, startupTimeoutMs: proxy.startupTimeout, userTimeoutMs: health.timeout * health.fall },
+      {
+        connected: (socket) =>
+          this.guard(() => {
+            this.backend = socket;
+            this.ctx.topology.sessionOpened(view.name);
+            this.counted = true;
+          }, undefined),
+        slowAnswer: (ms) => this.ctx.onSlowAnswer(view.name, ms),
+        settled: (outcome) => this.guard(() => this.attemptSettled(view, purpose, firstBytes, outcome), undefined),
+      },
+    );
+    this.attempt = attempt;
+    this.exitPhase = () => {
+      attempt.dispose();
+      this.attempt = undefined;
+    };
+  }
+
+  private attemptSettled(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome): void {
+    if (!outcome.ok) return this.redispatch(view, purpose, firstBytes, outcome);
+    this.backend = outcome.socket;
+    outcome.socket.reportTo(this);
+    if (purpose === 'direct-tls') return this.relayOpaque();
+    const answer = outcome.answer!;
+    if (purpose === 'startup') return this.beginStarting(answer, firstBytes.subarray(this.startupSize));
+    switch (readSslAnswer(answer)) {
+      case 'accepted':
+        // End-to-end TLS between client and server: from here on the bytes are opaque (anything
+        // after the 'S' in the same chunk is already the server's TLS and goes along).
+        this.client.write(answer);
+        return this.relayOpaque();
+      case 'refused':
+        // The server has no TLS: tell the client, keep this backend and read its StartupMessage.
+        this.sslRefused = true;
+        this.client.write(answer.subarray(0, 1));
+        this.transition('reading-first-packet');
+        this.reader.parse();
+        return;
+      case 'invalid':
+        this.serverNotPostgres(view, `answered SSLRequest with 0x${answer[0].toString(16)}`, true);
+    }
+  }
+
+  /** The attempt failed before the server said anything: try the next candidate. */
+  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome & { ok: false }): void {
+    this.releaseBackend();
+    if ('closedBy' in outcome) {
+      // A server pgwarden closed is already out of the router's candidates (down, maint, fenced)
+      // or, after a reload that moved it, worth trying at once at its new address.
+      this.ctx.onRedispatch(view.name, outcome.closedBy);
+    } else {
+      this.recentFailures().add(view.name);
+      this.ctx.onConnectFailure(view.name, outcome.error);
+    }
+    this.target = undefined;
+    // After an SSL 'N' the client is in plain text: the redispatch skips straight to the startup.
+    if (purpose !== 'ssl') this.reader.unshift(firstBytes);
+    this.route(purpose);
+  }
+
+  /** The server's first startup answer is in: it flows to the client until ReadyForQuery. */
+  private beginStarting(answer: Buffer, pipelined: Buffer): void {
+    this.transition('starting');
+    const backend = this.backend!;
+    const b = (this.boundaries = new MessageBoundaries());
+    b.client.feed(pipelined);
+    // The client waited for the server's first answer before saying more, so it stayed on the
+    // reader until now: a redispatch lost nothing. From here client→server is a relay
+    // (anything the client sent meanwhile goes first).
+    const early = this.reader.take();
+    this.reader.dispose();
+    if (early.length > 0) {
+      backend.write(early);
+      b.client.feed(early);
+    }
+    this.client.relayTo(backend, b.client);
+    this.exitPhase = watchStartup(backend, this.client, b.server, answer, {
+      keyData: (pid, secret) => {
+        this.key = cancelKey(pid, secret);
+        const { name, config } = this.target!;
+        this.ctx.cancels.add(this.key, { backend: name, host: config.host, port: config.port });
+      },
+      ready: () =>
+        this.guard(() => {
+          // Startup finished: from the next byte on, server→client is a plain relay too, with
+          // the frame tracker reading 5-byte headers beside it (no copies, no body parsing).
+          this.transition('relaying');
+          backend.relayTo(this.client, b.server);
+          this.ctx.onSessionStart(this.target!.name);
+        }, undefined),
+      malformed: (reason, forwarded, atBoundary) =>
+        this.guard(() => this.serverNotPostgres(this.target!, reason, forwarded === 0 || atBoundary), undefined),
+    });
+  }
+
+  /** TLS passthrough: opaque bytes both ways; the cancel key stays unknown (encrypted). */
+  private relayOpaque(): void {
+    this.transition('relaying');
+    const backend = this.backend!;
+    const early = this.reader.take();
+    this.reader.dispose();
+    if (early.length > 0) backend.write(early);
+    this.client.relayTo(backend);
+    backend.relayTo(this.client);
+    this.ctx.onSessionStart(this.target!.name);
+  }
+
+  /** A server that does not speak PostgreSQL is a failed connect: checker poked, client told. */
+  private serverNotPostgres(view: BackendView, what: string, canTellClient: boolean): void {
+    const message = `server ${view.name} (${view.config.host}:${view.config.port}) did not answer like a PostgreSQL server: ${what}`;
+    this.ctx.onConnectFailure(view.name, new BackendConnectError('L7RSP', message));
+    this.end('server-protocol-error', { error: canTellClient ? { sqlstate: SqlState.PROTOCOL_VIOLATION, message } : undefined, detail: what });
+  }
+
+  private cancel(processId: number, secretKey: number): void {
+    this.transition('forwarding-cancel');
+    this.reader.hold();
+    // The client waits for the close as its sign that the server has the request (libpq does),
+    // so the session ends after the delivery, not before.
+    forwardCancel(processId, secretKey, this.ctx).then(
+      (outcome) => {
+        this.ctx.onCancel(outcome);
+        this.end('cancel', { detail: outcome });
+      },
+      (err: Error) => this.internalError(err),
+    );
+  }
+
+  private recentFailures(): RecentFailures {
+    return (this.failures ??= new RecentFailures(this.ctx.health.fastInterval * 4, this.ctx.clock));
+  }
+
+  // ---- sockets -----------------------------------------------------------------------------
+
+  /** RelaySocket event: a FIN. Only the client is half-open capable (see Listener). */
+  socketEnded(socket: RelaySocket): void {
+    if (socket !== this.client) return;
+    switch (this.phase) {
+      case 'reading-first-packet':
+        if (this.reader.pending > 0) {
+          return this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: `truncated startup packet: ${this.reader.pending} bytes received before the client closed` } });
+        }
+        return this.end('client-closed');
+      case 'routing':
+      case 'connecting':
+        return this.end('client-closed');
+      case 'starting':
+      case 'relaying':
+        // Half-close: pass the FIN on and keep relaying what the server still sends; the
+        // session ends when the server closes (a PostgreSQL backend exits on EOF).
+        this.clientEnded = true;
+        this.backend?.end();
+        return;
+      default:
+        return; // forwarding a cancel (ends by itself), or already closing
+    }
+  }
+
+  socketClosed(socket: RelaySocket): void {
+    if (this.phase === 'closing') return this.lingerDone();
+    if (socket === this.client) return this.end(this.clientCause());
+    if (socket === this.backend) this.end(this.clientEnded ? this.clientCause() : 'server-closed', { flush: true });
+  }
+
+  socketFailed(socket: RelaySocket, err: NodeJS.ErrnoException): void {
+    if (this.phase === 'closing') return; // ECONNRESET/EPIPE while closing is normal
+    if (socket === this.client) this.end(causeOfSocketError('client', err), { detail: err.code ?? err.message });
+    else if (socket === this.backend) this.end(causeOfSocketError('server', err), { flush: true, detail: err.code ?? err.message });
+  }
+
+  private clientCause(): EndCause {
+    return this.boundaries?.client.terminated ? 'client-terminate' : 'client-closed';
+  }
+
+  // ---- closing -----------------------------------------------------------------------------
+
+  /**
+   * pgwarden closes this session (drain, maint, fenced, switchover, shutdown …). A server that
+   * has not answered yet has sent the client nothing: the session goes back to routing instead
+   * (except at shutdown). Otherwise, when the server→client stream is at a message boundary the
+   * client gets a FATAL ErrorResponse saying why (drivers show it and reconnect); else a plain
+   * close, since bytes injected mid-message would corrupt the stream.
+   */
+  closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
+    switch (this.phase) {
+      case 'connecting':
+        if (reason !== 'shutdown') return this.attempt?.abandon(reason);
+        return this.end('drained', { reason, error: { sqlstate, message } });
+      case 'reading-first-packet':
+      case 'routing':
+        return this.end('drained', { reason, error: { sqlstate, message } });
+      case 'starting':
+      case 'relaying': {
+        const b = this.boundaries;
+        if (this.phase === 'relaying') this.ctx.onClosedByProxy(this.target?.name, reason, this.inTransaction);
+        return this.end('drained', { reason, error: b?.server.atBoundary ? { sqlstate, message } : undefined });
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Closes the idle session (proxy.client_idle_timeout), like PostgreSQL's idle_session_timeout. */
+  closeIdle(timeoutMs: number): void {
+    if (!this.isIdle) return;
+    this.end('idle-timeout', { error: { sqlstate: SqlState.IDLE_SESSION_TIMEOUT, message: `terminating connection due to idle-session timeout (pgwarden client_idle_timeout ${timeoutMs} ms)` } });
+  }
+
+  /** Close now (the client's side is destroyed, the server gets a FIN). */
+  close(): void {
+    this.end('client-closed');
   }
 
   /**
-   * Close now. When the server→client stream is at a message boundary the client gets a FATAL
-   * ErrorResponse saying why (drivers show it and reconnect); otherwise a plain close, since
-   * bytes injected mid-message would corrupt the stream.
+   * The one teardown: leave the phase (its disposer frees timers and listeners), close both
+   * sockets the way `cause` calls for, report once, and linger until both are closed.
    */
-  closeAtBoundary(sqlstate: string, message: string, reason: CloseReason): void {
-    if (this.phase === 'reading' || this.phase === 'routing') return this.fail(sqlstate, message);
-    // A server that has not answered yet (giveUp is set only until it does) has sent the client
-    // nothing: the session can still go to another server, or wait in the queue for one.
-    if (this.giveUp && reason !== 'shutdown') {
-      return this.giveUp({ closedBy: reason });
-    }
-    if (this.phase !== 'piping') return this.answered ? this.close() : this.fail(sqlstate, message);
-    const backend = this.backend!;
-    backend.removeAllListeners('data');
-    backend.destroy();
-    this.ctx.onClosedByProxy(this.target?.name, reason, this.inTransaction);
-    this.phase = 'closed';
-    if (this.serverFrames?.atBoundary && this.client.writable) {
-      this.client.end(errorResponse({ severity: 'FATAL', code: sqlstate, message }));
-      setTimeout(() => this.client.destroy(), 1000).unref();
-    } else this.client.destroy();
-    this.finish();
-  }
-
-  /** TLS passthrough: opaque bytes both ways. The cancel key stays unknown (encrypted). */
-  private pipeRaw(backend: RelaySocket, pending: Buffer): void {
-    this.clearLoginTimer();
-    this.phase = 'piping';
-    // The client speaks TLS from here: an ErrorResponse from pgwarden would corrupt its stream.
-    this.answered = true;
-    this.ctx.onSessionStart(this.target!.name);
-    if (pending.length > 0) backend.write(pending);
-    this.stopReadingClient();
-    this.client.relayTo(backend);
-    backend.relayTo(this.client);
-  }
-
-  private async forwardCancel(processId: number, secretKey: number): Promise<void> {
-    this.clearLoginTimer();
-    this.phase = 'routing';
-    const packet = cancelRequest(processId, secretKey);
-    const known = this.ctx.cancels.get(cancelKey(processId, secretKey));
-    const targets = known ? [known] : this.ctx.cancelTargets();
-    await Promise.all(targets.map((t) => this.ctx.sendCancel(t.host, t.port, packet)));
-    this.close();
-  }
-
-  private takeBuffered(): Buffer {
-    const b = this.buffered;
-    this.buffered = NO_BYTES;
-    return b;
-  }
-
-  /** Send an ErrorResponse (when nothing else was sent to the client yet) and close. */
-  private fail(sqlstate: string, message: string, severity: 'FATAL' | 'ERROR' = 'FATAL'): void {
-    if (this.phase === 'closed') return;
-    this.ctx.onClientError(sqlstate, message);
-    const c = this.client;
-    if (!c.destroyed && c.writable) c.end(errorResponse({ severity, code: sqlstate, message }));
-    this.phase = 'closed';
-    this.backend?.destroy();
-    this.finish();
-    // Give the error a moment to flush, then make sure the socket is gone.
-    setTimeout(() => c.destroy(), 1000).unref();
-  }
-
-  /** The backend closed: flush what it sent to the client, then close the client. */
-  private closeAfterFlush(): void {
-    if (this.phase === 'closed') return;
-    this.phase = 'closed';
-    this.client.end();
-    setTimeout(() => this.client.destroy(), 1000).unref();
-    this.finish();
-  }
-
-  /** The client went away (or a socket failed): let the backend see a clean FIN, then drop it. */
-  close(): void {
-    if (this.phase === 'closed' && this.finished) return;
-    this.phase = 'closed';
-    this.client.destroy();
-    const b = this.backend;
-    if (b && !b.destroyed) {
-      b.end();
-      setTimeout(() => b.destroy(), 1000).unref();
-    }
-    this.finish();
-  }
-
-  private finished = false;
-  private finish(): void {
+  private end(cause: EndCause, opts: EndOptions = {}): void {
+    if (this.phase === 'closing' || this.phase === 'ended') return;
+    const from = this.phase;
+    this.transition('closing');
+    this.reader.dispose();
     this.abort?.abort();
-    this.clearLoginTimer();
-    if (this.finished) return;
-    this.finished = true;
+    const c = this.client;
+    const b = this.backend;
+    if (b) {
+      b.unrelay();
+      c.unrelay();
+      // A client that left gets a clean FIN to its server (PostgreSQL logs no "unexpected EOF").
+      if (!b.destroyed && (cause === 'client-closed' || cause === 'client-terminate')) b.end();
+      else b.destroy();
+    }
+    if (c.destroyed || !c.writable) c.destroy();
+    else if (opts.error) c.end(errorResponse({ severity: 'FATAL', code: opts.error.sqlstate, message: opts.error.message }));
+    else if (opts.flush) c.end();
+    else c.destroy();
+    if (opts.error && cause !== 'rejected' && cause !== 'drained' && cause !== 'internal-error' && cause !== 'idle-timeout') {
+      this.ctx.onClientError(opts.error.sqlstate, opts.error.message);
+    }
+    this.report(cause, opts, from);
+    if (this.socketsClosed()) this.lingerDone();
+    else this.lingerTimer = this.ctx.clock.setTimeout(() => {
+      this.lingerTimer = undefined;
+      c.destroy();
+      b?.destroy();
+      this.lingerDone();
+    }, LINGER_MS);
+  }
+
+  private socketsClosed(): boolean {
+    return this.client.destroyed && (this.backend === undefined || this.backend.destroyed);
+  }
+
+  /** The last step: once both sockets are gone (or were destroyed at the linger deadline). */
+  private lingerDone(): void {
+    if (this.phase !== 'closing' || !(this.socketsClosed() || this.lingerTimer === undefined)) return;
+    this.lingerTimer?.clear();
+    this.lingerTimer = undefined;
+    this.transition('ended');
+  }
+
+  private releaseBackend(): void {
+    if (this.counted && this.target) this.ctx.topology.sessionClosed(this.target.name);
+    this.counted = false;
+    this.backend = undefined;
+  }
+
+  private report(cause: EndCause, opts: EndOptions, from: Phase): void {
     if (this.key) this.ctx.cancels.delete(this.key);
-    if (this.target && this.backend) this.ctx.topology.sessionClosed(this.target.name);
+    const backend = this.target?.name;
+    if (this.counted && this.target) this.ctx.topology.sessionClosed(this.target.name);
+    this.counted = false;
     this.onClose(this);
     this.ctx.onSessionEnd({
-      backend: this.target?.name,
+      backend,
       client: this.clientAddress,
       user: this.user,
       database: this.database,
-      durationMs: Date.now() - this.started,
+      cause,
+      ...(opts.reason !== undefined && { reason: opts.reason }),
+      ...(opts.detail !== undefined && { detail: opts.detail }),
+      phase: from,
+      durationMs: this.ctx.clock.now() - this.started,
       bytesFromClient: this.client.bytesRead,
       bytesToClient: this.client.bytesWritten,
     });
   }
-
-  private clearLoginTimer(): void {
-    if (this.loginTimer) clearTimeout(this.loginTimer);
-    this.loginTimer = undefined;
-  }
 }
 
 const NOTHING_EXCLUDED: ReadonlySet<string> = new Set();
-
-/** One empty buffer for every session with nothing buffered (most of them, for their whole life). */
-const NO_BYTES = Buffer.alloc(0);
-
-/** SSLRequest: Int32 8, Int32 80877103 (protocol docs, "Message Formats"). */
-const sslRequestBytes = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);

@@ -129,7 +129,16 @@ t.test('a minimal file gets every default', async (t) => {
     failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000 },
     tls: { mode: 'passthrough' },
     logging: { level: 'info', format: 'json' },
-    proxy: { clientLoginTimeout: 10_000, connectTimeout: 2_000, startupTimeout: 15_000, shutdownTimeout: 10_000 },
+    proxy: {
+      clientLoginTimeout: 10_000,
+      connectTimeout: 2_000,
+      startupTimeout: 15_000,
+      shutdownTimeout: 10_000,
+      clientKeepalive: { idleMs: 60_000, intervalMs: 10_000, count: 3 },
+      clientUserTimeout: 30_000,
+      clientIdleTimeout: 0,
+      unknownCancelRate: 50,
+    },
     hooks: {},
     host: { interval: 5_000, thresholds: {} },
   };
@@ -167,7 +176,7 @@ proxy: { client_login_timeout: 1m, connect_timeout: 100ms, startup_timeout: 3s, 
   ]);
   t.same([config.health.check, config.health.interval, config.health.jitter, config.health.timeout], ['tcp', 500, 0.25, 1500]);
   t.match(config.failover, { queueTimeout: 0, queueSize: 0 });
-  t.same(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, startupTimeout: 3_000, shutdownTimeout: 0 });
+  t.match(config.proxy, { clientLoginTimeout: 60_000, connectTimeout: 100, startupTimeout: 3_000, shutdownTimeout: 0 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 10s }\n`, {}).health.maxReplicaLag, { ms: 10_000 });
   t.same(parseConfig(`${MINIMAL}health: { max_replica_lag: 1048576 }\n`, {}).health.maxReplicaLag, { bytes: 1_048_576 });
 });
@@ -238,7 +247,7 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
   const misplaced = problemAt(t, `${MINIMAL}health: { queue_timeout: 5s }\n`, 'health.queue_timeout');
   t.equal(misplaced.message, 'unknown key `health.queue_timeout`');
   t.equal(misplaced.hint, '`queue_timeout` belongs under `failover`');
-  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host` or `health.agent`');
+  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host`, `health.agent` or `proxy.client_keepalive`');
   const elsewhere = problemAt(t, `${MINIMAL}failover: { timeout: 1s }\n`, 'failover.timeout');
   t.equal(elsewhere.message, 'unknown key `failover.timeout`', 'no abbreviation guess when the key exists elsewhere');
   t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.agent` or each entry of `hooks.<event>`');

@@ -1,0 +1,60 @@
+// Delivers a client's CancelRequest. A key this proxy saw in a session's BackendKeyData goes to
+// the one server that issued it. An unknown key (TLS passthrough hides BackendKeyData; a session
+// of another instance; a guess) goes to every backend the listener can route to — a wrong server
+// ignores a key that is not its own — but at a bounded rate: a client flooding CancelRequests
+// with made-up keys must not make pgwarden open connections to every server for each of them.
+import type { Clock } from '../health/types';
+import { cancelKey, cancelRequest } from '../protocol/cancel';
+import type { CancelRegistry, CancelTarget } from './cancel-registry';
+
+/**
+ * A token bucket: `ratePerSecond` fan-outs a second on average, `burst` at once. Time comes from
+ * the clock, so tests can freeze it.
+ */
+export class FanoutBudget {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly burst: number,
+    private readonly clock: Clock,
+  ) {
+    this.tokens = burst;
+    this.at = clock.now();
+  }
+
+  /** Takes one fan-out if the budget allows it now. */
+  take(): boolean {
+    const now = this.clock.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.ratePerSecond);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+export interface CancelDeps {
+  readonly cancels: CancelRegistry;
+  /** Every backend this listener can route to (the fan-out of an unknown key). */
+  cancelTargets(): CancelTarget[];
+  /** Delivers the 16 bytes to one server; never rejects. */
+  sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;
+  readonly fanout: FanoutBudget;
+}
+
+export type CancelOutcome = 'exact' | 'fanned-out' | 'dropped';
+
+/** Forward one CancelRequest; resolves once every server it went to has taken it (or failed). */
+export async function forwardCancel(processId: number, secretKey: number, deps: CancelDeps): Promise<CancelOutcome> {
+  const packet = cancelRequest(processId, secretKey);
+  const known = deps.cancels.get(cancelKey(processId, secretKey));
+  if (known) {
+    await deps.sendCancel(known.host, known.port, packet);
+    return 'exact';
+  }
+  if (!deps.fanout.take()) return 'dropped';
+  await Promise.all(deps.cancelTargets().map((t) => deps.sendCancel(t.host, t.port, packet)));
+  return 'fanned-out';
+}

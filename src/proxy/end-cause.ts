@@ -1,0 +1,59 @@
+// Why a session ended: one named cause per session, logged once in `session.end` and counted
+// once in pgwarden_sessions_ended_total{cause}.
+import type { CloseReason } from './close-reason';
+
+export type EndCause =
+  /** The client sent Terminate ('X') and closed: the normal end of a session. */
+  | 'client-terminate'
+  /** The client closed its side without Terminate (FIN), or went away while waiting. */
+  | 'client-closed'
+  /** The client's connection was reset (ECONNRESET, EPIPE …). */
+  | 'client-reset'
+  /** The client stopped answering: TCP keepalive or TCP_USER_TIMEOUT gave up (client_keepalive, client_user_timeout). */
+  | 'client-timeout'
+  /** Idle between transactions for proxy.client_idle_timeout. */
+  | 'idle-timeout'
+  /** The server closed the connection (after a FATAL, an admin's pg_terminate_backend …). */
+  | 'server-closed'
+  /** The server's connection was reset. */
+  | 'server-reset'
+  /** The server stopped answering: keepalive or TCP_USER_TIMEOUT gave up. */
+  | 'server-timeout'
+  /** The server answered the startup with something that is not the PostgreSQL protocol. */
+  | 'server-protocol-error'
+  /** pgwarden closed the session: see `reason` (down, maint, fenced, switchover, reload, shutdown). */
+  | 'drained'
+  /** No startup packet within client_login_timeout. */
+  | 'login-timeout'
+  /** The client sent something that is not a valid first packet, or too much too early. */
+  | 'protocol-error'
+  /** No backend for the route (queue timeout, queue full, shutting down). */
+  | 'rejected'
+  /** A CancelRequest was forwarded (such a connection never becomes a session). */
+  | 'cancel'
+  /** A bug in pgwarden: the client got XX000 and the session was cleaned up. */
+  | 'internal-error';
+
+export const END_CAUSES: readonly EndCause[] = [
+  'client-terminate', 'client-closed', 'client-reset', 'client-timeout', 'idle-timeout',
+  'server-closed', 'server-reset', 'server-timeout', 'server-protocol-error',
+  'drained', 'login-timeout', 'protocol-error', 'rejected', 'cancel', 'internal-error',
+];
+
+/** A socket error, named from the client's or the server's side. */
+export function causeOfSocketError(side: 'client' | 'server', err: NodeJS.ErrnoException | undefined): EndCause {
+  // ETIMEDOUT on an established socket is the kernel giving up: keepalive probes unanswered or
+  // data unacknowledged for TCP_USER_TIMEOUT.
+  const timedOut = err?.code === 'ETIMEDOUT';
+  if (side === 'client') return timedOut ? 'client-timeout' : 'client-reset';
+  return timedOut ? 'server-timeout' : 'server-reset';
+}
+
+/** What `session.end` carries besides the cause. */
+export interface EndDetail {
+  readonly cause: EndCause;
+  /** For `drained`: what pgwarden closed the session for. */
+  readonly reason?: CloseReason;
+  /** A short human text: the error sent to the client, the socket error code. */
+  readonly detail?: string;
+}

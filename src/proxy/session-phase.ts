@@ -1,0 +1,32 @@
+// The phases of one session and the moves allowed between them (DESIGN.md, "A session's life").
+// Session.transition() is the only writer of a session's phase and checks every move here, so a
+// new path through the session is a new row in this table, not a new boolean beside it.
+//
+//   reading-first-packet  the client's first packet(s): bounded in size and in time (login timer)
+//   routing               asking the router for a backend; may wait in the queue
+//   connecting            one backend attempt: connect, send, wait for the first answer
+//   forwarding-cancel     a CancelRequest on its way to the server(s)
+//   starting              the server's startup answers flow to the client until ReadyForQuery
+//   relaying              a pipe both ways (message headers followed unless TLS passthrough)
+//   closing               the sockets are being closed (an error or queued bytes still flushing)
+//   ended                 both sockets closed, every timer cleared
+export type Phase = 'reading-first-packet' | 'routing' | 'connecting' | 'forwarding-cancel' | 'starting' | 'relaying' | 'closing' | 'ended';
+
+const MOVES: Readonly<Record<Phase, readonly Phase[]>> = {
+  // SSL 'N' with the backend kept: the StartupMessage goes to that backend (connecting) directly.
+  'reading-first-packet': ['routing', 'connecting', 'forwarding-cancel', 'closing'],
+  'routing': ['connecting', 'closing'],
+  // Back to routing on a redispatch; back to reading after the server said 'N' to SSLRequest;
+  // straight to relaying for TLS passthrough.
+  'connecting': ['routing', 'reading-first-packet', 'starting', 'relaying', 'closing'],
+  'forwarding-cancel': ['closing'],
+  'starting': ['relaying', 'closing'],
+  'relaying': ['closing'],
+  'closing': ['ended'],
+  'ended': [],
+};
+
+/** Whether a session may move from `from` to `to`. */
+export function canMove(from: Phase, to: Phase): boolean {
+  return MOVES[from].includes(to);
+}

@@ -1,0 +1,65 @@
+// The server's side of a session's startup: every chunk from the server goes to the client as it
+// comes (with backpressure), after a StartupWatcher has looked at it for BackendKeyData (the
+// cancel key) and the first ReadyForQuery (startup done: the session becomes a relay). A server
+// whose answer is not the PostgreSQL protocol is caught here before its bytes reach the client.
+import { StartupWatcher } from '../protocol/startup-watcher';
+import type { FrameTracker } from '../protocol/frame-tracker';
+import type { RelaySocket } from '../net/relay-socket';
+
+export interface StartupWatchEvents {
+  keyData(processId: number, secretKey: number): void;
+  /** The first ReadyForQuery has gone to the client: startup is over. */
+  ready(): void;
+  /**
+   * The server's bytes are not PostgreSQL. `forwarded`: bytes of the server that reached the
+   * client before this chunk's bad part; `atBoundary`: the client's stream ends at a message
+   * boundary, so an ErrorResponse can still be sent to it.
+   */
+  malformed(reason: string, forwarded: number, atBoundary: boolean): void;
+}
+
+/** Starts watching (feeding `firstAnswer` first); returns the disposer of its listeners. */
+export function watchStartup(
+  backend: RelaySocket,
+  client: RelaySocket,
+  serverFrames: FrameTracker,
+  firstAnswer: Buffer,
+  events: StartupWatchEvents,
+): () => void {
+  let forwarded = 0;
+  let malformedReason = '';
+  const watcher = new StartupWatcher({
+    onBackendKeyData: (pid, secret) => events.keyData(pid, secret),
+    onReadyForQuery: () => undefined,
+    onError: (e) => {
+      if (watcher.malformed) malformedReason = e.message ?? 'malformed backend startup stream';
+    },
+  });
+  const onDrain = () => backend.resume();
+  const dispose = () => {
+    backend.off('data', onData);
+    client.off('drain', onDrain);
+  };
+  function onData(chunk: Buffer): void {
+    const good = watcher.feed(chunk);
+    if (watcher.malformed) {
+      dispose();
+      if (good > 0) client.write(chunk.subarray(0, good));
+      forwarded += Math.max(0, good);
+      events.malformed(malformedReason, forwarded, good >= 0);
+      return;
+    }
+    serverFrames.feed(chunk);
+    forwarded += chunk.length;
+    if (!client.write(chunk)) backend.pause();
+    if (watcher.done) {
+      dispose();
+      events.ready();
+    }
+  }
+  client.on('drain', onDrain);
+  backend.on('data', onData);
+  onData(firstAnswer);
+  if (!watcher.done) backend.resume();
+  return dispose;
+}
