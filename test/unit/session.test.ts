@@ -1,0 +1,264 @@
+// The session against scripted TCP peers: a server that answers, stalls, resets, half-closes or
+// speaks something else, and clients that misbehave. Each test names the fault path it guards.
+import t from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import { FakeClock } from '../../src/health/clock';
+import {
+  scriptedServer, startRig, startupMessage, loginAnswer, query, terminate, message, readyForQuery, cancelPacket,
+  firstError, exchange, until,
+} from '../helpers/session-rig';
+
+/** A server that answers every StartupMessage like a trusting PostgreSQL. */
+function answering(pid = 4242, secret = 77) {
+  return (s: net.Socket) => s.once('data', () => s.write(loginAnswer(pid, secret)));
+}
+
+t.test('a session relays both ways and ends with client-terminate after Terminate', async (t) => {
+  const server = await scriptedServer(t, (s) => {
+    s.once('data', () => {
+      s.write(loginAnswer());
+      s.on('data', (c: Buffer) => {
+        if (c[0] === 0x51) s.write(Buffer.concat([message('C', Buffer.from('SELECT 1\0')), readyForQuery()]));
+        if (c.includes(0x58)) s.end();
+      });
+    });
+  });
+  const rig = await startRig(t, { backends: [server.port] });
+  const got = await exchange(rig.port, (c) => {
+    c.write(startupMessage());
+    c.once('data', () => {
+      c.write(query('SELECT 1'));
+      c.once('data', () => c.end(terminate()));
+    });
+  });
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'client-terminate');
+  t.equal(end.backend, 's1');
+  t.same(rig.record.starts, ['s1'], 'counted as a session start once');
+  t.ok(got.includes(message('C', Buffer.from('SELECT 1\0'))), 'the server answer reached the client');
+  t.equal(rig.topology.get('s1')!.activeSessions, 0, 'the backend session count is back to 0');
+  t.equal(rig.listener.sessions.size, 0);
+});
+
+t.test('half-close: a client FIN does not drop server bytes still on their way to it', async (t) => {
+  const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+  const server = await scriptedServer(
+    t,
+    (s) => {
+      s.once('data', () => {
+        s.write(loginAnswer());
+        // Answer only once the client's FIN has arrived (through pgwarden), then close.
+        s.on('end', () => s.end(Buffer.concat([message('D', big), readyForQuery()])));
+      });
+    },
+    true,
+  );
+  const rig = await startRig(t, { backends: [server.port] });
+  const got = await exchange(rig.port, (c) => {
+    c.write(startupMessage());
+    c.once('data', () => c.end(query('SELECT big')));
+  });
+  t.equal(got.length, loginAnswer().length + 5 + big.length + readyForQuery().length, 'every byte the server sent after the FIN arrived');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'client-closed');
+});
+
+t.test('a server that stalls is given up at startup_timeout and the client is refused once', async (t) => {
+  const server = await scriptedServer(t, () => undefined); // accepts, never answers
+  const rig = await startRig(t, { backends: [server.port], queueTimeout: '1s' });
+  const got = await exchange(rig.port, startupMessage());
+  t.equal(firstError(got)?.C, '57P03', 'no server left for the route: 57P03 after queue_timeout');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'rejected');
+  t.match(rig.record.connectFailures, [{ backend: 's1', layer: 'L7TOUT' }]);
+  t.equal(rig.record.rejected.length, 1, 'the refusal is reported once');
+  t.equal(rig.record.clientErrors.length, 0, 'and not a second time as a client error');
+  await until('the stalled connection closed', () => server.connections.every((s) => s.destroyed));
+  t.equal(rig.topology.get('s1')!.activeSessions, 0);
+});
+
+t.test('a server that resets before answering: the session moves to the next server', async (t) => {
+  const reset = await scriptedServer(t, (s) => s.once('data', () => s.resetAndDestroy()));
+  const good = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [reset.port, good.port] });
+  // Round robin may pick either first; every client ends up on the answering server.
+  for (let i = 0; i < 2; i++) {
+    const c = net.connect(rig.port, '127.0.0.1');
+    c.on('error', () => undefined);
+    c.write(startupMessage());
+    const [chunk] = (await once(c, 'data')) as [Buffer];
+    t.equal(chunk[0], 0x52, `client ${i + 1} got the answering server's AuthenticationOk`);
+    c.end(terminate());
+    await once(c, 'close');
+  }
+  const ends = await rig.ended(2);
+  t.same(ends.map((e) => e.backend), ['s2', 's2']);
+  t.ok(rig.record.connectFailures.every((f) => f.backend === 's1' && f.layer === 'L4CON'));
+});
+
+t.test('a server that answers with something other than PostgreSQL is a failed connect', async (t) => {
+  const http = await scriptedServer(t, (s) => s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\n\r\n')));
+  const rig = await startRig(t, { backends: [http.port] });
+  const got = await exchange(rig.port, startupMessage());
+  const err = firstError(got);
+  t.equal(err?.C, '08P01');
+  t.match(err?.M, /s1 .* did not answer like a PostgreSQL server/);
+  t.equal(got.indexOf('HTTP'), -1, 'none of the foreign bytes reached the client');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'server-protocol-error');
+  t.match(rig.record.connectFailures, [{ backend: 's1', layer: 'L7RSP' }], 'the checker is told');
+  t.same(rig.record.starts, [], 'not counted as a session start');
+});
+
+t.test('a throw in the connect continuation is an internal error, not a connect failure, and leaks nothing', async (t) => {
+  const server = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [server.port] });
+  const original = rig.topology.sessionOpened.bind(rig.topology);
+  let thrown = false;
+  rig.topology.sessionOpened = (name: string) => {
+    if (!thrown) {
+      thrown = true;
+      throw new Error('boom');
+    }
+    original(name);
+  };
+  const got = await exchange(rig.port, startupMessage());
+  t.equal(firstError(got)?.C, 'XX000');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'internal-error');
+  t.equal(rig.record.internalErrors.length, 1);
+  t.same(rig.record.connectFailures, [], 'not reported as a connect failure');
+  t.equal(rig.topology.get('s1')!.activeSessions, 0, 'no session count leaked');
+  await until('the server socket closed', () => server.connections.length === 1 && server.connections[0].destroyed);
+  t.equal(rig.listener.sessions.size, 0);
+});
+
+t.test('a client that sends nothing gets 08P01 at client_login_timeout (fake time)', async (t) => {
+  const clock = new FakeClock(Date.now());
+  const rig = await startRig(t, { backends: [9], clock });
+  const c = net.connect(rig.port, '127.0.0.1');
+  const parts: Buffer[] = [];
+  c.on('data', (b: Buffer) => parts.push(b));
+  await once(c, 'connect');
+  await until('the session exists', () => rig.listener.sessions.size === 1);
+  const closed = once(c, 'close');
+  await clock.advanceAsync(2_000);
+  await closed;
+  t.equal(firstError(Buffer.concat(parts))?.C, '08P01');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'login-timeout');
+  await until('no session timer left behind', () => clock.pendingTimers === 0);
+  t.pass('no session timer left behind');
+});
+
+t.test('a truncated startup packet followed by FIN gets 08P01', async (t) => {
+  const rig = await startRig(t, { backends: [9] });
+  const got = await exchange(rig.port, (c) => c.end(startupMessage().subarray(0, 12)));
+  t.equal(firstError(got)?.C, '08P01');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'protocol-error');
+});
+
+t.test('cancel requests: a known key goes to its server only; unknown keys fan out within the budget', async (t) => {
+  const cancelsSeen: Buffer[] = [];
+  const server = await scriptedServer(t, (s) =>
+    s.once('data', (first: Buffer) => {
+      if (first.length === 16 && first.readInt32BE(4) === 80877102) {
+        cancelsSeen.push(first);
+        s.end();
+      } else s.write(loginAnswer(1001, 2002));
+    }),
+  );
+  const clock = new FakeClock(Date.now()); // frozen: the budget never refills
+  const rig = await startRig(t, { backends: [server.port], clock, cancelRate: 3 });
+  const c = net.connect(rig.port, '127.0.0.1');
+  c.write(startupMessage());
+  await once(c, 'data');
+  await until('the session is established', () => [...rig.listener.sessions].some((s) => s.isEstablished));
+  await exchange(rig.port, cancelPacket(1001, 2002));
+  t.same(rig.record.cancels, ['exact']);
+  for (let i = 0; i < 10; i++) await exchange(rig.port, cancelPacket(9, i));
+  t.same(rig.record.cancels.slice(1), ['fanned-out', 'fanned-out', 'fanned-out', 'dropped', 'dropped', 'dropped', 'dropped', 'dropped', 'dropped', 'dropped']);
+  await until('the server got its cancels', () => cancelsSeen.length === 4);
+  t.equal(cancelsSeen[0].readInt32BE(8), 1001, 'the exact cancel carried the session key');
+  c.destroy();
+});
+
+t.test('closeAtBoundary while the server has not answered sends the session to another server', async (t) => {
+  const silent = await scriptedServer(t, () => undefined);
+  const good = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [silent.port, good.port], proxy: { startup_timeout: '30s', connect_timeout: '20s' } });
+  rig.topology.setAdminState('s2', 'drain'); // the first attempt goes to the silent server
+  const c = net.connect(rig.port, '127.0.0.1');
+  c.write(startupMessage());
+  await until('connected to the silent server', () => silent.connections.length === 1);
+  rig.topology.setAdminState('s2', 'ready');
+  rig.topology.setAdminState('s1', 'maint');
+  for (const s of rig.listener.sessions) s.closeAtBoundary('57P01', 'maintenance', 'maint');
+  const [chunk] = (await once(c, 'data')) as [Buffer];
+  t.equal(chunk[0], 0x52, 'the answering server took the session');
+  t.same(rig.record.redispatches, ['s1']);
+  t.same(rig.record.connectFailures, [], 'a backend pgwarden closed is no connect failure');
+  c.end(terminate());
+  const [end] = await rig.ended(1);
+  t.equal(end.backend, 's2');
+});
+
+t.test('a drained established session gets FATAL at a message boundary and ends as drained', async (t) => {
+  const server = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [server.port] });
+  const c = net.connect(rig.port, '127.0.0.1');
+  const parts: Buffer[] = [];
+  c.on('data', (b: Buffer) => parts.push(b));
+  c.write(startupMessage());
+  await until('established', () => [...rig.listener.sessions].some((s) => s.isEstablished && s.isIdle));
+  for (const s of rig.listener.sessions) s.closeAtBoundary('57P01', 'server s1 failed', 'down');
+  await once(c, 'close');
+  const err = firstError(Buffer.concat(parts));
+  t.equal(err?.C, '57P01');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'drained');
+  t.equal(end.reason, 'down');
+});
+
+t.test('client_idle_timeout closes an idle session with 57P05 (fake time)', async (t) => {
+  const clock = new FakeClock(Date.now());
+  const server = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [server.port], clock, proxy: { client_idle_timeout: '10s' } });
+  const c = net.connect(rig.port, '127.0.0.1');
+  const parts: Buffer[] = [];
+  c.on('data', (b: Buffer) => parts.push(b));
+  c.write(startupMessage());
+  await until('established and idle', () => [...rig.listener.sessions].some((s) => s.isIdle));
+  const closed = once(c, 'close');
+  await clock.advanceAsync(9_000);
+  t.equal(rig.listener.sessions.size, 1, 'not yet: idle for less than the timeout');
+  await clock.advanceAsync(7_000);
+  await closed;
+  t.equal(firstError(Buffer.concat(parts))?.C, '57P05');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'idle-timeout');
+});
+
+t.test('a client reset ends the session as client-reset and closes the server side', async (t) => {
+  const server = await scriptedServer(t, answering());
+  const rig = await startRig(t, { backends: [server.port] });
+  const c = net.connect(rig.port, '127.0.0.1');
+  c.on('error', () => undefined);
+  c.write(startupMessage());
+  await once(c, 'data');
+  c.resetAndDestroy();
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'client-reset');
+  await until('the server socket closed', () => server.connections[0].destroyed || server.connections[0].readableEnded);
+});
+
+t.test('a server that closes mid-session ends it as server-closed', async (t) => {
+  const server = await scriptedServer(t, (s) => s.once('data', () => s.end(loginAnswer())));
+  const rig = await startRig(t, { backends: [server.port] });
+  const got = await exchange(rig.port, startupMessage());
+  t.ok(got.equals(loginAnswer()), 'the bytes the server sent before closing arrived');
+  const [end] = await rig.ended(1);
+  t.equal(end.cause, 'server-closed');
+});
