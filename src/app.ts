@@ -377,9 +377,9 @@ export class App implements AdminController {
         log.warn({ event: 'session.rejected', listener: l.name, code: err.code, sqlstate: err.sqlstate }, err.message);
         this.bus.emit('session.rejected', { listener: l.name, sqlstate: err.sqlstate, code: err.code });
       },
-      onClientError: (sqlstate, message) => {
-        log.info({ event: 'session.error', listener: l.name, sqlstate }, message);
-        this.bus.emit('session.rejected', { listener: l.name, sqlstate, code: 'PGW_CLIENT_ERROR' });
+      onClientError: (sqlstate, message, code = 'PGW_CLIENT_ERROR') => {
+        log.info({ event: 'session.error', listener: l.name, sqlstate, code }, message);
+        this.bus.emit('session.rejected', { listener: l.name, sqlstate, code });
       },
       onSessionStart: (backend) => {
         this.quietGc.sessionOpened();

@@ -62,6 +62,7 @@ export const ERROR_CODES = {
   PGW_SHUTTING_DOWN: { sqlstate: SqlState.ADMIN_SHUTDOWN, meaning: 'pgwarden is stopping and routes no new session' },
   PGW_CLIENT_GONE: { sqlstate: SqlState.CONNECTION_FAILURE, meaning: 'the client hung up while waiting in the queue (neither logged nor counted)' },
   PGW_TOO_MANY_CLIENTS: { sqlstate: SqlState.TOO_MANY_CONNECTIONS, meaning: 'the listener already holds max_connections sessions' },
+  PGW_INTERNAL: { sqlstate: SqlState.INTERNAL_ERROR, meaning: 'a bug in pgwarden refused the client (the message says where)' },
   PGW_CLIENT_ERROR: { meaning: 'a client got an ErrorResponse and a close before its session began; the SQLSTATE says why' },
   PGW_BACKEND_CONNECT: { meaning: 'a session could not reach a backend (L4CON, L4TOUT, L7TOUT); it tries the next candidate' },
   // Health checks and sockets.
