@@ -16,8 +16,9 @@
 
 /**
  * SQLSTATEs pgwarden sends to clients in an ErrorResponse (PostgreSQL docs, Appendix A,
- * "PostgreSQL Error Codes"), and the few it reads from servers. The codes are PostgreSQL's, so a
- * driver reacts as it would to the server itself. Never reuse a constant for a different meaning.
+ * "PostgreSQL Error Codes"). They are PostgreSQL's own, so a driver reacts as it would to the
+ * server itself. Each is in README.md's table of what a client may receive. Never reuse a
+ * constant for a different meaning.
  */
 export const SqlState = {
   /** 08P01 protocol_violation: malformed packet, bad length, garbage. */
@@ -36,11 +37,15 @@ export const SqlState = {
   TOO_MANY_CONNECTIONS: '53300',
   /** XX000 internal_error: a bug in pgwarden, not the client's fault. */
   INTERNAL_ERROR: 'XX000',
-  /** 57014 query_canceled. Read, not sent: a health check query hit statement_timeout. */
-  QUERY_CANCELED: '57014',
 } as const;
 
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];
+
+/** SQLSTATEs pgwarden reads from servers and acts on (never sent by pgwarden itself). */
+export const ServerSqlState = {
+  /** 57014 query_canceled: a health check query hit statement_timeout (L7TOUT). */
+  QUERY_CANCELED: '57014',
+} as const;
 
 /** One catalogue entry: one line saying what happened, and what a client or caller receives. */
 export interface CodeInfo {
