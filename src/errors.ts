@@ -9,10 +9,12 @@
 // in the README.
 //
 // Ground floor: this file imports nothing from src/ (the protocol layer takes SqlState from
-// here). A class lives here unless its message needs its own module's helpers or a higher
-// layer's types; then it stays beside them, extends PgwardenError and takes its code from the
-// catalogue (BackendConnectError in proxy/backend-connect.ts; the cluster harness's classes in
-// src/pg/). Match errors by class (`instanceof`) or by `code`, never by the shape of an object.
+// here). The proxy's classes live here, except where a class needs a higher layer's types:
+// then it stays beside them, extends PgwardenError and takes its code from the catalogue
+// (BackendConnectError in proxy/backend-connect.ts carries health's FailureLayer). The cluster
+// harness's classes stay in src/pg/ the same way: that is tooling for the demo and the tests, to
+// be moved as one piece. Match errors by class (`instanceof`) or by `code`, never by the shape
+// of an object.
 
 /**
  * SQLSTATEs pgwarden sends to clients in an ErrorResponse (PostgreSQL docs, Appendix A,
