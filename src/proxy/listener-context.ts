@@ -1,9 +1,8 @@
 // Everything a Session needs from the rest of the proxy, as one narrow interface: the session
 // stays testable and never reaches into the App.
 import type { FailoverConfig, HealthConfig, ListenerConfig, ProxyConfig, TlsConfig } from '../config/types';
-import type { ErrorCode } from '../errors';
+import type { ErrorCode, RoutingError } from '../errors';
 import type { Router } from '../routing/router';
-import type { RoutingError } from '../routing/routing-error';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
