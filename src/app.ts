@@ -3,7 +3,7 @@
 // controls (AdminController). `start()` binds, `stop()` drains, `reload()` applies a new config.
 import type { Config, BackendConfig, ListenerConfig } from './config/types';
 import type { AdminController, AdminState, ReloadResult, StatusSnapshot, SwitchoverResult } from './admin/controller';
-import { UnknownBackendError } from './admin/controller';
+import { ConfigError, SqlState, UnknownBackendError } from './errors';
 import { HealthChecker } from './health/checker';
 import { postgresProbe } from './health/postgres-probe';
 import { tcpProbe } from './health/tcp-probe';
@@ -121,7 +121,7 @@ export class App implements AdminController {
     const level = r.state === 'up' ? 'info' : 'warn';
     this.timeline.add(level, `agent.${r.state}`, `agent on ${backend} reports ${raw.trim() || r.state}`, { backend, state: r.state, weightPercent: r.weightPercent });
     if ((r.state === 'down' || r.state === 'maint') && this.config.failover.onDown === 'shutdown-sessions') {
-      this.closeSessions(backend, r.state === 'down' ? 'down' : 'maint', '57P01', `terminating connection: the agent on ${backend} reports ${r.state}; reconnect to continue`);
+      this.closeSessions(backend, r.state === 'down' ? 'down' : 'maint', SqlState.ADMIN_SHUTDOWN, `terminating connection: the agent on ${backend} reports ${r.state}; reconnect to continue`);
     }
   }
 
@@ -169,7 +169,7 @@ export class App implements AdminController {
     const what = { ready: 'ready: takes new sessions', drain: 'draining: no new sessions, existing ones stay', maint: 'in maintenance: no traffic, sessions closed' }[state];
     this.timeline.add('info', `backend.${state}`, `backend ${backend} ${what}`, { backend, from, to: state });
     if (state === 'maint') {
-      this.closeSessions(backend, 'maint', '57P01', `terminating connection: pgwarden put server ${backend} in maintenance; reconnect to continue`);
+      this.closeSessions(backend, 'maint', SqlState.ADMIN_SHUTDOWN, `terminating connection: pgwarden put server ${backend} in maintenance; reconnect to continue`);
     }
   }
 
@@ -218,7 +218,7 @@ export class App implements AdminController {
     try {
       next = this.opts.loadConfig();
     } catch (e) {
-      const error = typeof (e as { format?: () => string }).format === 'function' ? (e as { format: () => string }).format() : (e as Error).message;
+      const error = e instanceof ConfigError ? e.format() : (e as Error).message;
       this.timeline.add('error', 'config.reload', 'reload rejected: the running config stays', { ok: false, error });
       this.bus.emit('config.reload', { ok: false, changes: [], error });
       return { ok: false, error };
@@ -254,11 +254,11 @@ export class App implements AdminController {
     const idle = new IdleCloser();
     const bye = 'terminating connection: pgwarden is shutting down';
     while (open() > 0 && Date.now() < deadline) {
-      idle.sweep(this.sessions(), (s) => s.closeAtBoundary('57P01', bye, 'shutdown'));
+      idle.sweep(this.sessions(), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'shutdown'));
       await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
     }
     const left = open();
-    for (const s of this.sessions()) s.closeAtBoundary('57P01', bye, 'shutdown');
+    for (const s of this.sessions()) s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'shutdown');
     if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
@@ -276,7 +276,7 @@ export class App implements AdminController {
       this.timeline.add('warn', 'backend.down', `backend ${c.backend} is down${c.reason ? `: ${c.reason}` : ''}`, { backend: c.backend, from: c.from, to: c.to, role: c.role, reason: c.reason });
       if (c.from !== 'init') void this.hooks.run('on_backend_down', { backend: this.endpoint(c.backend) });
       if (this.config.failover.onDown === 'shutdown-sessions') {
-        this.closeSessions(c.backend, 'down', '57P01', `terminating connection: server ${c.backend} failed (${c.reason ?? 'health check failed'}); pgwarden is switching, reconnect to continue`);
+        this.closeSessions(c.backend, 'down', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${c.backend} failed (${c.reason ?? 'health check failed'}); pgwarden is switching, reconnect to continue`);
       }
     } else if (c.to === 'up') {
       this.timeline.add('info', 'backend.up', `backend ${c.backend} is up (${c.role ?? 'role unknown'})`, { backend: c.backend, from: c.from, to: c.to, role: c.role });
@@ -306,7 +306,7 @@ export class App implements AdminController {
       { backend: f.backend, keep: f.keep },
     );
     this.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
-    this.closeSessions(f.backend, 'fenced', '57P01', `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
+    this.closeSessions(f.backend, 'fenced', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
     if (v) void this.hooks.run('on_fence', { backend: this.endpoint(f.backend), newPrimary: this.endpoint(f.keep) });
   }
 
@@ -387,9 +387,9 @@ export class App implements AdminController {
         log.warn({ event: 'session.rejected', listener: l.name, code: err.code, sqlstate: err.sqlstate }, err.message);
         this.bus.emit('session.rejected', { listener: l.name, sqlstate: err.sqlstate, code: err.code });
       },
-      onClientError: (sqlstate, message) => {
-        log.info({ event: 'session.error', listener: l.name, sqlstate }, message);
-        this.bus.emit('session.rejected', { listener: l.name, sqlstate, code: 'PGW_CLIENT_ERROR' });
+      onClientError: (sqlstate, message, code = 'PGW_CLIENT_ERROR') => {
+        log.info({ event: 'session.error', listener: l.name, sqlstate, code }, message);
+        this.bus.emit('session.rejected', { listener: l.name, sqlstate, code });
       },
       onSessionStart: (backend) => {
         this.quietGc.sessionOpened();
@@ -480,7 +480,7 @@ export class App implements AdminController {
       const before = this.topology.get(b.name)?.config;
       this.topology.replaceConfig(b);
       if (before && (before.host !== b.host || before.port !== b.port)) {
-        this.closeSessions(b.name, 'reload', '57P01', `terminating connection: server ${b.name} moved to ${b.host}:${b.port} (pgwarden config reload)`);
+        this.closeSessions(b.name, 'reload', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${b.name} moved to ${b.host}:${b.port} (pgwarden config reload)`);
       }
     }
     for (const b of diff.backends.added) this.topology.add(b);

@@ -4,7 +4,7 @@
 // Exit codes: 0 clean stop / success, 2 bad usage or config, 1 runtime failure.
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from './config/load';
-import { ConfigError } from './config/errors';
+import { ConfigError } from './errors';
 import { describeConfig } from './config/describe';
 import type { Config, HostConfig } from './config/types';
 import { createLogger } from './logger';

@@ -93,16 +93,9 @@ export interface SwitchoverResult {
   closedInTransaction?: number;
 }
 
-export class UnknownBackendError extends Error {
-  readonly code = 'PGW_UNKNOWN_BACKEND';
-  constructor(readonly backend: string) {
-    super(`no backend named ${backend}`);
-  }
-}
-
 export interface AdminController {
   status(): StatusSnapshot;
-  /** Throws UnknownBackendError. */
+  /** Throws UnknownBackendError (src/errors.ts). */
   setAdminState(backend: string, state: AdminState): void;
   switchover(to: string): Promise<SwitchoverResult>;
   reload(): Promise<ReloadResult>;

@@ -6,8 +6,7 @@
 //   /primary → 200 when some backend is the primary, 503 otherwise;
 //   /replica → 200 when some backend is an up replica taking traffic within the lag limit.
 import type { AdminController, BackendStatus, StatusSnapshot } from './controller';
-import { UnknownBackendError } from './controller';
-import { ConfigValueError } from '../config/errors';
+import { ConfigValueError, UnknownBackendError, httpStatusOf, type AdminHttpCode } from '../errors';
 import { parseReplicaLag } from '../config/units';
 import type { Metrics } from '../metrics/metrics';
 
@@ -49,8 +48,9 @@ export interface Route {
 }
 
 export const json = (status: number, body: unknown): RouteResponse => ({ status, body });
-export const fail = (status: number, code: string, error: string, extra: Record<string, unknown> = {}): RouteResponse =>
-  json(status, { error, code, ...extra });
+/** An error answer: the status comes with the code from the catalogue (src/errors.ts). */
+export const fail = (code: AdminHttpCode, error: string, extra: Record<string, unknown> = {}): RouteResponse =>
+  json(httpStatusOf(code), { error, code, ...extra });
 
 export const ROUTES: readonly Route[] = [
   { pattern: /^\/$/, method: 'GET', mutating: false, handle: (ctx) => ({ status: 200, contentType: 'text/html; charset=utf-8', body: ctx.statusPage() }) },
@@ -84,7 +84,7 @@ function readyz(ctx: RouteContext): RouteResponse {
 function primary(ctx: RouteContext): RouteResponse {
   const s = ctx.controller.status();
   const p = s.backends.find((b) => b.name === s.primary);
-  if (p === undefined || p.state !== 'up') return fail(503, 'PGW_NO_PRIMARY', 'no primary: no backend takes writes now');
+  if (p === undefined || p.state !== 'up') return fail('PGW_NO_PRIMARY', 'no primary: no backend takes writes now');
   return json(200, { name: p.name, host: p.host, port: p.port, role: 'primary' });
 }
 
@@ -96,14 +96,14 @@ function replica(ctx: RouteContext, req: RouteRequest): RouteResponse {
       // A bare number is bytes, as in Patroni's `?lag=`; otherwise a size (16MB) or a duration (10s).
       limit = /^\d+$/.test(lag.trim()) ? { bytes: Number(lag) } : parseReplicaLag(lag);
     } catch (e) {
-      if (e instanceof ConfigValueError) return fail(400, 'PGW_ADMIN_BAD_REQUEST', `lag: ${e.message}`);
+      if (e instanceof ConfigValueError) return fail('PGW_ADMIN_BAD_REQUEST', `lag: ${e.message}`);
       throw e;
     }
   }
   const s = ctx.controller.status();
   const ok = s.backends.filter((b) => usableReplica(b) && withinLag(b, limit));
   if (ok.length === 0) {
-    return fail(503, 'PGW_NO_REPLICA', `no up replica taking traffic${describeLimit(limit)}`, { backends: whyNot(s, limit) });
+    return fail('PGW_NO_REPLICA', `no up replica taking traffic${describeLimit(limit)}`, { backends: whyNot(s, limit) });
   }
   return json(200, { replicas: ok.map((b) => ({ name: b.name, host: b.host, port: b.port, lagBytes: b.lagBytes, lagSeconds: b.lagSeconds })) });
 }
@@ -142,7 +142,7 @@ function setAdminState(ctx: RouteContext, req: RouteRequest, state: 'drain' | 'm
   try {
     ctx.controller.setAdminState(name, state);
   } catch (e) {
-    if (e instanceof UnknownBackendError) return fail(404, e.code, e.message, { backend: name });
+    if (e instanceof UnknownBackendError) return fail(e.code, e.message, { backend: name });
     throw e;
   }
   return json(200, { ok: true, backend: name, adminState: state });
@@ -153,21 +153,21 @@ async function switchover(ctx: RouteContext, req: RouteRequest): Promise<RouteRe
   try {
     to = (JSON.parse(req.body || '{}') as { to?: unknown } | null)?.to;
   } catch {
-    return fail(400, 'PGW_ADMIN_BAD_REQUEST', 'the body must be JSON like {"to": "pg2"}');
+    return fail('PGW_ADMIN_BAD_REQUEST', 'the body must be JSON like {"to": "pg2"}');
   }
-  if (typeof to !== 'string' || to === '') return fail(400, 'PGW_ADMIN_BAD_REQUEST', 'missing "to": the backend to promote, like {"to": "pg2"}');
+  if (typeof to !== 'string' || to === '') return fail('PGW_ADMIN_BAD_REQUEST', 'missing "to": the backend to promote, like {"to": "pg2"}');
   let result;
   try {
     result = await ctx.controller.switchover(to);
   } catch (e) {
-    if (e instanceof UnknownBackendError) return fail(404, e.code, e.message, { backend: to });
+    if (e instanceof UnknownBackendError) return fail(e.code, e.message, { backend: to });
     throw e;
   }
-  return json(result.ok ? 200 : 409, result.ok ? result : { ...result, code: 'PGW_SWITCHOVER_FAILED' });
+  return result.ok ? json(200, result) : json(httpStatusOf('PGW_SWITCHOVER_FAILED'), { ...result, code: 'PGW_SWITCHOVER_FAILED' });
 }
 
 async function reload(ctx: RouteContext): Promise<RouteResponse> {
   const result = await ctx.controller.reload();
-  if (!result.ok) return fail(400, 'PGW_RELOAD_FAILED', result.error ?? 'reload failed', { ok: false });
+  if (!result.ok) return fail('PGW_RELOAD_FAILED', result.error ?? 'reload failed', { ok: false });
   return json(200, result);
 }

@@ -11,6 +11,7 @@ import type { AdminController } from './controller';
 import type { Metrics } from '../metrics/metrics';
 import { renderStatusPage } from './status-page';
 import { fail, ROUTES, type LagLimit, type RouteContext, type RouteResponse } from './routes';
+import { AdminHttpError } from '../errors';
 
 export interface AdminServerOptions {
   host: string;
@@ -28,12 +29,6 @@ export interface AdminServerOptions {
 /** Request bodies are small JSON documents; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 16 * 1024;
 const BODY_TIMEOUT_MS = 10_000;
-
-class HttpError extends Error {
-  constructor(readonly response: RouteResponse) {
-    super('http error');
-  }
-}
 
 export class AdminServer {
   private readonly server: http.Server;
@@ -93,12 +88,12 @@ export class AdminServer {
     let mutating = false;
     try {
       const matches = ROUTES.map((r) => ({ r, m: r.pattern.exec(url.pathname) })).filter((x) => x.m !== null);
-      if (matches.length === 0) throw new HttpError(fail(404, 'PGW_ADMIN_NOT_FOUND', `no route ${url.pathname}`));
+      if (matches.length === 0) throw new AdminHttpError('PGW_ADMIN_NOT_FOUND', `no route ${url.pathname}`);
       const readMethod = method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
       const hit = matches.find((x) => x.r.method === method || (x.r.method === 'GET' && readMethod));
       if (hit === undefined) {
         res.setHeader('Allow', matches[0].r.method === 'GET' ? 'GET, HEAD, OPTIONS' : 'POST');
-        throw new HttpError(fail(405, 'PGW_ADMIN_METHOD', `${method} is not allowed on ${url.pathname}; use ${matches[0].r.method}`));
+        throw new AdminHttpError('PGW_ADMIN_METHOD', `${method} is not allowed on ${url.pathname}; use ${matches[0].r.method}`);
       }
       mutating = hit.r.mutating;
       if (mutating) this.authorize(req);
@@ -106,10 +101,10 @@ export class AdminServer {
       const param = hit.m?.[1] !== undefined ? safeDecode(hit.m[1]) : undefined;
       out = await hit.r.handle(this.ctx, { query: url.searchParams, param, body });
     } catch (e) {
-      if (e instanceof HttpError) out = e.response;
+      if (e instanceof AdminHttpError) out = fail(e.code, e.message);
       else {
         this.opts.log.error({ event: 'admin.error', method, path: url.pathname, err: e instanceof Error ? e.message : String(e) }, 'admin request failed');
-        out = fail(500, 'PGW_ADMIN_INTERNAL', e instanceof Error ? e.message : String(e));
+        out = fail('PGW_ADMIN_INTERNAL', e instanceof Error ? e.message : String(e));
       }
     }
     if (mutating) {
@@ -127,14 +122,14 @@ export class AdminServer {
   private authorize(req: http.IncomingMessage): void {
     const token = this.opts.token;
     if (!token) {
-      throw new HttpError(fail(403, 'PGW_ADMIN_DISABLED', 'state changes are disabled: set admin.token or admin.token_env in the configuration to enable them'));
+      throw new AdminHttpError('PGW_ADMIN_DISABLED', 'state changes are disabled: set admin.token or admin.token_env in the configuration to enable them');
     }
     const header = req.headers.authorization;
     const m = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header.trim());
     if (m === null) {
-      throw new HttpError(fail(401, 'PGW_ADMIN_UNAUTHORIZED', 'this request changes state: send the header "Authorization: Bearer <admin token>"'));
+      throw new AdminHttpError('PGW_ADMIN_UNAUTHORIZED', 'this request changes state: send the header "Authorization: Bearer <admin token>"');
     }
-    if (!sameSecret(m[1], token)) throw new HttpError(fail(403, 'PGW_ADMIN_FORBIDDEN', 'wrong admin token'));
+    if (!sameSecret(m[1], token)) throw new AdminHttpError('PGW_ADMIN_FORBIDDEN', 'wrong admin token');
   }
 }
 
@@ -151,7 +146,7 @@ function readBody(req: http.IncomingMessage): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     const timer = setTimeout(() => {
-      reject(new HttpError(fail(408, 'PGW_ADMIN_BODY_TIMEOUT', `request body not received within ${BODY_TIMEOUT_MS} ms`)));
+      reject(new AdminHttpError('PGW_ADMIN_BODY_TIMEOUT', `request body not received within ${BODY_TIMEOUT_MS} ms`));
       req.destroy();
     }, BODY_TIMEOUT_MS);
     timer.unref();
@@ -172,8 +167,8 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   });
 }
 
-function tooLarge(): HttpError {
-  return new HttpError(fail(413, 'PGW_ADMIN_BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`));
+function tooLarge(): AdminHttpError {
+  return new AdminHttpError('PGW_ADMIN_BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`);
 }
 
 function safeDecode(s: string): string {

@@ -6,7 +6,8 @@
 import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { didYouMean } from './did-you-mean';
-import { ConfigValueError, showValue } from './errors';
+import { ConfigValueError } from '../errors';
+import { showValue } from './show-value';
 import { parseDuration, parseFraction, parsePercent, parseReplicaLag, parseSize, type ReplicaLagLimit } from './units';
 
 /** Node's timers overflow past 2^31-1 ms (about 24.8 days) and then fire after 1 ms. */

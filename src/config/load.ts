@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, type ConfigProblem } from './errors';
+import { ConfigError, type ConfigProblem } from '../errors';
 import { configSchema, type UnknownKeyParams } from './schema';
 import { toConfig } from './to-config';
 import type { Config } from './types';

@@ -6,7 +6,7 @@
 
 import { z } from 'zod';
 import { didYouMean } from './did-you-mean';
-import { showValue } from './errors';
+import { showValue } from './show-value';
 import * as f from './fields';
 import { checkRules } from './rules';
 import type { HookEvent } from './types';

@@ -7,7 +7,8 @@
 // PostgreSQL manual): memory units are powers of 1024 and case-sensitive, so `16MB` means
 // what it means in postgresql.conf.
 
-import { ConfigValueError, showValue } from './errors';
+import { ConfigValueError } from '../errors';
+import { showValue } from './show-value';
 
 const DURATION_UNITS: Readonly<Record<string, number>> = {
   ms: 1,

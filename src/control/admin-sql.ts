@@ -5,15 +5,12 @@
 import { Client } from 'pg';
 import type { HealthConfig } from '../config/types';
 import { parseLsn } from '../health/lsn';
+import { AdminSqlError } from '../errors';
 
 export interface ServerAddress {
   readonly name: string;
   readonly host: string;
   readonly port: number;
-}
-
-export class AdminSqlError extends Error {
-  readonly code = 'PGW_ADMIN_SQL_FAILED';
 }
 
 async function withClient<T>(target: ServerAddress, health: HealthConfig, what: string, fn: (c: Client) => Promise<T>): Promise<T> {

@@ -15,6 +15,7 @@ import type { Session } from '../proxy/session';
 import type { Topology } from '../routing/topology';
 import { currentWalLsn, promoteServer, replayLsn, type ServerAddress } from './admin-sql';
 import { IdleCloser } from './idle-closer';
+import { SqlState } from '../errors';
 
 export interface SwitchoverDeps {
   topology: Topology;
@@ -57,14 +58,14 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
     const idle = new IdleCloser();
     const bye = `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`;
     while (Date.now() < deadline && deps.sessionsOn(old.name).length > 0) {
-      closedIdle += idle.sweep(deps.sessionsOn(old.name), (s) => s.closeAtBoundary('57P01', bye, 'switchover'));
+      closedIdle += idle.sweep(deps.sessionsOn(old.name), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'switchover'));
       await sleep(POLL_MS);
     }
     for (const s of deps.sessionsOn(old.name)) {
       // A session still logging in has no transaction yet: it counts as idle.
       if (s.isEstablished && (s.inTransaction || !s.isIdle)) closedInTransaction++;
       else closedIdle++;
-      s.closeAtBoundary('57P01', `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`, 'switchover');
+      s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`, 'switchover');
     }
     if (closedInTransaction > 0) deps.progress(`switchover: ${closedInTransaction} sessions were still busy at drain_timeout and were closed`);
 

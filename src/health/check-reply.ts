@@ -3,6 +3,7 @@
 // parsers) costs about a millisecond of CPU per check, most of it garbage; this costs a few
 // microseconds. Pure: no I/O, no timers. Layouts from the PostgreSQL docs, "Frontend/Backend
 // Protocol" › "Message Formats" (55.7 in the PostgreSQL 15 manual).
+import { CheckProtocolError } from '../errors';
 
 /** Backend message type bytes that matter to a check (everything else is skipped). */
 export const MSG_DATA_ROW = 0x44; // 'D'
@@ -15,14 +16,6 @@ export const MSG_READY_FOR_QUERY = 0x5a; // 'Z'
  */
 export const MAX_MESSAGE_BYTES = 1 << 20;
 
-export class ProtocolError extends Error {
-  readonly code = 'PGW_CHECK_PROTOCOL';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ProtocolError';
-  }
-}
-
 /** Called once per complete message with its type byte and body bounds (type and length excluded). */
 export type OnMessage = (type: number, buf: Buffer, start: number, end: number) => void;
 
@@ -34,7 +27,7 @@ export type OnMessage = (type: number, buf: Buffer, start: number, end: number) 
 export class MessageReader {
   private tail: Buffer | undefined;
 
-  /** Throws ProtocolError on a length that is impossible or above MAX_MESSAGE_BYTES. */
+  /** Throws CheckProtocolError on a length that is impossible or above MAX_MESSAGE_BYTES. */
   feed(chunk: Buffer, onMessage: OnMessage): void {
     let buf = chunk;
     if (this.tail !== undefined) {
@@ -45,7 +38,7 @@ export class MessageReader {
     while (buf.length - offset >= 5) {
       const length = buf.readInt32BE(offset + 1);
       if (length < 4 || length > MAX_MESSAGE_BYTES) {
-        throw new ProtocolError(`backend message '${String.fromCharCode(buf[offset]!)}' claims ${length} bytes`);
+        throw new CheckProtocolError(`backend message '${String.fromCharCode(buf[offset]!)}' claims ${length} bytes`);
       }
       const end = offset + 1 + length;
       if (end > buf.length) break;
@@ -66,19 +59,19 @@ export class MessageReader {
  * text format. Values of the check query are ASCII, so latin1 decoding is exact and cheapest.
  */
 export function readDataRow(buf: Buffer, start: number, end: number): (string | null)[] {
-  if (end - start < 2) throw new ProtocolError('DataRow too short');
+  if (end - start < 2) throw new CheckProtocolError('DataRow too short');
   const count = buf.readInt16BE(start);
   const values: (string | null)[] = new Array<string | null>(count);
   let offset = start + 2;
   for (let i = 0; i < count; i++) {
-    if (offset + 4 > end) throw new ProtocolError('DataRow truncated');
+    if (offset + 4 > end) throw new CheckProtocolError('DataRow truncated');
     const length = buf.readInt32BE(offset);
     offset += 4;
     if (length < 0) {
       values[i] = null;
       continue;
     }
-    if (offset + length > end) throw new ProtocolError('DataRow value truncated');
+    if (offset + length > end) throw new CheckProtocolError('DataRow value truncated');
     values[i] = buf.toString('latin1', offset, offset + length);
     offset += length;
   }
@@ -106,7 +99,7 @@ export function readErrorResponse(buf: Buffer, start: number, end: number): Serv
   while (offset < end && buf[offset] !== 0) {
     const field = buf[offset]!;
     const nul = buf.indexOf(0, offset + 1);
-    if (nul < 0 || nul >= end) throw new ProtocolError('ErrorResponse field not terminated');
+    if (nul < 0 || nul >= end) throw new CheckProtocolError('ErrorResponse field not terminated');
     const value = buf.toString('utf8', offset + 1, nul);
     if (field === 0x56) severity = value; // 'V'
     else if (field === 0x53) localizedSeverity = value; // 'S'

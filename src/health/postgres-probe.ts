@@ -5,6 +5,7 @@
 import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
+import { ServerSqlState } from '../errors';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { CheckSession, queryMessage, type RoundTrip } from './check-session';
 import { parseLsn } from './lsn';
@@ -327,7 +328,7 @@ export function classify(err: unknown, phase: Phase): Classified {
   if (code !== undefined && typeof e.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
     const withState = `${message} (SQLSTATE ${code})`;
     if (code.startsWith('28')) return { layer: 'L7AUTH', message: withState }; // invalid_authorization_specification, invalid_password
-    if (code === '57014') return { layer: 'L7TOUT', message: withState }; // query_canceled: statement_timeout
+    if (code === ServerSqlState.QUERY_CANCELED) return { layer: 'L7TOUT', message: withState }; // query_canceled: statement_timeout
     return { layer: 'L7QUERY', message: withState }; // e.g. 57P03 cannot_connect_now, 3D000 database missing
   }
   if (code === 'ETIMEDOUT') return { layer: 'L4TOUT', message };

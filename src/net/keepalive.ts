@@ -9,6 +9,7 @@
 // keepalive (idle time only, kernel default interval and count), a warning is reported once, and
 // nothing ever throws into the connection path.
 import type net from 'node:net';
+import type { ErrorCode } from '../errors';
 
 export interface KeepaliveOptions {
   /** Idle time before the first keepalive probe (TCP_KEEPIDLE; whole seconds, at least 1 s). */
@@ -36,7 +37,7 @@ interface NetKeepalive {
   setUserTimeout(socket: net.Socket, msecs: number): boolean;
 }
 
-export const KEEPALIVE_FALLBACK_CODE = 'PGW_KEEPALIVE_FALLBACK';
+export const KEEPALIVE_FALLBACK_CODE: ErrorCode = 'PGW_KEEPALIVE_FALLBACK';
 
 /**
  * libuv 1.45 and later (Node.js 20 has 1.46) set TCP_KEEPINTVL to 1 s and TCP_KEEPCNT to 10

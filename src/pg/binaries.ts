@@ -5,19 +5,20 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { PgwardenError } from '../errors';
 
 export const REQUIRED_PG_PROGRAMS = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup'] as const;
 
 const DEBIAN_PG_ROOT = '/usr/lib/postgresql';
 
-export class PgBinariesMissing extends Error {
-  readonly code = 'PGW_PG_BINARIES_MISSING';
+export class PgBinariesMissing extends PgwardenError {
+  declare readonly code: 'PGW_PG_BINARIES_MISSING';
   constructor(readonly searched: readonly string[]) {
     super(
+      'PGW_PG_BINARIES_MISSING',
       'PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, postgres) not found in PATH, ' +
         '`pg_config --bindir` or /usr/lib/postgresql/*/bin — install them: apt-get install -y postgresql',
     );
-    this.name = 'PgBinariesMissing';
   }
 }
 

@@ -5,6 +5,7 @@ import { appendFileSync, chmodSync, chownSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral, type QueryResult } from 'pg';
+import { PgwardenError, type ErrorCode } from '../errors';
 import { findPgBinDir } from './binaries';
 import { registerLive, startWatchdog, unregisterLive } from './cluster-cleanup';
 import { NODE_CONF, quoteConf, renderHba, renderSettings } from './cluster-conf';
@@ -34,17 +35,16 @@ export interface ClusterOptions {
   baseDir?: string;
 }
 
-export type PgClusterErrorCode =
-  | 'PGW_PG_CLUSTER_OPTIONS' // invalid ClusterOptions, or a baseDir the postgres user cannot use
-  | 'PGW_PG_START_FAILED' // pg_ctl start failed or the server never accepted connections (message has the log tail)
-  | 'PGW_PG_WAIT_TIMEOUT' // a wait (replication, promotion, port closing) passed its deadline
-  | 'PGW_PG_NO_SINGLE_PRIMARY' // waitForReplication found zero or several running nodes out of recovery
-  | 'PGW_PG_NOT_A_MEMBER'; // a PgNode from another cluster
+/** The codes (meanings in src/errors.ts) of what goes wrong with a cluster itself. */
+export type PgClusterErrorCode = Extract<
+  ErrorCode,
+  'PGW_PG_CLUSTER_OPTIONS' | 'PGW_PG_START_FAILED' | 'PGW_PG_WAIT_TIMEOUT' | 'PGW_PG_NO_SINGLE_PRIMARY' | 'PGW_PG_NOT_A_MEMBER'
+>;
 
-export class PgClusterError extends Error {
-  constructor(readonly code: PgClusterErrorCode, message: string) {
-    super(message);
-    this.name = 'PgClusterError';
+export class PgClusterError extends PgwardenError {
+  declare readonly code: PgClusterErrorCode;
+  constructor(code: PgClusterErrorCode, message: string) {
+    super(code, message);
   }
 }
 

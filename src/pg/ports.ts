@@ -2,6 +2,7 @@
 // 32768-60999 as ephemeral source ports: a listener fixed in that range can collide with a
 // busy test's own outgoing connections (see STYLE.md, habit 11).
 import { connect, createServer } from 'node:net';
+import { PgwardenError } from '../errors';
 
 const LOW = 20000;
 const HIGH = 32000; // exclusive
@@ -12,11 +13,10 @@ const ATTEMPTS = 100;
 const handedOut = new Set<number>();
 const HANDED_OUT_LIMIT = 2000;
 
-export class NoFreePort extends Error {
-  readonly code = 'PGW_NO_FREE_PORT';
+export class NoFreePort extends PgwardenError {
+  declare readonly code: 'PGW_NO_FREE_PORT';
   constructor(attempts: number) {
-    super(`no free TCP port on 127.0.0.1 in [${LOW}, ${HIGH}) after ${attempts} random attempts`);
-    this.name = 'NoFreePort';
+    super('PGW_NO_FREE_PORT', `no free TCP port on 127.0.0.1 in [${LOW}, ${HIGH}) after ${attempts} random attempts`);
   }
 }
 

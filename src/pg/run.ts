@@ -4,32 +4,32 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { PgwardenError } from '../errors';
 
 export const POSTGRES_OS_USER = 'postgres';
 const DEFAULT_TIMEOUT_MS = 120_000;
 const OUTPUT_TAIL_CHARS = 2000;
 
-export class PgCommandFailed extends Error {
-  readonly code = 'PGW_PG_COMMAND_FAILED';
+export class PgCommandFailed extends PgwardenError {
+  declare readonly code: 'PGW_PG_COMMAND_FAILED';
   constructor(
     readonly commandLine: string,
     readonly exitCode: number | null,
     readonly output: string,
     reason: string,
   ) {
-    super(`\`${commandLine}\` ${reason}${output.trim() === '' ? '' : `:\n${tail(output.trim())}`}`);
-    this.name = 'PgCommandFailed';
+    super('PGW_PG_COMMAND_FAILED', `\`${commandLine}\` ${reason}${output.trim() === '' ? '' : `:\n${tail(output.trim())}`}`);
   }
 }
 
-export class PostgresUserMissing extends Error {
-  readonly code = 'PGW_POSTGRES_USER_MISSING';
+export class PostgresUserMissing extends PgwardenError {
+  declare readonly code: 'PGW_POSTGRES_USER_MISSING';
   constructor() {
     super(
+      'PGW_POSTGRES_USER_MISSING',
       `running as root, so PostgreSQL must run as the '${POSTGRES_OS_USER}' OS user, but that user does not exist — ` +
         'create it (apt-get install -y postgresql does) or run as an ordinary user',
     );
-    this.name = 'PostgresUserMissing';
   }
 }
 

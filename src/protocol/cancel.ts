@@ -6,6 +6,7 @@
  * The server answers nothing and closes; a key that is not its own is silently ignored.
  */
 import { CANCEL_REQUEST_CODE, CANCEL_REQUEST_SIZE } from './constants';
+import { CancelKeyRangeError } from '../errors';
 
 const INT32_MIN = -0x8000_0000;
 const UINT32_MAX = 0xffff_ffff;
@@ -33,9 +34,7 @@ export function cancelKey(processId: number, secretKey: number): string {
 
 function toUint32(name: string, n: number): number {
   if (!Number.isInteger(n) || n < INT32_MIN || n > UINT32_MAX) {
-    const err = new RangeError(`cancel ${name} must be a 32-bit integer, got ${String(n)}`);
-    (err as RangeError & { code: string }).code = 'PGW_CANCEL_KEY_RANGE';
-    throw err;
+    throw new CancelKeyRangeError(`cancel ${name} must be a 32-bit integer, got ${String(n)}`);
   }
   return n >>> 0;
 }

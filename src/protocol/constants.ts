@@ -2,7 +2,7 @@
  * Numbers of the PostgreSQL frontend/backend protocol that more than one module needs.
  *
  * Source: PostgreSQL docs, "Frontend/Backend Protocol" — sections "Message Formats" and
- * "Message Flow / Start-up". SQLSTATEs: Appendix A, "PostgreSQL Error Codes".
+ * "Message Flow / Start-up".
  */
 
 /** PostgreSQL's own limit (MAX_STARTUP_PACKET_LENGTH in pqcomm.h); a larger first packet is refused. */
@@ -39,28 +39,4 @@ export const BackendMessageType = {
   NoticeResponse: 0x4e, // 'N'
   ParameterStatus: 0x53, // 'S'
   ReadyForQuery: 0x5a, // 'Z'
-} as const;
-
-/** SQLSTATE codes pgwarden sends to clients. Never reuse a constant for a different meaning. */
-export const SqlState = {
-  /** 08P01 protocol_violation: malformed packet, bad length, garbage. */
-  PROTOCOL_VIOLATION: '08P01',
-  /** 0A000 feature_not_supported: PostgreSQL uses it for an unsupported protocol version. */
-  FEATURE_NOT_SUPPORTED: '0A000',
-  /** 28000 invalid_authorization_specification: PostgreSQL uses it for a startup packet without `user`. */
-  INVALID_AUTHORIZATION_SPECIFICATION: '28000',
-  /** 28P01 invalid_password. */
-  INVALID_PASSWORD: '28P01',
-  /** 57P01 admin_shutdown: the proxy is shutting down. */
-  ADMIN_SHUTDOWN: '57P01',
-  /** 57P03 cannot_connect_now: no backend available for the route. */
-  CANNOT_CONNECT_NOW: '57P03',
-  /** 08006 connection_failure: the backend connection failed. */
-  CONNECTION_FAILURE: '08006',
-  /** 57P05 idle_session_timeout: closed after proxy.client_idle_timeout between transactions. */
-  IDLE_SESSION_TIMEOUT: '57P05',
-  /** XX000 internal_error: a bug in pgwarden; the session was cleaned up. */
-  INTERNAL_ERROR: 'XX000',
-  /** 53300 too_many_connections. */
-  TOO_MANY_CONNECTIONS: '53300',
 } as const;

@@ -11,7 +11,7 @@ export type ErrorSeverity = 'ERROR' | 'FATAL' | 'PANIC';
 
 export interface ErrorFields {
   severity: ErrorSeverity;
-  /** Five-character SQLSTATE, e.g. '57P03'. */
+  /** Five-character SQLSTATE, e.g. SqlState.CANNOT_CONNECT_NOW. */
   code: string;
   message: string;
   detail?: string;

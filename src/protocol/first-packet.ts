@@ -20,9 +20,9 @@ import {
   NEGOTIATION_REQUEST_SIZE,
   PROTOCOL_MAJOR,
   SSL_REQUEST_CODE,
-  SqlState,
   TLS_HANDSHAKE_RECORD,
 } from './constants';
+import { SqlState, type SqlStateCode } from '../errors';
 
 export { MAX_STARTUP_PACKET };
 
@@ -33,7 +33,7 @@ export type FirstPacket =
   | { kind: 'cancel'; size: 16; processId: number; secretKey: number }
   | { kind: 'startup'; size: number; protocolMajor: 3; protocolMinor: number; params: Record<string, string> }
   | { kind: 'direct-tls' }
-  | { kind: 'invalid'; reason: string; sqlstate: string };
+  | { kind: 'invalid'; reason: string; sqlstate: SqlStateCode };
 
 const INCOMPLETE: FirstPacket = Object.freeze({ kind: 'incomplete' });
 

@@ -18,13 +18,14 @@
  * error named 'error'. This reader keeps only the 5-byte header and the bodies of 'K', 'Z'
  * and 'E' (each bounded) and skips every other body without holding it.
  */
-import { BackendMessageType as T, SqlState } from './constants';
+import { BackendMessageType as T } from './constants';
+import { SqlState } from '../errors';
 
 export interface StartupEvents {
   onBackendKeyData(processId: number, secretKey: number): void;
   /** The first ReadyForQuery: startup finished, the session becomes a raw pipe. */
   onReadyForQuery(status: 'I' | 'T' | 'E'): void;
-  /** An ErrorResponse from the server during startup, or code '08P01' when the stream is malformed. */
+  /** An ErrorResponse from the server during startup, or SqlState.PROTOCOL_VIOLATION when the stream is malformed. */
   onError(fields: { severity?: string; code?: string; message?: string }): void;
 }
 

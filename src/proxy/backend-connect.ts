@@ -1,6 +1,7 @@
 // Opens the TCP connection from pgwarden to a backend, bounded by `connect_timeout`. Failures
 // are named by layer like the health checks (L4CON refused/reset, L4TOUT timeout) so a session
 // can report them and poke the backend's checker.
+import { PgwardenError } from '../errors';
 import type { FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { RelaySocket } from '../net/relay-socket';
@@ -15,11 +16,11 @@ import type { Clock } from '../health/types';
  */
 export const SESSION_KEEPALIVE: Omit<KeepaliveOptions, 'userTimeoutMs'> = { idleMs: 10_000, intervalMs: 1_000, count: 5 };
 
-export class BackendConnectError extends Error {
-  readonly code = 'PGW_BACKEND_CONNECT';
+/** Lives here, not in src/errors.ts, because it carries health's FailureLayer; its code is catalogued there. */
+export class BackendConnectError extends PgwardenError {
+  declare readonly code: 'PGW_BACKEND_CONNECT';
   constructor(readonly layer: FailureLayer, message: string) {
-    super(message);
-    this.name = 'BackendConnectError';
+    super('PGW_BACKEND_CONNECT', message);
   }
 }
 

@@ -1,8 +1,8 @@
 // Everything a Session needs from the rest of the proxy, as one narrow interface: the session
 // stays testable and never reaches into the App.
 import type { FailoverConfig, HealthConfig, ListenerConfig, ProxyConfig, TlsConfig } from '../config/types';
+import type { ErrorCode, RoutingError } from '../errors';
 import type { Router } from '../routing/router';
-import type { RoutingError } from '../routing/routing-error';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
@@ -57,8 +57,8 @@ export interface ListenerContext {
   onSlowAnswer(backend: string, ms: number): void;
   /** A session could not be routed (queue timeout, queue full …). */
   onRejected(err: RoutingError): void;
-  /** The client was sent an ErrorResponse and closed (bad packet, timeout …). */
-  onClientError(sqlstate: string, message: string): void;
+  /** The client was sent an ErrorResponse and closed (bad packet, timeout …); code PGW_CLIENT_ERROR unless given. */
+  onClientError(sqlstate: string, message: string, code?: ErrorCode): void;
   onSessionEnd(end: SessionEnd): void;
   /** The session reached its backend and is now a pipe. */
   onSessionStart(backend: string): void;

@@ -2,11 +2,11 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { errorResponse } from '../protocol/error-response';
+import { sqlStateOf, type ClientErrorCode } from '../errors';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
 import { adoptAccepted } from '../net/relay-socket';
 import { applyKeepalive } from '../net/keepalive';
-import { SqlState } from '../protocol/constants';
 import { IdleTimeout } from './idle-timeout';
 
 export class Listener {
@@ -75,13 +75,13 @@ export class Listener {
   private accept(socket: net.Socket): void {
     const max = this.ctx.listener.maxConnections;
     if (max > 0 && this.sessions.size >= max)
-      return this.refuse(socket, SqlState.TOO_MANY_CONNECTIONS, `too many client connections on listener ${this.name} (max_connections ${max})`);
+      return this.refuse(socket, 'PGW_TOO_MANY_CLIENTS', `too many client connections on listener ${this.name} (max_connections ${max})`);
     // Half-open capable so a client that sends half a startup packet and then FIN still gets a
     // proper 08P01 instead of a silent close.
     const client = adoptAccepted(socket, true);
     // Only a Node.js that keeps its socket handle somewhere other than `_handle` (see
     // adoptAccepted); the public API may still reach the client, so it gets the error.
-    if (!client) return this.refuse(socket, SqlState.INTERNAL_ERROR, 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
+    if (!client) return this.refuse(socket, 'PGW_INTERNAL', 'internal error: this Node.js cannot hand an accepted connection over to pgwarden');
     // A client that vanishes without a FIN (a laptop closed, a NAT that forgot the flow) must not
     // hold a server backend for hours: keepalive probes find it, TCP_USER_TIMEOUT bounds unacked data.
     const { clientKeepalive: k, clientUserTimeout } = this.ctx.proxy;
@@ -100,11 +100,12 @@ export class Listener {
   };
 
   /** A FATAL ErrorResponse to a connection that gets no session, then the close. */
-  private refuse(socket: net.Socket, code: string, message: string): void {
+  private refuse(socket: net.Socket, code: ClientErrorCode, message: string): void {
+    const sqlstate = sqlStateOf(code);
     socket.on('error', () => socket.destroy());
     socket.resume(); // paused on connect; read (and discard) until the close
-    this.ctx.onClientError(code, message);
-    socket.end(errorResponse({ severity: 'FATAL', code, message }));
+    this.ctx.onClientError(sqlstate, message, code);
+    socket.end(errorResponse({ severity: 'FATAL', code: sqlstate, message }));
     // The one timer of a refused connection: it ends with the socket.
     const timer = this.ctx.clock.setTimeout(() => socket.destroy(), 1000);
     socket.once('close', () => timer.clear());

@@ -11,8 +11,7 @@
 import { errorResponse } from '../protocol/error-response';
 import { cancelKey } from '../protocol/cancel';
 import type { FirstPacket } from '../protocol/first-packet';
-import { SqlState } from '../protocol/constants';
-import { RoutingError } from '../routing/routing-error';
+import { SqlState, RoutingError } from '../errors';
 import type { BackendView } from '../routing/topology';
 import type { RelaySocket, SocketOwner } from '../net/relay-socket';
 import type { ListenerContext } from './listener-context';

@@ -6,7 +6,7 @@ import type { FailoverConfig, ListenerConfig } from '../config/types';
 import { Balancer } from './balancer';
 import { candidatesFor } from './candidates';
 import type { BackendView, Topology } from './topology';
-import { RoutingError } from './routing-error';
+import { RoutingError } from '../errors';
 
 /** Backends this session must skip right now (they just refused it); re-read at every wake. */
 export type ExcludeFn = () => ReadonlySet<string>;
@@ -66,12 +66,12 @@ export class Router {
   acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal | (() => AbortSignal)): Promise<BackendView> {
     const now = this.pickNow(exclude());
     if (now) return Promise.resolve(now);
-    if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
+    if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', 'pgwarden is shutting down'));
     if (this.queue.length >= this.failover.queueSize) {
       this.onDequeued?.(0, 'full');
       const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? '';
       return Promise.reject(
-        new RoutingError('PGW_QUEUE_FULL', '53300', `too many clients waiting on listener ${this.listener.name} (queue_size ${this.failover.queueSize}); ${reason}`),
+        new RoutingError('PGW_QUEUE_FULL', `too many clients waiting on listener ${this.listener.name} (queue_size ${this.failover.queueSize}); ${reason}`),
       );
     }
     const since = Date.now();
@@ -90,12 +90,12 @@ export class Router {
         timer: setTimeout(() => {
           this.remove(waiter);
           const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? `no backend available for listener ${this.listener.name}`;
-          waiter.reject(new RoutingError('PGW_QUEUE_TIMEOUT', '57P03', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
+          waiter.reject(new RoutingError('PGW_QUEUE_TIMEOUT', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
         }, Math.max(0, deadline - Date.now())),
       };
       waiter.timer.unref();
       (typeof signal === 'function' ? signal() : signal).addEventListener('abort', () => {
-        if (this.remove(waiter)) waiter.reject(new RoutingError('PGW_CLIENT_GONE', '08006', 'client disconnected while waiting'));
+        if (this.remove(waiter)) waiter.reject(new RoutingError('PGW_CLIENT_GONE', 'client disconnected while waiting'));
       }, { once: true });
       this.queue.push(waiter);
     });
@@ -107,7 +107,7 @@ export class Router {
     this.topology.off('change', this.onChange);
     for (const w of this.queue.splice(0)) {
       clearTimeout(w.timer);
-      w.reject(new RoutingError('PGW_SHUTTING_DOWN', '57P01', 'pgwarden is shutting down'));
+      w.reject(new RoutingError('PGW_SHUTTING_DOWN', 'pgwarden is shutting down'));
     }
   }
 

@@ -14,7 +14,7 @@ import { FanoutBudget, type CancelOutcome } from '../../src/proxy/cancel-forward
 import { Listener } from '../../src/proxy/listener';
 import type { ListenerContext, SessionEnd } from '../../src/proxy/listener-context';
 import type { BackendConnectError } from '../../src/proxy/backend-connect';
-import type { RoutingError } from '../../src/routing/routing-error';
+import type { RoutingError } from '../../src/errors';
 import { realClock } from '../../src/health/clock';
 import type { Clock } from '../../src/health/types';
 

@@ -7,10 +7,10 @@ import {
   MSG_ERROR_RESPONSE,
   MSG_READY_FOR_QUERY,
   MessageReader,
-  ProtocolError,
   readDataRow,
   readErrorResponse,
 } from '../../src/health/check-reply';
+import { CheckProtocolError } from '../../src/errors';
 
 function message(type: string, body: Buffer): Buffer {
   const head = Buffer.alloc(5);
@@ -97,11 +97,11 @@ t.test('impossible or huge lengths are refused, not buffered', async (t) => {
     return b;
   };
   for (const length of [0, 3, -1, MAX_MESSAGE_BYTES + 1]) {
-    t.throws(() => new MessageReader().feed(bad(length), () => {}), ProtocolError, `length ${length}`);
+    t.throws(() => new MessageReader().feed(bad(length), () => {}), CheckProtocolError, `length ${length}`);
   }
 });
 
 t.test('a truncated DataRow is a protocol error', async (t) => {
   const row = dataRow(['t', 'abc']);
-  t.throws(() => readDataRow(row, 5, row.length - 1), ProtocolError);
+  t.throws(() => readDataRow(row, 5, row.length - 1), CheckProtocolError);
 });

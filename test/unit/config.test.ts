@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { describeConfig } from '../../src/config/describe';
 import { didYouMean } from '../../src/config/did-you-mean';
-import { ConfigError, type ConfigProblem } from '../../src/config/errors';
+import { ConfigError, type ConfigProblem } from '../../src/errors';
 import { loadConfigFile, parseConfig } from '../../src/config/load';
 import { CONFIG_KEYS } from '../../src/config/schema';
 import type { Config } from '../../src/config/types';

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ConfigValueError } from '../../src/config/errors';
+import { ConfigValueError } from '../../src/errors';
 import { formatDuration, formatSize, parseDuration, parseFraction, parsePercent, parseReplicaLag, parseSize } from '../../src/config/units';
 
 /** Runs `fn` and returns the ConfigValueError it throws (fails the test when it does not). */
