@@ -2,8 +2,9 @@
 // Listener per listener, the cancel registry, the event bus and timeline, and the operator's
 // controls (AdminController). `start()` binds, `stop()` drains, `reload()` applies a new config.
 import type { Config, BackendConfig, ListenerConfig } from './config/types';
-import type { AdminController, AdminState, ReloadResult, StatusSnapshot, SwitchoverResult } from './admin/controller';
-import { UnknownBackendError } from './admin/controller';
+import type { AdminController, ReloadResult, SwitchoverResult } from './admin/controller';
+import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
+import { UnknownBackendError } from './unknown-backend-error';
 import { HealthChecker } from './health/checker';
 import { postgresProbe } from './health/postgres-probe';
 import { tcpProbe } from './health/tcp-probe';
@@ -25,7 +26,7 @@ import { runSwitchover } from './control/switchover';
 import { PrimaryLoss } from './control/primary-loss';
 import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
-import type { HostStatus } from './admin/controller';
+import type { HostStatus } from './host/status';
 import { setKeepaliveWarningSink } from './net/keepalive';
 import { QuietGc, keepYoungGenerationSmall } from './control/quiet-gc';
 

@@ -2,7 +2,7 @@
 // the error a server or pgwarden sends to an idle session, hold a replica's WAL replay back.
 import type { Client } from 'pg';
 import type { PgCluster, PgNode } from '../../src/pg/cluster';
-import type { RecentEvent } from '../../src/admin/controller';
+import type { RecentEvent } from '../../src/events';
 import { childPids, processAlive, readPostmasterPid } from '../../src/pg/run';
 import { connect, waitFor, type RunningProxy } from './proxy';
 
