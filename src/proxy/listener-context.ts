@@ -6,7 +6,7 @@ import type { RoutingError } from '../routing/routing-error';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
-import type { CloseReason } from './session';
+import type { CloseReason } from './close-reason';
 
 export interface SessionEnd {
   backend?: string;

@@ -15,8 +15,7 @@ import type { ListenerContext } from './listener-context';
 import { RecentFailures } from './recent-failures';
 import { FrameTracker } from '../protocol/frame-tracker';
 import type { RelaySocket, SocketOwner } from '../net/relay-socket';
-
-export type CloseReason = 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced';
+import type { CloseReason } from './close-reason';
 
 /** Why a session drops a backend that has not answered: the server failed, or pgwarden closed it. */
 type GiveUpCause = { layer: 'L4CON' | 'L7TOUT'; what: string } | { closedBy: CloseReason };
