@@ -7,7 +7,7 @@ import { AdminServer } from '../admin/server';
 import { renderStatusPage } from '../admin/status-page';
 import { HostSampler } from '../host/sampler';
 import { AgentChecker } from '../health/agent-check';
-import type { AgentAdminWord, AgentHealthWord } from '../agent/report';
+import type { AgentAdminWord, AgentHealthWord } from '../protocol/agent-reply';
 
 export interface Observability {
   readonly admin?: AdminServer;
