@@ -15,7 +15,7 @@ import { AgentChecker, MAX_AGENT_LINE_BYTES, type AgentReport } from '../../src/
 import { FakeClock } from '../../src/health/clock';
 import { HostSampler, type HostSample } from '../../src/host/sampler';
 import type { HostThresholds } from '../../src/host/thresholds';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 
 const log = pino({ level: 'silent' });
 

@@ -1,3 +1,7 @@
+// The cluster harness (src/harness/): real PostgreSQL servers started and removed on this
+// machine for `pgwarden demo`, the tests and the benchmarks. It is not part of the proxy: only
+// the CLI's demo command (src/demo.ts), tests and benches import it (test/unit/layers.test.ts).
+//
 // A real PostgreSQL streaming-replication cluster on this machine, for integration tests, the
 // `pgwarden demo` command and the benchmarks: initdb for the primary, pg_basebackup -R for each
 // replica, pg_ctl for everything that starts, stops or promotes a server. Never a mock.
