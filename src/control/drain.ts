@@ -41,7 +41,7 @@ export async function drainAtBoundaries(o: DrainOptions): Promise<DrainResult> {
     closedIdle += idle.sweep(o.sessions(), (s) => s.closeAtBoundary('57P01', o.idleMessage, o.reason));
     await sleep(Math.min(o.pollMs, Math.max(1, deadline - Date.now())));
   }
-  const left = o.sessions();
+  const left = [...o.sessions()];
   let closedInTransaction = 0;
   for (const s of left) {
     // A session still logging in has no transaction yet: it counts as idle.
@@ -57,6 +57,9 @@ export function closeSessions(sessions: Iterable<Session>, reason: CloseReason, 
   for (const s of sessions) s.closeAtBoundary(sqlstate, message, reason);
 }
 
+// A ref'd timer on purpose: the caller awaits the drain, and an unref'd pause would let the
+// process exit in the middle of it when nothing else holds the event loop. It never outlives
+// the deadline.
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+  return new Promise((r) => setTimeout(r, ms));
 }
