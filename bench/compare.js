@@ -15,9 +15,9 @@ const { writeFileSync, mkdtempSync, rmSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { PgCluster } = require('../dist/pg/cluster');
-const { findPgBinDir } = require('../dist/pg/binaries');
-const { freePort } = require('../dist/pg/ports');
+const { PgCluster } = require('../dist/harness/cluster');
+const { findPgBinDir } = require('../dist/harness/binaries');
+const { freePort } = require('../dist/harness/ports');
 const { cpuSeconds } = require('./lib/perf-proc');
 
 const { values: opts } = parseArgs({

@@ -24,8 +24,8 @@ const { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { PgCluster } = require('../dist/pg/cluster');
-const { findPgBinDir } = require('../dist/pg/binaries');
+const { PgCluster } = require('../dist/harness/cluster');
+const { findPgBinDir } = require('../dist/harness/binaries');
 const { killAllSync, sleep, waitUntil } = require('./lib/failover-procs');
 const { startHaproxy, startPgwarden, haproxyVersion } = require('./lib/failover-targets');
 const { CREATE_TABLE, WriteLoop } = require('./lib/failover-writer');

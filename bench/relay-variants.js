@@ -200,9 +200,9 @@ function serveHaproxy(port, pgPort) {
 async function drive() {
   const { spawn, execFileSync } = require('node:child_process');
   const path = require('node:path');
-  const { PgCluster } = require('../dist/pg/cluster');
-  const { findPgBinDir } = require('../dist/pg/binaries');
-  const { freePort } = require('../dist/pg/ports');
+  const { PgCluster } = require('../dist/harness/cluster');
+  const { findPgBinDir } = require('../dist/harness/binaries');
+  const { freePort } = require('../dist/harness/ports');
   const { treeCpuSeconds: cpuSeconds, waitForPort } = require('./lib/perf-proc');
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);

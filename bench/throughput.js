@@ -10,9 +10,9 @@ const { mkdtempSync, writeFileSync, rmSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs, promisify } = require('node:util');
-const { PgCluster } = require('../dist/pg/cluster');
-const { findPgBinDir } = require('../dist/pg/binaries');
-const { freePort } = require('../dist/pg/ports');
+const { PgCluster } = require('../dist/harness/cluster');
+const { findPgBinDir } = require('../dist/harness/binaries');
+const { freePort } = require('../dist/harness/ports');
 
 const { values } = parseArgs({
   options: {

@@ -1,9 +1,13 @@
 // Wires one running pgwarden: a Topology fed by one HealthChecker per backend, one Router and
 // Listener per listener, the cancel registry, the event bus and timeline, and the operator's
-// controls (AdminController). `start()` binds, `stop()` drains, `reload()` applies a new config.
+// controls (AdminController). `start()` binds, `stop()` drains. What happens when the cluster
+// changes is in control/reactions.ts, `reload()` in control/reload.ts, the drain that stop()
+// and a switchover share in control/drain.ts, and how sessions are reported in
+// control/session-reporting.ts.
 import type { Config, BackendConfig, ListenerConfig } from './config/types';
-import type { AdminController, AdminState, ReloadResult, StatusSnapshot, SwitchoverResult } from './admin/controller';
-import { ConfigError, SqlState, UnknownBackendError } from './errors';
+import type { AdminController, ReloadResult, SwitchoverResult } from './admin/controller';
+import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
+import { SqlState, UnknownBackendError } from './errors';
 import { HealthChecker } from './health/checker';
 import { postgresProbe } from './health/postgres-probe';
 import { tcpProbe } from './health/tcp-probe';
@@ -12,22 +16,25 @@ import type { Logger } from './logger';
 import { Bus } from './events';
 import { Timeline } from './control/timeline';
 import { buildStatus } from './control/status';
-import { diffConfig } from './control/config-diff';
-import { Topology, type StateChange } from './routing/topology';
+import { Topology } from './routing/topology';
 import { Router } from './routing/router';
 import { CancelRegistry, sendCancel, type CancelTarget } from './proxy/cancel-registry';
 import { Listener } from './proxy/listener';
 import type { ListenerContext } from './proxy/listener-context';
-import type { CloseReason, Session } from './proxy/session';
+import type { Session } from './proxy/session';
 import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
 import { PrimaryLoss } from './control/primary-loss';
-import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
-import type { HostStatus } from './admin/controller';
+import type { HostStatus } from './host/status';
 import { setKeepaliveWarningSink } from './net/keepalive';
 import { QuietGc, keepYoungGenerationSmall } from './control/quiet-gc';
+import type { ControlContext } from './control/context';
+import { applyAgentReport, reactToTopology } from './control/reactions';
+import { reload, type Reloadable } from './control/reload';
+import { closeSessions, drainAtBoundaries } from './control/drain';
+import { sessionReporting } from './control/session-reporting';
 import { realClock } from './health/clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
 
@@ -38,12 +45,14 @@ export interface AppOptions {
   loadConfig?: () => Config;
 }
 
-export class App implements AdminController {
+export class App implements AdminController, ControlContext, Reloadable {
   readonly bus = new Bus();
   readonly topology: Topology;
   readonly timeline: Timeline;
   readonly checkers = new Map<string, HealthChecker>();
   readonly listeners: Listener[] = [];
+  /** Listeners removed by a reload whose sessions have not ended yet. */
+  readonly retired = new Set<Listener>();
   private readonly cancels = new CancelRegistry();
   private readonly startedAt = new Date();
   private readonly quietGc = new QuietGc(5_000, (sessions, ms) =>
@@ -51,10 +60,10 @@ export class App implements AdminController {
   );
   private stopping?: Promise<void>;
   /** Latest host sample (set by the host sampler). */
-  hostStatus?: HostStatus;
+  private hostStatus?: HostStatus;
   private observability?: Observability;
   /** Agent reports per backend, for the status page (set by the agent wiring). */
-  readonly agentReports = new Map<string, { at: number; reachable: boolean; raw?: string }>();
+  private readonly agentReports = new Map<string, { at: number; reachable: boolean; raw?: string }>();
 
   hooks: HookRunner;
   private switching?: Promise<SwitchoverResult>;
@@ -82,12 +91,7 @@ export class App implements AdminController {
       endpoint: (n) => this.endpoint(n),
       switching: () => this.switching !== undefined,
     });
-    this.topology.on('state', (c: StateChange) => this.onBackendState(c));
-    this.topology.on('primary', (p: { from?: string; to?: string }) => this.onPrimary(p));
-    this.topology.on('fenced', (f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }) => this.onFenced(f));
-    this.topology.on('unfenced', (f: { backend: string; reason: string }) =>
-      this.timeline.add('info', 'backend.unfenced', `backend ${f.backend} is no longer fenced: ${f.reason}`, { backend: f.backend }),
-    );
+    reactToTopology(this, this.primaryLoss);
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
   }
@@ -97,7 +101,15 @@ export class App implements AdminController {
     for (const c of this.checkers.values()) c.start();
     try {
       for (const l of this.listeners) await l.listen();
-      this.observability = await startObservability(this);
+      this.observability = await startObservability({
+        config: this.config,
+        log: this.log,
+        bus: this.bus,
+        controller: this,
+        onHostSample: (s) => (this.hostStatus = s),
+        agentReports: this.agentReports,
+        applyAgentReport: (backend, r, previous, raw) => applyAgentReport(this, backend, r, previous, raw),
+      });
       this.quietGc.started();
     } catch (e) {
       await this.stop(0);
@@ -109,20 +121,6 @@ export class App implements AdminController {
   /** The admin API's bound address, when it runs. */
   adminAddress(): { address: string; port: number } | undefined {
     return this.observability?.admin?.address();
-  }
-
-  /**
-   * An agent's report (already combined per HAProxy rules): state and weight apply to routing;
-   * an agent saying down or maint closes the backend's sessions like a failed health check.
-   */
-  applyAgentReport(backend: string, r: { state: 'up' | 'drain' | 'down' | 'maint'; weightPercent?: number }, previous: string, raw: string): void {
-    this.topology.setAgent(backend, r);
-    if (r.state === previous) return;
-    const level = r.state === 'up' ? 'info' : 'warn';
-    this.timeline.add(level, `agent.${r.state}`, `agent on ${backend} reports ${raw.trim() || r.state}`, { backend, state: r.state, weightPercent: r.weightPercent });
-    if ((r.state === 'down' || r.state === 'maint') && this.config.failover.onDown === 'shutdown-sessions') {
-      this.closeSessions(backend, r.state === 'down' ? 'down' : 'maint', SqlState.ADMIN_SHUTDOWN, `terminating connection: the agent on ${backend} reports ${r.state}; reconnect to continue`);
-    }
   }
 
   listener(name: string): Listener {
@@ -169,7 +167,7 @@ export class App implements AdminController {
     const what = { ready: 'ready: takes new sessions', drain: 'draining: no new sessions, existing ones stay', maint: 'in maintenance: no traffic, sessions closed' }[state];
     this.timeline.add('info', `backend.${state}`, `backend ${backend} ${what}`, { backend, from, to: state });
     if (state === 'maint') {
-      this.closeSessions(backend, 'maint', SqlState.ADMIN_SHUTDOWN, `terminating connection: pgwarden put server ${backend} in maintenance; reconnect to continue`);
+      closeSessions(this.sessions(backend), 'maint', SqlState.ADMIN_SHUTDOWN, `terminating connection: pgwarden put server ${backend} in maintenance; reconnect to continue`);
     }
   }
 
@@ -207,33 +205,13 @@ export class App implements AdminController {
     }
   }
 
-  private endpoint(name: string | undefined): Endpoint | undefined {
+  endpoint(name: string | undefined): Endpoint | undefined {
     const v = name === undefined ? undefined : this.topology.get(name);
     return v ? { name: v.name, host: v.config.host, port: v.config.port } : undefined;
   }
 
-  async reload(): Promise<ReloadResult> {
-    if (!this.opts.loadConfig) return { ok: false, error: 'no config file to reload (pgwarden was started without --config)' };
-    let next: Config;
-    try {
-      next = this.opts.loadConfig();
-    } catch (e) {
-      const error = e instanceof ConfigError ? e.format() : (e as Error).message;
-      this.timeline.add('error', 'config.reload', 'reload rejected: the running config stays', { ok: false, error });
-      this.bus.emit('config.reload', { ok: false, changes: [], error });
-      return { ok: false, error };
-    }
-    try {
-      const changes = await this.applyConfig(next);
-      this.timeline.add('info', 'config.reload', changes.length ? `reloaded: ${changes.join('; ')}` : 'reloaded: no changes', { ok: true, changes });
-      this.bus.emit('config.reload', { ok: true, changes });
-      return { ok: true, changes };
-    } catch (e) {
-      const error = (e as Error).message;
-      this.timeline.add('error', 'config.reload', `reload failed: ${error}`, { ok: false, error });
-      this.bus.emit('config.reload', { ok: false, changes: [], error });
-      return { ok: false, error };
-    }
+  reload(): Promise<ReloadResult> {
+    return reload(this, this.opts.loadConfig);
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
@@ -248,76 +226,20 @@ export class App implements AdminController {
     // Stopping is not a failover: no promotion, no urgent checks from here on.
     this.primaryLoss.close();
     await Promise.all(this.listeners.map((l) => l.stopAccepting()));
-    const open = () => this.sessions().length;
-    const deadline = Date.now() + timeoutMs;
-    if (open() > 0) this.log.info({ event: 'shutdown.draining', sessions: open(), timeoutMs }, 'waiting for sessions to finish');
-    const idle = new IdleCloser();
+    const open = this.sessions().length;
+    if (open > 0) this.log.info({ event: 'shutdown.draining', sessions: open, timeoutMs }, 'waiting for sessions to finish');
     const bye = 'terminating connection: pgwarden is shutting down';
-    while (open() > 0 && Date.now() < deadline) {
-      idle.sweep(this.sessions(), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'shutdown'));
-      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
-    }
-    const left = open();
-    for (const s of this.sessions()) s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'shutdown');
-    if (left > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: left }, 'closed sessions still open at shutdown_timeout');
+    const { leftAtDeadline } = await drainAtBoundaries({ sessions: () => this.sessions(), timeoutMs, pollMs: 100, reason: 'shutdown', idleMessage: bye, timeoutMessage: bye });
+    if (leftAtDeadline > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: leftAtDeadline }, 'closed sessions still open at shutdown_timeout');
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
     await this.observability?.close();
     await this.hooks.close();
   }
 
-  // ---- events ------------------------------------------------------------------------------
+  // ---- construction (also used by reload) ----------------------------------------------------
 
-  private onBackendState(c: StateChange): void {
-    const v = this.topology.get(c.backend);
-    const detectionMs = c.to === 'down' && v?.firstFailureAt !== undefined ? Math.max(0, Date.now() - v.firstFailureAt) : undefined;
-    this.bus.emit('backend.state', { backend: c.backend, from: c.from, to: c.to, ...(detectionMs !== undefined && { detectionMs }) });
-    if (c.to === 'down') {
-      this.timeline.add('warn', 'backend.down', `backend ${c.backend} is down${c.reason ? `: ${c.reason}` : ''}`, { backend: c.backend, from: c.from, to: c.to, role: c.role, reason: c.reason });
-      if (c.from !== 'init') void this.hooks.run('on_backend_down', { backend: this.endpoint(c.backend) });
-      if (this.config.failover.onDown === 'shutdown-sessions') {
-        this.closeSessions(c.backend, 'down', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${c.backend} failed (${c.reason ?? 'health check failed'}); pgwarden is switching, reconnect to continue`);
-      }
-    } else if (c.to === 'up') {
-      this.timeline.add('info', 'backend.up', `backend ${c.backend} is up (${c.role ?? 'role unknown'})`, { backend: c.backend, from: c.from, to: c.to, role: c.role });
-      if (c.from !== 'init') void this.hooks.run('on_backend_up', { backend: this.endpoint(c.backend) });
-    }
-  }
-
-  private onPrimary(p: { from?: string; to?: string }): void {
-    this.bus.emit('primary.changed', p);
-    this.primaryLoss.onPrimary(p);
-    const split = this.topology.splitBrainMembers();
-    if (split.length > 1) {
-      this.timeline.add('error', 'primary.split_brain', `split brain: ${split.join(', ')} all report primary; writes are held`, { backends: split });
-    } else if (p.to) {
-      this.timeline.add('info', 'primary.changed', p.from ? `primary changed from ${p.from} to ${p.to}` : `primary is ${p.to}`, { from: p.from, to: p.to, backend: p.to });
-    } else {
-      this.timeline.add('warn', 'primary.lost', `no primary${p.from ? ` (was ${p.from})` : ''}; new write sessions wait`, { from: p.from });
-    }
-  }
-
-  private onFenced(f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }): void {
-    const v = this.topology.get(f.backend);
-    this.timeline.add(
-      'error',
-      'backend.fenced',
-      `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${f.backend} is fenced until it is back in recovery or cleared with \`pgwarden ready ${f.backend}\``,
-      { backend: f.backend, keep: f.keep },
-    );
-    this.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
-    this.closeSessions(f.backend, 'fenced', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
-    if (v) void this.hooks.run('on_fence', { backend: this.endpoint(f.backend), newPrimary: this.endpoint(f.keep) });
-  }
-
-  /** Close the sessions of one backend: at a message boundary with a FATAL when possible. */
-  private closeSessions(backend: string, reason: CloseReason, sqlstate: string, message: string): void {
-    for (const s of this.sessions(backend)) s.closeAtBoundary(sqlstate, message, reason);
-  }
-
-  // ---- construction ------------------------------------------------------------------------
-
-  private makeChecker(b: BackendConfig): HealthChecker {
+  makeChecker(b: BackendConfig): HealthChecker {
     const h = this.config.health;
     let checker: HealthChecker | undefined;
     const probe: Probe =
@@ -335,13 +257,12 @@ export class App implements AdminController {
     return checker;
   }
 
-  private makeListener(l: ListenerConfig): Listener {
+  makeListener(l: ListenerConfig): Listener {
     return new Listener(this.makeContext(l), this.log);
   }
 
   private makeContext(l: ListenerConfig): ListenerContext {
     const app = this;
-    const log = this.log;
     const router = new Router(l, this.topology, () => this.config.failover, undefined, (waitMs, outcome) =>
       this.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
     );
@@ -364,44 +285,15 @@ export class App implements AdminController {
         return app.config.health;
       },
       clock: realClock,
-      log,
+      log: this.log,
       fanout: new FanoutBudget(this.config.proxy.unknownCancelRate, this.config.proxy.unknownCancelRate, realClock),
-      onCancel: (outcome) => {
-        if (outcome === 'dropped') log.debug({ event: 'cancel.dropped', listener: l.name }, 'a CancelRequest with an unknown key was dropped: unknown_cancel_rate reached');
-        this.bus.emit('cancel.forwarded', { listener: l.name, outcome });
-      },
-      onInternalError: (err) => log.error({ event: 'session.internal_error', listener: l.name, err }, `internal error in a session, which was closed: ${err.message}`),
-      onConnectFailure: (backend, err) => {
-        log.warn({ event: 'backend.connect_failed', listener: l.name, backend, layer: err.layer, err: err.message }, `connect to ${backend} failed; trying the next candidate`);
-        this.checkers.get(backend)?.poke(`session connect failed: ${err.message}`);
-      },
-      onRedispatch: (backend, reason) =>
-        log.info({ event: 'session.redispatched', listener: l.name, backend, reason }, `a session waiting for ${backend} to answer goes back to routing: pgwarden closed it (${reason})`),
-      onSlowAnswer: (backend, ms) => {
-        // Debug only: in a connection storm every new session of a busy server gets here.
-        log.debug({ event: 'backend.slow_answer', listener: l.name, backend }, `${backend} accepted a connection and has not answered within ${ms} ms; checking it now`);
-        this.checkers.get(backend)?.poke(`session startup unanswered for ${ms} ms`);
-      },
-      onRejected: (err) => {
-        if (err.code === 'PGW_CLIENT_GONE') return;
-        log.warn({ event: 'session.rejected', listener: l.name, code: err.code, sqlstate: err.sqlstate }, err.message);
-        this.bus.emit('session.rejected', { listener: l.name, sqlstate: err.sqlstate, code: err.code });
-      },
-      onClientError: (sqlstate, message, code = 'PGW_CLIENT_ERROR') => {
-        log.info({ event: 'session.error', listener: l.name, sqlstate, code }, message);
-        this.bus.emit('session.rejected', { listener: l.name, sqlstate, code });
-      },
-      onSessionStart: (backend) => {
-        this.quietGc.sessionOpened();
-        this.bus.emit('session.start', { listener: l.name, backend });
-      },
-      onSessionEnd: (end) => {
-        this.quietGc.sessionClosed();
-        log.info({ event: 'session.end', listener: l.name, ...end }, `session closed: ${end.cause}${end.reason ? ` (${end.reason})` : ''}`);
-        this.bus.emit('session.end', { listener: l.name, backend: end.backend, cause: end.cause, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
-      },
-      onClosedByProxy: (backend, reason, inTransaction) =>
-        this.bus.emit('session.closed_by_proxy', { listener: l.name, backend, reason, inTransaction }),
+      ...sessionReporting(l.name, {
+        log: this.log,
+        bus: this.bus,
+        poke: (backend, reason) => this.checkers.get(backend)?.poke(reason),
+        sessionOpened: () => this.quietGc.sessionOpened(),
+        sessionClosed: () => this.quietGc.sessionClosed(),
+      }),
       cancelTargets: () => this.cancelTargets(l),
       sendCancel: (host, port, packet) => sendCancel(host, port, packet, this.config.proxy.connectTimeout),
     };
@@ -421,98 +313,8 @@ export class App implements AdminController {
       .map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port }));
   }
 
-  private logListenerReady(l: Listener): void {
+  logListenerReady(l: Listener): void {
     const a = l.address();
     this.log.info({ event: 'listener.ready', listener: l.name, address: `${a.address}:${a.port}` }, `listener ${l.name} on ${a.address}:${a.port}`);
   }
-
-  // ---- reload ------------------------------------------------------------------------------
-
-  /**
-   * Apply a validated config: unchanged backends and their sessions are untouched; a removed
-   * backend gets no new sessions and is forgotten once its sessions end; a changed listener is
-   * rebound (its existing sessions continue on the old socket until they end).
-   */
-  private async applyConfig(next: Config): Promise<string[]> {
-    const diff = diffConfig(this.config, next);
-    // Bind new listeners (and changed ones on a new address) first: if an address is taken,
-    // nothing has changed yet and the running config stays.
-    const fresh: Listener[] = [];
-    const rebind = diff.listeners.changed.filter((l) => {
-      const old = this.listeners.find((x) => x.name === l.name)!;
-      return old.config.host !== l.host || old.config.port !== l.port;
-    });
-    const prev = this.config;
-    this.config = next;
-    try {
-      for (const l of [...diff.listeners.added, ...rebind]) {
-        const listener = this.makeListener(l);
-        fresh.push(listener);
-        await listener.listen();
-      }
-    } catch (e) {
-      this.config = prev;
-      for (const l of fresh) await l.stopAccepting();
-      throw e;
-    }
-    for (const l of diff.listeners.changed) if (!rebind.includes(l)) this.listeners.find((x) => x.name === l.name)!.reconfigure(l);
-    for (const l of this.listeners) l.proxySettingsChanged();
-    for (const name of [...diff.listeners.removed, ...rebind.map((l) => l.name)]) {
-      const i = this.listeners.findIndex((x) => x.name === name);
-      if (i < 0) continue;
-      const [old] = this.listeners.splice(i, 1);
-      void old.stopAccepting();
-      // Its sessions continue and close on their own; keep them visible until then.
-      if (old.sessions.size > 0) this.retired.add(old);
-    }
-    for (const l of fresh) {
-      this.listeners.push(l);
-      this.logListenerReady(l);
-    }
-
-    for (const name of diff.backends.removed) {
-      this.checkers.get(name)?.stop();
-      this.checkers.delete(name);
-      this.topology.setAdminState(name, 'drain');
-      this.forgetWhenIdle(name);
-    }
-    for (const b of diff.backends.changed) {
-      const before = this.topology.get(b.name)?.config;
-      this.topology.replaceConfig(b);
-      if (before && (before.host !== b.host || before.port !== b.port)) {
-        this.closeSessions(b.name, 'reload', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${b.name} moved to ${b.host}:${b.port} (pgwarden config reload)`);
-      }
-    }
-    for (const b of diff.backends.added) this.topology.add(b);
-    // New hook lists apply to the next event; runs in progress finish under the old runner.
-    if (diff.summary.includes('hooks settings changed')) this.hooks = new HookRunner(next.hooks, { log: this.log, bus: this.bus });
-    // Checkers: restart those whose backend changed, all of them when health settings changed.
-    const restart = diff.health ? next.backends.map((b) => b.name) : [...diff.backends.changed, ...diff.backends.added].map((b) => b.name);
-    for (const name of restart) {
-      this.checkers.get(name)?.stop();
-      const b = next.backends.find((x) => x.name === name)!;
-      const c = this.makeChecker(b);
-      this.checkers.set(name, c);
-      c.start();
-    }
-    return diff.summary;
-  }
-
-  /** Listeners removed by a reload whose sessions have not ended yet. */
-  private readonly retired = new Set<Listener>();
-
-  private forgetWhenIdle(name: string): void {
-    const check = () => {
-      if (this.sessions(name).length > 0) return;
-      clearInterval(timer);
-      this.topology.remove(name);
-    };
-    const timer = setInterval(check, 500);
-    timer.unref();
-    check();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }

@@ -2,8 +2,8 @@
 // the PostgreSQL binaries on this machine, pgwarden in front of them, the psql commands to try,
 // and a clean stop on Ctrl-C / SIGTERM that removes every file it made.
 import { randomBytes } from 'node:crypto';
-import { PgCluster } from './pg/cluster';
-import { PgBinariesMissing, findPgBinDir } from './pg/binaries';
+import { PgCluster } from './harness/cluster';
+import { PgBinariesMissing, findPgBinDir } from './harness/binaries';
 import { parseConfig } from './config/load';
 import { createLogger } from './logger';
 import { App } from './app';

@@ -2,8 +2,19 @@
 // observers (metrics, the status timeline, hooks, logs) subscribe to. The core never imports an
 // observer; an observer never reaches into the core.
 import { EventEmitter } from 'node:events';
-import type { RecentEvent } from './admin/controller';
 import type { ProbeResult } from './health/types';
+
+/** One line of the status timeline (control/timeline.ts), also sent on the bus as 'timeline'. */
+export interface RecentEvent {
+  /** ISO time. */
+  time: string;
+  /** Event name shared by logs, metrics and the status timeline, e.g. backend.down. */
+  event: string;
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  backend?: string;
+  listener?: string;
+}
 
 export interface BusEvents {
   /** A session reached its backend (startup bytes forwarded). */

@@ -9,7 +9,7 @@ const { execFileSync } = require('node:child_process');
 const { writeFileSync } = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { freePort } = require('../../dist/pg/ports');
+const { freePort } = require('../../dist/harness/ports');
 const { spawnLogged, waitForPort, waitUntil } = require('./failover-procs');
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');

@@ -5,8 +5,8 @@
 const { execFileSync } = require('node:child_process');
 const { chmodSync, existsSync, writeFileSync } = require('node:fs');
 const path = require('node:path');
-const { freePort } = require('../../dist/pg/ports');
-const { isRoot, postgresUserIds } = require('../../dist/pg/run');
+const { freePort } = require('../../dist/harness/ports');
+const { isRoot, postgresUserIds } = require('../../dist/harness/run');
 const { hardFdLimit, spawnServer, waitForPort } = require('./perf-proc');
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');

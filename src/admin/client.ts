@@ -3,7 +3,7 @@
 // Exit codes: 0 done, 1 the API said no or could not be reached, 2 bad usage.
 import http from 'node:http';
 import type { Writable } from 'node:stream';
-import type { BackendStatus, StatusSnapshot } from './controller';
+import type { BackendStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { formatSize } from '../config/units';
 
 export type AdminVerb = 'status' | 'drain' | 'maint' | 'ready' | 'switchover' | 'reload';

@@ -5,7 +5,8 @@
 // Kubernetes probe or a load balancer can use pgwarden's view of the cluster:
 //   /primary → 200 when some backend is the primary, 503 otherwise;
 //   /replica → 200 when some backend is an up replica taking traffic within the lag limit.
-import type { AdminController, BackendStatus, StatusSnapshot } from './controller';
+import type { AdminController } from './controller';
+import type { BackendStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { ConfigValueError, UnknownBackendError, httpStatusOf, type AdminHttpCode } from '../errors';
 import { parseReplicaLag } from '../config/units';
 import type { Metrics } from '../metrics/metrics';

@@ -1,6 +1,6 @@
 // The live status page served at GET / of the admin port: one self-contained HTML document
 // (inline CSS and JS, no external assets, fonts or CDNs, so it works on an air-gapped host)
-// that polls /status (StatusSnapshot, src/admin/controller.ts) every second and draws it.
+// that polls /status (StatusSnapshot, src/routing/status-snapshot.ts) every second and draws it.
 // Server strings reach the DOM only through textContent/setAttribute, never innerHTML, so a
 // backend or message containing markup is shown as text. Cards carry data-backend,
 // data-state and data-admin-state for tests and scripts; timeline rows carry data-event.

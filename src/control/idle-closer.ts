@@ -1,8 +1,8 @@
 // Closes sessions at a transaction boundary without cutting a client between two statements:
 // a session is closed only when it was idle (ReadyForQuery 'I', nothing in flight) at the
 // previous sweep and still is with the same ReadyForQuery count — idle for a whole sweep period,
-// not in the microseconds before its next statement arrives. Used by the planned switchover and
-// by a graceful shutdown, each sweeping every POLL_MS.
+// not in the microseconds before its next statement arrives. Swept by drainAtBoundaries
+// (drain.ts), which the planned switchover and a graceful shutdown both run.
 import type { Session } from '../proxy/session';
 
 export class IdleCloser {

@@ -1,13 +1,32 @@
 // Starts what watches the running proxy from the side — Prometheus metrics, the admin HTTP API
 // with its status page, host sampling with thresholds, and agent checks — and returns one
 // disposer. Nothing here is on the session hot path.
-import type { App } from '../app';
+import type { AdminController } from '../admin/controller';
+import type { Config } from '../config/types';
+import type { Bus } from '../events';
+import type { HostStatus } from '../host/status';
+import type { Logger } from '../logger';
 import { Metrics } from '../metrics/metrics';
 import { AdminServer } from '../admin/server';
 import { renderStatusPage } from '../admin/status-page';
 import { HostSampler } from '../host/sampler';
 import { AgentChecker } from '../health/agent-check';
-import type { AgentAdminWord, AgentHealthWord } from '../agent/report';
+import type { AgentAdminWord, AgentHealthWord } from '../protocol/agent-reply';
+import type { AgentVerdict } from './reactions';
+
+/** What the observers need from the running proxy (App), without importing it. */
+export interface ObservedProxy {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly bus: Bus;
+  /** Steered by the admin API and read by the metrics gauges. */
+  readonly controller: AdminController;
+  /** Every host sample, for the status snapshot. */
+  onHostSample(sample: HostStatus): void;
+  /** Agent reports per backend, for the status page. */
+  readonly agentReports: Map<string, { at: number; reachable: boolean; raw?: string }>;
+  applyAgentReport(backend: string, r: AgentVerdict, previous: string, raw: string): void;
+}
 
 export interface Observability {
   readonly admin?: AdminServer;
@@ -16,23 +35,23 @@ export interface Observability {
   close(): Promise<void>;
 }
 
-export async function startObservability(app: App): Promise<Observability> {
-  const { config, log } = app;
-  const metrics = new Metrics(app.bus, app);
-  const host = new HostSampler({ interval: config.host.interval, thresholds: config.host.thresholds, bus: app.bus, log });
-  host.on('sample', (s) => (app.hostStatus = s));
+export async function startObservability(proxy: ObservedProxy): Promise<Observability> {
+  const { config, log } = proxy;
+  const metrics = new Metrics(proxy.bus, proxy.controller);
+  const host = new HostSampler({ interval: config.host.interval, thresholds: config.host.thresholds, bus: proxy.bus, log });
+  host.on('sample', (s) => proxy.onHostSample(s));
   // Host samples are read by the admin API (status, status page, /metrics) and by thresholds.
   // With neither configured nobody sees them: no worker thread, no wake-ups every interval.
   const thresholds = config.host.thresholds;
   if (config.admin || Object.values(thresholds ?? {}).some((v) => v !== undefined)) host.start();
-  const agents = startAgents(app);
+  const agents = startAgents(proxy);
   let admin: AdminServer | undefined;
   if (config.admin) {
     admin = new AdminServer({
       host: config.admin.host,
       port: config.admin.port,
       token: config.admin.token,
-      controller: app,
+      controller: proxy.controller,
       metrics,
       log,
       statusPage: renderStatusPage,
@@ -67,22 +86,22 @@ export async function startObservability(app: App): Promise<Observability> {
  * nothing; health words (up/down/…) and admin words (ready/drain/maint) are each sticky until the
  * agent says otherwise; a weight percentage scales the configured weight.
  */
-function startAgents(app: App): AgentChecker[] {
-  const agent = app.config.health.agent;
+function startAgents(proxy: ObservedProxy): AgentChecker[] {
+  const agent = proxy.config.health.agent;
   if (!agent) return [];
-  return app.config.backends.map((b) => {
-    const checker = new AgentChecker({ host: b.host, port: agent.port, interval: agent.interval, timeout: agent.timeout, log: app.log });
+  return proxy.config.backends.map((b) => {
+    const checker = new AgentChecker({ host: b.host, port: agent.port, interval: agent.interval, timeout: agent.timeout, log: proxy.log });
     let health: AgentHealthWord | undefined;
     let adminWord: AgentAdminWord | undefined;
     let last = 'up';
     checker.on('report', (r) => {
-      app.agentReports.set(b.name, { at: r.at, reachable: r.reachable, raw: r.raw ?? r.error });
+      proxy.agentReports.set(b.name, { at: r.at, reachable: r.reachable, raw: r.raw ?? r.error });
       if (!r.reply) return;
       health = r.reply.health ?? health;
       adminWord = r.reply.admin ?? adminWord;
       const state =
         adminWord === 'maint' ? 'maint' : health === 'down' || health === 'stopped' || health === 'fail' ? 'down' : adminWord === 'drain' ? 'drain' : 'up';
-      app.applyAgentReport(b.name, { state, weightPercent: r.reply.weightPercent }, last, r.raw ?? '');
+      proxy.applyAgentReport(b.name, { state, weightPercent: r.reply.weightPercent }, last, r.raw ?? '');
       last = state;
     });
     checker.start();

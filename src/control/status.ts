@@ -1,6 +1,8 @@
 // Builds the StatusSnapshot (GET /status, the status page, `pgwarden status`) from the live
 // topology and listeners. Read-only.
-import type { BackendStatus, HostStatus, ListenerStatus, RecentEvent, StatusSnapshot } from '../admin/controller';
+import type { RecentEvent } from '../events';
+import type { HostStatus } from '../host/status';
+import type { BackendStatus, ListenerStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { candidatesFor } from '../routing/candidates';
 import type { Topology } from '../routing/topology';
 import type { Listener } from '../proxy/listener';

@@ -14,8 +14,7 @@ import type { HealthConfig } from '../config/types';
 import type { Session } from '../proxy/session';
 import type { Topology } from '../routing/topology';
 import { currentWalLsn, promoteServer, replayLsn, type ServerAddress } from './admin-sql';
-import { IdleCloser } from './idle-closer';
-import { SqlState } from '../errors';
+import { drainAtBoundaries } from './drain';
 
 export interface SwitchoverDeps {
   topology: Topology;
@@ -53,20 +52,14 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
   let closedIdle = 0;
   let closedInTransaction = 0;
   try {
-    // Drain at transaction boundaries.
-    const deadline = Date.now() + deps.drainTimeout();
-    const idle = new IdleCloser();
-    const bye = `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`;
-    while (Date.now() < deadline && deps.sessionsOn(old.name).length > 0) {
-      closedIdle += idle.sweep(deps.sessionsOn(old.name), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, bye, 'switchover'));
-      await sleep(POLL_MS);
-    }
-    for (const s of deps.sessionsOn(old.name)) {
-      // A session still logging in has no transaction yet: it counts as idle.
-      if (s.isEstablished && (s.inTransaction || !s.isIdle)) closedInTransaction++;
-      else closedIdle++;
-      s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`, 'switchover');
-    }
+    ({ closedIdle, closedInTransaction } = await drainAtBoundaries({
+      sessions: () => deps.sessionsOn(old.name),
+      timeoutMs: deps.drainTimeout(),
+      pollMs: POLL_MS,
+      reason: 'switchover',
+      idleMessage: `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`,
+      timeoutMessage: `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`,
+    }));
     if (closedInTransaction > 0) deps.progress(`switchover: ${closedInTransaction} sessions were still busy at drain_timeout and were closed`);
 
     // Catch up: the target must have replayed everything the old primary wrote.

@@ -1,8 +1,7 @@
 // The recent-events timeline shown on the status page: every state change, failover step, hook
 // run and reload, newest last, bounded. Each entry is also one structured log line with the same
 // event name, and goes out on the bus for metrics and hooks.
-import type { RecentEvent } from '../admin/controller';
-import type { Bus } from '../events';
+import type { Bus, RecentEvent } from '../events';
 import type { Logger } from '../logger';
 
 const MAX_EVENTS = 200;

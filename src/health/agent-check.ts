@@ -12,7 +12,7 @@
 // every timer is kept, unref()'d and cleared by stop(); nothing throws into the caller.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { parseAgentReply, type ParsedReply } from '../agent/report';
+import { parseAgentReply, type ParsedReply } from '../protocol/agent-reply';
 import type { Logger } from '../logger';
 import { realClock } from './clock';
 import type { Clock } from './types';

@@ -1,7 +1,7 @@
 // The kept check connection after pg has opened and authenticated it. pg stays in charge of
 // connecting, TLS and authentication (trust, md5, SCRAM); once the server is ready for queries
 // the socket is taken from pg's parser and the check's one round trip runs on it directly: a
-// Query message prepared once, and the reply read with check-reply.ts. The session reports each
+// Query message prepared once, and the reply read with protocol/message-reader.ts. The session reports each
 // round trip once, and a loss between round trips (crash, shutdown, reset, keepalive timeout)
 // at once.
 import type net from 'node:net';
@@ -15,7 +15,7 @@ import {
   readDataRow,
   readErrorResponse,
   type ServerError,
-} from './check-reply';
+} from '../protocol/message-reader';
 
 export type RoundTrip =
   | { readonly kind: 'row'; readonly values: readonly (string | null)[] }

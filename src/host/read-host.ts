@@ -7,7 +7,7 @@
 import { readFile, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import si from 'systeminformation';
-import type { HostStatus } from '../admin/controller';
+import type { HostStatus } from './status';
 import { NetThroughput } from './net-throughput';
 
 export type HostSample = Omit<HostStatus, 'at' | 'alerts'>;

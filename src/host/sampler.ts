@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { HostStatus } from '../admin/controller';
+import type { HostStatus } from './status';
 import { readHost, type HostSample } from './read-host';
 import type { Bus } from '../events';
 import { realClock } from '../health/clock';

@@ -3,7 +3,8 @@
 // Every metric is declared once, in `declareMetrics` below (Envoy's "stats declared in one
 // list"). Two kinds of source feed them:
 // - gauges that describe the current view (backend state, lag, sessions, queue) are computed at
-//   scrape time from AdminController.status() in a `collect()` callback, so they can never
+//   scrape time from the running proxy's status() (MetricsSource below: the App, read through
+//   the part of its MetricsView the gauges need) in a `collect()` callback, so they can never
 //   drift from what /status says;
 // - counters and histograms are fed by events on the Bus as they happen.
 //
@@ -13,11 +14,51 @@
 // 1 for the current one and 0 for the others, so `pgwarden_backend_state{state="down"} == 1`
 // is an alert rule and no numeric code has to be looked up.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AdminController, BackendStatus, StatusSnapshot } from '../admin/controller';
 import type { Bus, BusEvents } from '../events';
+import type { HostStatus } from '../host/status';
 
-const BACKEND_STATES: readonly BackendStatus['state'][] = ['init', 'up', 'down'];
-const ADMIN_STATES: readonly BackendStatus['adminState'][] = ['ready', 'drain', 'maint'];
+/**
+ * What the gauges read at scrape time: the part of the status snapshot
+ * (routing/status-snapshot.ts, MetricsView) that metrics shows. Declared here so metrics
+ * depends on nothing above it; a MetricsView is one, structurally.
+ */
+export interface MetricsView {
+  primary?: string;
+  backends: readonly BackendReading[];
+  listeners: readonly ListenerReading[];
+  host?: HostStatus;
+}
+
+export interface BackendReading {
+  name: string;
+  state: 'init' | 'up' | 'down';
+  adminState: 'ready' | 'drain' | 'maint';
+  role?: 'primary' | 'replica';
+  isPrimary: boolean;
+  fenced: boolean;
+  transitional: boolean;
+  lagBytes?: number;
+  lagSeconds?: number;
+  weight: number;
+  effectiveWeight: number;
+  sessions: number;
+  lastCheck?: { ok: boolean };
+}
+
+export interface ListenerReading {
+  name: string;
+  sessions: number;
+  queued: number;
+  hasCandidate: boolean;
+}
+
+/** The running proxy, as metrics sees it. */
+export interface MetricsSource {
+  status(): MetricsView;
+}
+
+const BACKEND_STATES: readonly BackendReading['state'][] = ['init', 'up', 'down'];
+const ADMIN_STATES: readonly BackendReading['adminState'][] = ['ready', 'drain', 'maint'];
 /** `unknown` until the first successful check tells the role. */
 const ROLES = ['primary', 'replica', 'unknown'] as const;
 
@@ -29,10 +70,10 @@ const SWITCHOVER_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
 const HOOK_BUCKETS = [0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
 
 /** The whole list. `snap` returns the status snapshot of the scrape in progress. */
-function declareMetrics(registry: Registry, snap: () => StatusSnapshot) {
+function declareMetrics(registry: Registry, snap: () => MetricsView) {
   const registers = [registry];
   /** A gauge recomputed from the snapshot at every scrape; reset first so removed backends vanish. */
-  function viewGauge<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (g: Gauge<L>, s: StatusSnapshot) => void): Gauge<L> {
+  function viewGauge<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (g: Gauge<L>, s: MetricsView) => void): Gauge<L> {
     return new Gauge<L>({
       name,
       help,
@@ -44,7 +85,7 @@ function declareMetrics(registry: Registry, snap: () => StatusSnapshot) {
       },
     });
   }
-  const perBackend = (name: string, help: string, value: (b: BackendStatus) => number | undefined) =>
+  const perBackend = (name: string, help: string, value: (b: BackendReading) => number | undefined) =>
     viewGauge(name, help, ['backend'], (g, s) => {
       for (const b of s.backends) {
         const v = value(b);
@@ -135,10 +176,10 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly m: MetricSet;
   private readonly handlers: Handlers;
-  private snapshot?: StatusSnapshot;
+  private snapshot?: MetricsView;
   private closed = false;
 
-  constructor(private readonly bus: Bus, private readonly controller: AdminController) {
+  constructor(private readonly bus: Bus, private readonly source: MetricsSource) {
     this.m = declareMetrics(this.registry, () => this.scrapeSnapshot());
     // Event-loop lag is sampled once a second, not prom-client's default every 10 ms: each sample
     // is a timer wake-up, and on a small VM one costs ~0.15 ms of CPU (100 Hz kept an idle
@@ -162,9 +203,9 @@ export class Metrics {
    * synchronously in one pass of Registry.metrics(), so a snapshot cached until the next
    * microtask is shared by exactly that pass.
    */
-  private scrapeSnapshot(): StatusSnapshot {
+  private scrapeSnapshot(): MetricsView {
     if (this.snapshot === undefined) {
-      this.snapshot = this.controller.status();
+      this.snapshot = this.source.status();
       queueMicrotask(() => (this.snapshot = undefined));
     }
     return this.snapshot;

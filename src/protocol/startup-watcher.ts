@@ -20,6 +20,7 @@
  */
 import { BackendMessageType as T } from './constants';
 import { SqlState } from '../errors';
+import { readErrorFields } from './message-reader';
 
 export interface StartupEvents {
   onBackendKeyData(processId: number, secretKey: number): void;
@@ -141,7 +142,7 @@ export class StartupWatcher {
         return;
       }
       case T.ErrorResponse: {
-        const fields = readErrorFields(body);
+        const fields = readErrorFields(body, 0, body.length);
         if (!fields) {
           this.fail('ErrorResponse from the backend has a truncated field list');
           return;
@@ -158,34 +159,6 @@ export class StartupWatcher {
     this.body = undefined;
     this.events.onError({ code: SqlState.PROTOCOL_VIOLATION, message: `malformed backend startup stream: ${reason}` });
   }
-}
-
-/**
- * ErrorResponse fields ("Error and Notice Message Fields"): code byte + C string, repeated,
- * then a zero byte. Prefers 'V' (never localized) over 'S' for the severity.
- * Returns undefined when a string or the terminator is missing.
- */
-function readErrorFields(body: Buffer): { severity?: string; code?: string; message?: string } | undefined {
-  let localizedSeverity: string | undefined;
-  let severity: string | undefined;
-  let code: string | undefined;
-  let message: string | undefined;
-  let pos = 0;
-  while (pos < body.length) {
-    const field = body[pos];
-    if (field === 0) {
-      return { severity: severity ?? localizedSeverity, code, message };
-    }
-    const end = body.indexOf(0, pos + 1);
-    if (end === -1) return undefined;
-    const value = body.toString('utf8', pos + 1, end);
-    if (field === 0x53 /* S */) localizedSeverity = value;
-    else if (field === 0x56 /* V */) severity = value;
-    else if (field === 0x43 /* C */) code = value;
-    else if (field === 0x4d /* M */) message = value;
-    pos = end + 1;
-  }
-  return undefined;
 }
 
 function describeType(type: number): string {

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
-import type { AdminState } from '../admin/controller';
+import type { AdminState } from './status-snapshot';
 
 export type BackendState = 'init' | 'up' | 'down';
 

@@ -5,9 +5,9 @@ import { appendFileSync, chmodSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import type { Test } from 'tap';
-import { findPgBinDir } from '../../src/pg/binaries';
-import { freePort } from '../../src/pg/ports';
-import { isRoot, POSTGRES_OS_USER, runPg } from '../../src/pg/run';
+import { findPgBinDir } from '../../src/harness/binaries';
+import { freePort } from '../../src/harness/ports';
+import { isRoot, POSTGRES_OS_USER, runPg } from '../../src/harness/run';
 
 /** The names backup-new-primary.sh gives complete backups (never a `.partial` one). */
 export const COMPLETE_BACKUP = /^\d{8}T\d{6}Z(-\d+)?$/;

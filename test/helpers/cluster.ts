@@ -1,6 +1,6 @@
 // Starts a real PostgreSQL cluster for one test and destroys it when the test ends.
 import type { Test } from 'tap';
-import { PgCluster, type ClusterOptions } from '../../src/pg/cluster';
+import { PgCluster, type ClusterOptions } from '../../src/harness/cluster';
 
 /**
  * A primary and its streaming replicas (see PgCluster.create), destroyed in t.teardown.

@@ -1,9 +1,9 @@
 // Small tools for the failover integration tests: find a session's server process, wait for
 // the error a server or pgwarden sends to an idle session, hold a replica's WAL replay back.
 import type { Client } from 'pg';
-import type { PgCluster, PgNode } from '../../src/pg/cluster';
-import type { RecentEvent } from '../../src/admin/controller';
-import { childPids, processAlive, readPostmasterPid } from '../../src/pg/run';
+import type { PgCluster, PgNode } from '../../src/harness/cluster';
+import type { RecentEvent } from '../../src/events';
+import { childPids, processAlive, readPostmasterPid } from '../../src/harness/run';
 import { connect, waitFor, type RunningProxy } from './proxy';
 
 /** The PostgreSQL error a pg Client saw (ErrorResponse fields pg copies onto the Error). */

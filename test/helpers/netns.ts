@@ -10,8 +10,8 @@ import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { findPgBinDir } from '../../src/pg/binaries';
-import { childPids, isRoot, POSTGRES_OS_USER, postgresUserIds, processAlive, readPostmasterPid } from '../../src/pg/run';
+import { findPgBinDir } from '../../src/harness/binaries';
+import { childPids, isRoot, POSTGRES_OS_USER, postgresUserIds, processAlive, readPostmasterPid } from '../../src/harness/run';
 
 export interface NamespacedPostgres {
   /** The server's address inside the namespace, reachable from this host over the veth pair. */

@@ -6,8 +6,8 @@ import type { Test } from 'tap';
 import { App } from '../../src/app';
 import { parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/logger';
-import { freePort } from '../../src/pg/ports';
-import type { PgCluster, PgNode } from '../../src/pg/cluster';
+import { freePort } from '../../src/harness/ports';
+import type { PgCluster, PgNode } from '../../src/harness/cluster';
 
 export const CHECK_USER = { name: 'pgwarden', password: 'check-secret-9f2c' };
 

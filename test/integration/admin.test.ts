@@ -9,7 +9,7 @@ import { AdminServer } from '../../src/admin/server';
 import { runAdminVerb, type AdminVerb } from '../../src/admin/client';
 import { Metrics } from '../../src/metrics/metrics';
 import { createLogger } from '../../src/logger';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 
 const TOKEN = 'admin-secret-31c8';
 

@@ -4,7 +4,7 @@
 // close. A real PostgreSQL server does not hang up on purpose, so a small TCP server plays it.
 import net from 'node:net';
 import t from 'tap';
-import type { PgCluster } from '../../src/pg/cluster';
+import type { PgCluster } from '../../src/harness/cluster';
 import { errorFields, rawExchange, startProxy, waitForBackend } from '../helpers/proxy';
 
 t.test('a backend that hangs up before answering: redispatch, then 57P03 — never a bare close', async (t) => {

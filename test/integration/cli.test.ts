@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, waitFor, whoAnswers } from '../helpers/proxy';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 const EXAMPLE = path.join(__dirname, '..', '..', 'config', 'example.yaml');

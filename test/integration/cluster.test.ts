@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, type ClientConfig } from 'pg';
 import t from 'tap';
-import { PgCluster } from '../../src/pg/cluster';
+import { PgCluster } from '../../src/harness/cluster';
 import { startCluster } from '../helpers/cluster';
 
 const CHECK_USER = { name: 'pgwarden_check', password: 'check-secret-71ad' };

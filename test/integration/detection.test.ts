@@ -7,8 +7,8 @@ import type { Client } from 'pg';
 import { startCluster } from '../helpers/cluster';
 import { netnsUnavailableReason, startNamespacedPostgres } from '../helpers/netns';
 import { CHECK_USER, connect, startProxy, waitFor, waitForBackend, type RunningProxy } from '../helpers/proxy';
-import type { PgCluster, PgNode } from '../../src/pg/cluster';
-import { childPids, readPostmasterPid } from '../../src/pg/run';
+import type { PgCluster, PgNode } from '../../src/harness/cluster';
+import { childPids, readPostmasterPid } from '../../src/harness/run';
 import type { PokeEvent, TransitionEvent } from '../../src/health/checker';
 
 const DEADLINE_MS = 10_000;

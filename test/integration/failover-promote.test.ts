@@ -6,7 +6,7 @@ import t from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, connect, startProxy, waitFor, waitForBackend, type RunningProxy } from '../helpers/proxy';
 import { logLines, pauseReplay, timelineEvents, writeWal, type PgError } from '../helpers/failover';
-import type { PgCluster, PgNode } from '../../src/pg/cluster';
+import type { PgCluster, PgNode } from '../../src/harness/cluster';
 
 const GRANT_PROMOTE = 'grant execute on function pg_promote(boolean, integer) to pgwarden';
 

@@ -9,13 +9,13 @@ import path from 'node:path';
 import pino from 'pino';
 import t, { type Test } from 'tap';
 import { AgentServer, CONNECTION_TIMEOUT_MS, NO_SAMPLE_REPLY } from '../../src/agent/server';
-import type { HostStatus, RecentEvent } from '../../src/admin/controller';
-import { Bus, type BusEvents } from '../../src/events';
+import { Bus, type BusEvents, type RecentEvent } from '../../src/events';
+import type { HostStatus } from '../../src/host/status';
 import { AgentChecker, MAX_AGENT_LINE_BYTES, type AgentReport } from '../../src/health/agent-check';
 import { FakeClock } from '../../src/health/clock';
 import { HostSampler, type HostSample } from '../../src/host/sampler';
 import type { HostThresholds } from '../../src/host/thresholds';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 
 const log = pino({ level: 'silent' });
 

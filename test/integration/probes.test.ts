@@ -5,7 +5,7 @@ import t from 'tap';
 import { classify, postgresProbe, type PostgresProbeOptions } from '../../src/health/postgres-probe';
 import { tcpProbe } from '../../src/health/tcp-probe';
 import type { ProbeResult } from '../../src/health/types';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 import { startCluster } from '../helpers/cluster';
 
 const CHECK_USER = { name: 'pgwarden', password: 'secret' };

@@ -10,8 +10,8 @@ import t from 'tap';
 import { App } from '../../src/app';
 import { loadConfigFile } from '../../src/config/load';
 import { createLogger } from '../../src/logger';
-import { freePort } from '../../src/pg/ports';
-import type { PgNode } from '../../src/pg/cluster';
+import { freePort } from '../../src/harness/ports';
+import type { PgNode } from '../../src/harness/cluster';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, connect, waitFor, whoAnswers } from '../helpers/proxy';
 

@@ -13,7 +13,7 @@
 import t from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, connect, healthConfig, startProxy, waitFor, waitForBackend } from '../helpers/proxy';
-import { childPids, readPostmasterPid } from '../../src/pg/run';
+import { childPids, readPostmasterPid } from '../../src/harness/run';
 
 function signal(pids: number[], sig: NodeJS.Signals): void {
   for (const pid of pids) {

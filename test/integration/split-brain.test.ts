@@ -10,7 +10,7 @@ import t from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, startProxy, waitFor, waitForBackend, whoAnswers } from '../helpers/proxy';
 import { logLines, parseEnvFile, serverPortVia, timelineEvents } from '../helpers/failover';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 
 t.test('the old primary returns after a failover', async (t) => {
   const cluster = await startCluster(t, { replicas: 2, checkUser: CHECK_USER });

@@ -9,7 +9,7 @@ import { AdminServer } from '../../src/admin/server';
 import { renderStatusPage } from '../../src/admin/status-page';
 import { createLogger } from '../../src/logger';
 import { Metrics } from '../../src/metrics/metrics';
-import { freePort } from '../../src/pg/ports';
+import { freePort } from '../../src/harness/ports';
 import { chromiumMissing, launchChromium } from '../helpers/browser';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, startProxy, waitFor, waitForBackend } from '../helpers/proxy';

@@ -13,9 +13,9 @@ import type { Client } from 'pg';
 import t from 'tap';
 import type { Test } from 'tap';
 import type { SwitchoverResult } from '../../src/admin/controller';
-import { findPgBinDir } from '../../src/pg/binaries';
-import type { PgCluster } from '../../src/pg/cluster';
-import { freePort } from '../../src/pg/ports';
+import { findPgBinDir } from '../../src/harness/binaries';
+import type { PgCluster } from '../../src/harness/cluster';
+import { freePort } from '../../src/harness/ports';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, connect, startProxy, waitFor, whoAnswers, type ProxyOptions, type RunningProxy } from '../helpers/proxy';
 

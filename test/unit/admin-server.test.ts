@@ -7,8 +7,9 @@ import { Bus } from '../../src/events';
 import { Metrics } from '../../src/metrics/metrics';
 import { AdminServer } from '../../src/admin/server';
 import { runAdminVerb, type AdminTarget, type AdminVerb } from '../../src/admin/client';
+import type { AdminController } from '../../src/admin/controller';
+import type { AdminState, BackendStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 import { UnknownBackendError } from '../../src/errors';
-import { type AdminController, type AdminState, type BackendStatus, type StatusSnapshot } from '../../src/admin/controller';
 import { createLogger } from '../../src/logger';
 
 const TOKEN = 'admin-token-7d1e';

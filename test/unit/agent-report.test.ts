@@ -1,7 +1,8 @@
 // The agent reply we send and the HAProxy agent grammar we parse (tcpcheck.c,
 // tcpcheck_agent_expect_reply; configuration manual 5.2 "agent-check").
 import t from 'tap';
-import { buildAgentReply, cpuWeightPercent, isActionable, MIN_CPU_WEIGHT_PERCENT, parseAgentReply, type AgentReading } from '../../src/agent/report';
+import { buildAgentReply, cpuWeightPercent, MIN_CPU_WEIGHT_PERCENT, type AgentReading } from '../../src/agent/report';
+import { isActionable, parseAgentReply } from '../../src/protocol/agent-reply';
 
 const thresholds = { cpu: { above: 80, for: 0 }, memory: { above: 90, for: 0 }, disk: { above: 90, for: 0 } };
 const calm: AgentReading = { cpuLoadPercent: 12, memoryUsedPercent: 40, disks: [{ mount: '/', usedPercent: 30 }, { mount: '/var', usedPercent: 97.4 }], alerts: [] };

@@ -9,7 +9,7 @@ import { hookEnvironment } from '../../src/hooks/env';
 import { MAX_OUTPUT_LINE_CHARS } from '../../src/hooks/output';
 import { HookRunner, type HookContext } from '../../src/hooks/runner';
 import { createLogger } from '../../src/logger';
-import { processAlive } from '../../src/pg/run';
+import { processAlive } from '../../src/harness/run';
 
 const PRIMARY = { name: 'pg2', host: '127.0.0.1', port: 25432 };
 const OLD = { name: 'pg1', host: '127.0.0.2', port: 15432 };

@@ -1,9 +1,9 @@
-// Metrics against a fake AdminController and a real Bus: emit events, scrape the registry,
+// Metrics against a fake status source and a real Bus: emit events, scrape the registry,
 // parse the text exposition and check the values.
 import t, { type Test } from 'tap';
 import { Bus } from '../../src/events';
-import { Metrics } from '../../src/metrics/metrics';
-import type { AdminController, BackendStatus, StatusSnapshot } from '../../src/admin/controller';
+import { Metrics, type MetricsSource } from '../../src/metrics/metrics';
+import type { BackendStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 
 function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus {
   return {
@@ -24,7 +24,7 @@ function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus
   };
 }
 
-function fakeController(snapshot: StatusSnapshot): AdminController & { snapshot: StatusSnapshot; statusCalls: number } {
+function fakeController(snapshot: StatusSnapshot): MetricsSource & { snapshot: StatusSnapshot; statusCalls: number } {
   return {
     snapshot,
     statusCalls: 0,
@@ -32,10 +32,6 @@ function fakeController(snapshot: StatusSnapshot): AdminController & { snapshot:
       this.statusCalls++;
       return this.snapshot;
     },
-    setAdminState() {},
-    switchover: async (to) => ({ ok: true, to }),
-    reload: async () => ({ ok: true, changes: [] }),
-    ready: () => true,
   };
 }
 

@@ -1,56 +1,24 @@
-// A real PostgreSQL streaming-replication cluster on this machine, for integration tests, the
-// `pgwarden demo` command and the benchmarks: initdb for the primary, pg_basebackup -R for each
-// replica, pg_ctl for everything that starts, stops or promotes a server. Never a mock.
+// The cluster harness (src/harness/), not part of the proxy: a real PostgreSQL
+// streaming-replication cluster on this machine for `pgwarden demo`, the integration tests and
+// the benchmarks. initdb for the primary, pg_basebackup -R for each replica, pg_ctl for
+// everything that starts, stops or promotes a server. Never a mock. Only the demo command
+// (src/demo.ts), tests and benches use the harness (test/unit/layers.test.ts checks src/).
 import { appendFileSync, chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral, type QueryResult } from 'pg';
-import { PgwardenError, type ErrorCode } from '../errors';
 import { findPgBinDir } from './binaries';
 import { registerLive, startWatchdog, unregisterLive } from './cluster-cleanup';
 import { NODE_CONF, quoteConf, renderHba, renderSettings } from './cluster-conf';
 import { fileSize, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
 import { freePort, portRefuses } from './ports';
+import { PgClusterError, validateOptions, waitUntil, type ClusterOptions, type PgNode } from './cluster-options';
 import { childPids, isRoot, killQuietly, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
 
-export interface PgNode {
-  readonly name: string;
-  readonly host: string;
-  readonly port: number;
-  readonly dataDir: string;
-}
-
-export interface ClusterOptions {
-  /** Number of streaming replicas besides the primary; default 2. */
-  replicas?: number;
-  /** ssl=on with a self-signed certificate made by the openssl CLI. */
-  ssl?: boolean;
-  /** A LOGIN + pg_monitor role that must authenticate with scram-sha-256 over TCP. */
-  checkUser?: { name: string; password: string };
-  /** Extra postgresql.conf settings for every node. */
-  settings?: Record<string, string>;
-  /** Progress lines; silent by default. */
-  log?: (line: string) => void;
-  /** Where data directories and server logs go; default a fresh mkdtemp under os.tmpdir(). Removed by destroy(). */
-  baseDir?: string;
-}
-
-/** The codes (meanings in src/errors.ts) of what goes wrong with a cluster itself. */
-export type PgClusterErrorCode = Extract<
-  ErrorCode,
-  'PGW_PG_CLUSTER_OPTIONS' | 'PGW_PG_START_FAILED' | 'PGW_PG_WAIT_TIMEOUT' | 'PGW_PG_NO_SINGLE_PRIMARY' | 'PGW_PG_NOT_A_MEMBER'
->;
-
-export class PgClusterError extends PgwardenError {
-  declare readonly code: PgClusterErrorCode;
-  constructor(code: PgClusterErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export { PgClusterError, type ClusterOptions, type PgClusterErrorCode, type PgNode } from './cluster-options';
 
 const START_TIMEOUT_S = 60;
 const READY_TIMEOUT_MS = 30_000;
-const POLL_MS = 50;
 const LOG_TAIL_LINES = 25;
 const PORT_ATTEMPTS = 3;
 
@@ -160,9 +128,9 @@ export class PgCluster {
     const children = childPids(pid);
     this.#log(`${state.name}: SIGKILL postmaster ${pid}`);
     process.kill(pid, 'SIGKILL');
-    await this.#waitUntil(`${state.name}: port ${state.port} to refuse connections after SIGKILL of postmaster ${pid}`, READY_TIMEOUT_MS, () => portRefuses(state.port));
+    await waitUntil(`${state.name}: port ${state.port} to refuse connections after SIGKILL of postmaster ${pid}`, READY_TIMEOUT_MS, () => portRefuses(state.port));
     try {
-      await this.#waitUntil(`${state.name}: children of postmaster ${pid} to exit`, 10_000, async () => children.every((c) => !processAlive(c)));
+      await waitUntil(`${state.name}: children of postmaster ${pid} to exit`, 10_000, async () => children.every((c) => !processAlive(c)));
     } catch {
       for (const child of children) if (processAlive(child)) killQuietly(child);
     }
@@ -174,7 +142,7 @@ export class PgCluster {
     const state = this.#state(node);
     this.#log(`${state.name}: promoting`);
     await runPg(this.#pgCtl, ['promote', '-D', state.dataDir, '-w', '-t', String(START_TIMEOUT_S)], { cwd: this.baseDir });
-    await this.#waitUntil(`${state.name}: pg_is_in_recovery() to become false after promote`, READY_TIMEOUT_MS, async () => {
+    await waitUntil(`${state.name}: pg_is_in_recovery() to become false after promote`, READY_TIMEOUT_MS, async () => {
       const [row] = await this.query(state, 'SELECT pg_is_in_recovery() AS in_recovery');
       return row?.in_recovery === false;
     });
@@ -200,7 +168,7 @@ export class PgCluster {
         .filter((r) => r.inRecovery)
         .map(({ state }) => {
           let replayed = 'nothing';
-          return this.#waitUntil(
+          return waitUntil(
             () => `${state.name} (port ${state.port}) to replay up to ${primary.name}'s LSN ${target}; replayed ${replayed}`,
             timeoutMs,
             async () => {
@@ -311,7 +279,7 @@ export class PgCluster {
   }
 
   async #waitAcceptingConnections(state: NodeState): Promise<void> {
-    await this.#waitUntil(`${state.name}: 127.0.0.1:${state.port} to accept connections`, READY_TIMEOUT_MS, async () => {
+    await waitUntil(`${state.name}: 127.0.0.1:${state.port} to accept connections`, READY_TIMEOUT_MS, async () => {
       await this.query(state, 'SELECT 1');
       return true;
     });
@@ -353,26 +321,6 @@ export class PgCluster {
     }
   }
 
-  // Polls check() until it returns true. The pause between polls is a ref'd timer on purpose:
-  // while a caller awaits this, nothing else may keep the event loop alive, and an unref'd
-  // timer would let the process exit in the middle of the wait. It always ends by the deadline.
-  async #waitUntil(what: string | (() => string), timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let lastError: unknown;
-    for (;;) {
-      try {
-        if (await check()) return;
-      } catch (err) {
-        lastError = err;
-      }
-      if (Date.now() >= deadline) {
-        const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-        throw new PgClusterError('PGW_PG_WAIT_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}${why}`);
-      }
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-  }
-
   #state(node: PgNode): NodeState {
     const state = this.#states.find((s) => s === node || (s.name === node.name && s.dataDir === node.dataDir));
     if (state === undefined) throw new PgClusterError('PGW_PG_NOT_A_MEMBER', `node ${node.name} is not part of the cluster in ${this.baseDir}`);
@@ -387,20 +335,5 @@ export class PgCluster {
     if (this.#watchdogPid === undefined) return;
     killQuietly(-this.#watchdogPid, 'SIGTERM'); // its own process group: the shell and its `sleep`
     this.#watchdogPid = undefined;
-  }
-}
-
-// ---- options ---------------------------------------------------------------------------------
-
-function validateOptions(opts: ClusterOptions, replicas: number): void {
-  if (!Number.isInteger(replicas) || replicas < 0 || replicas > 20) {
-    throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', `replicas must be an integer from 0 to 20, got ${replicas}`);
-  }
-  for (const key of Object.keys(opts.settings ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(key)) throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', `invalid postgresql.conf setting name: ${JSON.stringify(key)}`);
-  }
-  const name = opts.checkUser?.name;
-  if (name !== undefined && (name === '' || /["\s]/.test(name))) {
-    throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', `checkUser.name must be non-empty without quotes or spaces (it goes into pg_hba.conf), got ${JSON.stringify(name)}`);
   }
 }

@@ -1,6 +1,8 @@
-// The few backend messages a health check reads on its kept connection, decoded straight from
-// the socket's Buffers: pg's query path (Query objects, a generic Parser, Result and type
-// parsers) costs about a millisecond of CPU per check, most of it garbage; this costs a few
+// Backend messages decoded straight from Buffers: the framing of a backend byte stream and the
+// few messages a health check reads on its kept connection (health/check-session.ts), and the
+// ErrorResponse field list, which the session's startup watcher (startup-watcher.ts) reads too.
+// For the check, pg's query path (Query objects, a generic Parser, Result and type parsers)
+// costs about a millisecond of CPU per check, most of it garbage; this costs a few
 // microseconds. Pure: no I/O, no timers. Layouts from the PostgreSQL docs, "Frontend/Backend
 // Protocol" › "Message Formats" (55.7 in the PostgreSQL 15 manual).
 import { CheckProtocolError } from '../errors';
@@ -85,21 +87,30 @@ export interface ServerError {
   readonly message: string;
 }
 
+/** The ErrorResponse fields pgwarden reads, as the server sent them (each absent when not sent). */
+export interface ErrorFields {
+  readonly severity?: string;
+  readonly code?: string;
+  readonly message?: string;
+}
+
 /**
- * ErrorResponse body: fields of Byte1 type + String (NUL-terminated), ended by a 0 byte. 'V' is the
- * non-localized severity (9.6+), 'S' the localized one, 'C' the SQLSTATE, 'M' the message
- * ("Error and Notice Message Fields").
+ * ErrorResponse (and NoticeResponse) body: fields of Byte1 type + String (NUL-terminated), ended
+ * by a 0 byte. 'V' is the non-localized severity (9.6+) and wins over 'S', the localized one;
+ * 'C' is the SQLSTATE, 'M' the message ("Error and Notice Message Fields"). Returns undefined
+ * when a string or the final zero byte is missing.
  */
-export function readErrorResponse(buf: Buffer, start: number, end: number): ServerError {
-  let severity = '';
-  let localizedSeverity = '';
-  let code = '';
-  let message = '';
+export function readErrorFields(buf: Buffer, start: number, end: number): ErrorFields | undefined {
+  let severity: string | undefined;
+  let localizedSeverity: string | undefined;
+  let code: string | undefined;
+  let message: string | undefined;
   let offset = start;
-  while (offset < end && buf[offset] !== 0) {
+  while (offset < end) {
     const field = buf[offset]!;
+    if (field === 0) return { severity: severity ?? localizedSeverity, code, message };
     const nul = buf.indexOf(0, offset + 1);
-    if (nul < 0 || nul >= end) throw new CheckProtocolError('ErrorResponse field not terminated');
+    if (nul < 0 || nul >= end) return undefined;
     const value = buf.toString('utf8', offset + 1, nul);
     if (field === 0x56) severity = value; // 'V'
     else if (field === 0x53) localizedSeverity = value; // 'S'
@@ -107,5 +118,12 @@ export function readErrorResponse(buf: Buffer, start: number, end: number): Serv
     else if (field === 0x4d) message = value; // 'M'
     offset = nul + 1;
   }
-  return { severity: severity || localizedSeverity || 'ERROR', code, message: message || 'error without a message' };
+  return undefined;
+}
+
+/** An ErrorResponse as a check reports it; throws CheckProtocolError on a truncated field list. */
+export function readErrorResponse(buf: Buffer, start: number, end: number): ServerError {
+  const f = readErrorFields(buf, start, end);
+  if (f === undefined) throw new CheckProtocolError('ErrorResponse field list not terminated');
+  return { severity: f.severity || 'ERROR', code: f.code ?? '', message: f.message || 'error without a message' };
 }

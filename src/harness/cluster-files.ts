@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // Files of a test cluster: its base directory, files the postgres OS user must own, and the
 // tail of a server log for error messages.
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';

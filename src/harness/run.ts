@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // Runs PostgreSQL programs (initdb, pg_ctl, pg_basebackup, and openssl for their certificates).
 // PostgreSQL refuses to run as root, so when we are root every program runs as the `postgres`
 // OS user through runuser; otherwise it runs directly as us.

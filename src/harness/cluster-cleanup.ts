@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // However this process ends, a cluster's servers stop and its files go: a detached watchdog
 // shell covers a death without cleanup (SIGKILL), and an 'exit' and signal hook destroys the
 // clusters still alive on every other way out.

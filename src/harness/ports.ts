@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // Free TCP ports for test servers. The range stays below 32768 because Linux hands out
 // 32768-60999 as ephemeral source ports: a listener fixed in that range can collide with a
 // busy test's own outgoing connections (see STYLE.md, habit 11).

@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // The configuration text of a test cluster: the settings appended to every postgresql.conf,
 // the per-node include file's name, and pg_hba.conf.
 

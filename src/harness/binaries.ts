@@ -1,3 +1,4 @@
+// Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // Finds one directory that holds every PostgreSQL server program the cluster harness runs.
 // All four must come from the same directory: mixing an initdb from one major version with a
 // pg_basebackup from another (or with Debian's pg_wrapper, which picks a version by itself)

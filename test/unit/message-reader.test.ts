@@ -1,4 +1,4 @@
-// The health check's own reader of backend messages: framing at every split point, DataRow with
+// The reader of backend messages (health check replies, ErrorResponse fields): framing at every split point, DataRow with
 // NULLs, ErrorResponse fields, and refusal of impossible lengths.
 import t from 'tap';
 import {
@@ -8,8 +8,9 @@ import {
   MSG_READY_FOR_QUERY,
   MessageReader,
   readDataRow,
+  readErrorFields,
   readErrorResponse,
-} from '../../src/health/check-reply';
+} from '../../src/protocol/message-reader';
 import { CheckProtocolError } from '../../src/errors';
 
 function message(type: string, body: Buffer): Buffer {
@@ -104,4 +105,12 @@ t.test('impossible or huge lengths are refused, not buffered', async (t) => {
 t.test('a truncated DataRow is a protocol error', async (t) => {
   const row = dataRow(['t', 'abc']);
   t.throws(() => readDataRow(row, 5, row.length - 1), CheckProtocolError);
+});
+
+t.test('an ErrorResponse without its final zero byte is a protocol error (one reader for the check and the startup watcher)', async (t) => {
+  const body = Buffer.from('SFATAL\0C57P01\0');
+  t.equal(readErrorFields(body, 0, body.length), undefined);
+  t.throws(() => readErrorResponse(body, 0, body.length), CheckProtocolError);
+  const whole = Buffer.concat([body, Buffer.from([0])]);
+  t.same(readErrorFields(whole, 0, whole.length), { severity: 'FATAL', code: '57P01', message: undefined });
 });

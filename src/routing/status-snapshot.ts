@@ -1,0 +1,59 @@
+// What the running proxy looks like from outside (GET /status, the status page, `pgwarden
+// status`, the metrics gauges): the topology's view of each backend, each listener's queue and
+// candidates, the recent events and the host reading. Types only; control/status.ts builds it.
+import type { FailureLayer } from '../health/types';
+import type { RecentEvent } from '../events';
+import type { HostStatus } from '../host/status';
+
+/** Operator state: drain = no new sessions (existing stay), maint = no traffic at all. */
+export type AdminState = 'ready' | 'drain' | 'maint';
+
+export interface BackendStatus {
+  name: string;
+  host: string;
+  port: number;
+  /** Health state from the checks. */
+  state: 'init' | 'up' | 'down';
+  /** Operator state: drain = no new sessions (existing stay), maint = no traffic at all. */
+  adminState: AdminState;
+  /** true when the split-brain rule keeps writes away from this server. */
+  fenced: boolean;
+  transitional: boolean;
+  role?: 'primary' | 'replica';
+  isPrimary: boolean;
+  weight: number;
+  /** Effective weight after an agent's report (equals weight without an agent). */
+  effectiveWeight: number;
+  backup: boolean;
+  lagBytes?: number;
+  lagSeconds?: number;
+  sessions: number;
+  lastCheck?: { ok: boolean; at: string; durationMs: number; layer?: FailureLayer; message?: string };
+  /** Last agent report, when `health.agent` is configured. */
+  agent?: { at: string; report: string; reachable: boolean };
+}
+
+export interface ListenerStatus {
+  name: string;
+  bind: string;
+  route: 'primary' | 'replica' | 'any';
+  balance: string;
+  fallback: string;
+  sessions: number;
+  queued: number;
+  /** Some backend can take a new session right now. */
+  hasCandidate: boolean;
+  /** Why not, when hasCandidate is false. */
+  reason?: string;
+}
+
+export interface StatusSnapshot {
+  version: string;
+  startedAt: string;
+  primary?: string;
+  listeners: ListenerStatus[];
+  backends: BackendStatus[];
+  /** Newest last, at most 200. */
+  events: RecentEvent[];
+  host?: HostStatus;
+}
