@@ -12,7 +12,7 @@
 // here). The proxy's classes live here, except where a class needs a higher layer's types:
 // then it stays beside them, extends PgwardenError and takes its code from the catalogue
 // (BackendConnectError in proxy/backend-connect.ts carries health's FailureLayer). The cluster
-// harness's classes stay in src/pg/ the same way: that is tooling for the demo and the tests, to
+// harness's classes stay in src/harness/ the same way: that is tooling for the demo and the tests, to
 // be moved as one piece. Match errors by class (`instanceof`) or by `code`, never by the shape
 // of an object.
 
@@ -98,7 +98,7 @@ export const ERROR_CODES = {
   PGW_CONFIG_INVALID: { meaning: 'the configuration file is not valid YAML or breaks the schema; every problem is listed' },
   PGW_CONFIG_UNREADABLE: { meaning: 'the configuration file cannot be read' },
   PGW_CONFIG_BAD_VALUE: { meaning: 'one value does not parse (a duration, size, address …); reported at its key' },
-  // Cluster harness (src/pg/: the demo, tests and benchmarks), never the proxy.
+  // Cluster harness (src/harness/: the demo, tests and benchmarks), never the proxy.
   PGW_PG_BINARIES_MISSING: { meaning: 'initdb, pg_ctl, postgres or pg_basebackup not found' },
   PGW_POSTGRES_USER_MISSING: { meaning: 'running as root, and there is no postgres OS user to run PostgreSQL as' },
   PGW_PG_COMMAND_FAILED: { meaning: 'a PostgreSQL program (initdb, pg_ctl, pg_basebackup, openssl) failed; the message has its output' },
