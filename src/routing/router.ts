@@ -62,9 +62,10 @@ export class Router {
   }
 
   /**
-   * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`
-   * (a time on the router's clock: with the real clock, ms since epoch as Date.now()). `signal` aborts the wait (the client went away); as a function it is only
-   * asked for when the session has to wait, so the common case creates no AbortController.
+   * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`, a
+   * time on the router's clock (with the real clock, ms since epoch as from Date.now()).
+   * `signal` aborts the wait (the client went away); as a function it is only asked for when
+   * the session has to wait, so the common case creates no AbortController.
    */
   acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal | (() => AbortSignal)): Promise<BackendView> {
     const now = this.pickNow(exclude());
