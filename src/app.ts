@@ -35,7 +35,7 @@ import { applyAgentReport, reactToTopology } from './control/reactions';
 import { reload, type Reloadable } from './control/reload';
 import { closeSessions, drainAtBoundaries } from './control/drain';
 import { sessionReporting } from './control/session-reporting';
-import { realClock } from './health/clock';
+import { realClock } from './clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
 
 const VERSION: string = require('../package.json').version;

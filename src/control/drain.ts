@@ -6,6 +6,7 @@ import type { CloseReason } from '../proxy/close-reason';
 import type { Session } from '../proxy/session';
 import { IdleCloser } from './idle-closer';
 import { SqlState } from '../errors';
+import type { Clock } from '../clock';
 
 export interface DrainOptions {
   /** The sessions still to drain, read again at every sweep (sessions also end on their own). */
@@ -18,6 +19,8 @@ export interface DrainOptions {
   idleMessage: string;
   /** FATAL text for a session still open at the deadline. */
   timeoutMessage: string;
+  /** Time for the deadline and the sweeps (a FakeClock in tests); default real time with a ref'd pause. */
+  clock?: Clock;
 }
 
 export interface DrainResult {
@@ -35,12 +38,14 @@ export interface DrainResult {
  * ones cut inside a transaction.
  */
 export async function drainAtBoundaries(o: DrainOptions): Promise<DrainResult> {
-  const deadline = Date.now() + o.timeoutMs;
+  const now = o.clock ? () => o.clock!.now() : Date.now;
+  const pause = o.clock ? (ms: number) => new Promise<void>((r) => o.clock!.setTimeout(r, ms)) : sleep;
+  const deadline = now() + o.timeoutMs;
   const idle = new IdleCloser();
   let closedIdle = 0;
-  while (Date.now() < deadline && o.sessions().length > 0) {
+  while (now() < deadline && o.sessions().length > 0) {
     closedIdle += idle.sweep(o.sessions(), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason));
-    await sleep(Math.min(o.pollMs, Math.max(1, deadline - Date.now())));
+    await pause(Math.min(o.pollMs, Math.max(1, deadline - now())));
   }
   const left = [...o.sessions()];
   let closedInTransaction = 0;

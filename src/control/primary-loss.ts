@@ -4,6 +4,7 @@
 // - failover.mode promote: when the primary stays lost for promote_after, promote the healthy
 //   replica that has replayed the most WAL — never one further behind the lost primary's last
 //   known position than max_lag_on_failover. A primary coming back cancels it.
+import { realClock, type Clock } from '../clock';
 import type { Config } from '../config/types';
 import type { Endpoint } from '../hooks/env';
 import type { HookRunner } from '../hooks/runner';
@@ -22,14 +23,19 @@ export interface PrimaryLossDeps {
   endpoint(name: string | undefined): Endpoint | undefined;
   /** A planned switchover is running: it promotes by itself. */
   switching(): boolean;
+  /** Time for promote_after and the urgent checks (a FakeClock in tests); default the real clock. */
+  clock?: Clock;
 }
 
 export class PrimaryLoss {
-  private urgentTimer?: NodeJS.Timeout;
-  private promoteTimer?: NodeJS.Timeout;
+  private urgentTimer?: { clear(): void };
+  private promoteTimer?: { clear(): void };
   private closed = false;
+  private readonly clock: Clock;
 
-  constructor(private readonly deps: PrimaryLossDeps) {}
+  constructor(private readonly deps: PrimaryLossDeps) {
+    this.clock = deps.clock ?? realClock;
+  }
 
   /** Feed every primary change (from the Topology's 'primary' event). */
   onPrimary(p: { from?: string; to?: string }): void {
@@ -40,24 +46,31 @@ export class PrimaryLoss {
   close(): void {
     this.closed = true;
     this.urgentChecks(false);
-    if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    this.promoteTimer?.clear();
     this.promoteTimer = undefined;
   }
 
   private urgentChecks(on: boolean): void {
     if (!on || this.closed) {
-      if (this.urgentTimer) clearInterval(this.urgentTimer);
+      this.urgentTimer?.clear();
       this.urgentTimer = undefined;
       return;
     }
     if (this.urgentTimer) return;
-    this.urgentTimer = setInterval(() => this.deps.pokeAll('no primary: checking every fast_interval'), this.deps.config().health.fastInterval);
-    this.urgentTimer.unref();
+    // Re-armed after each poke (the clock has one-shot timers only); fast_interval is read each
+    // time, so a reload applies at the next one.
+    const arm = () => {
+      this.urgentTimer = this.clock.setTimeout(() => {
+        this.deps.pokeAll('no primary: checking every fast_interval');
+        if (this.urgentTimer) arm();
+      }, this.deps.config().health.fastInterval);
+    };
+    arm();
   }
 
   private schedulePromotion(p: { from?: string; to?: string }): void {
     if (p.to !== undefined || this.deps.switching()) {
-      if (this.promoteTimer) clearTimeout(this.promoteTimer);
+      this.promoteTimer?.clear();
       this.promoteTimer = undefined;
       return;
     }
@@ -65,11 +78,10 @@ export class PrimaryLoss {
     if (failover.mode !== 'promote' || this.promoteTimer || this.closed) return;
     const lastLsn = p.from ? this.deps.topology.get(p.from)?.currentLsn : undefined;
     this.deps.timeline.add('warn', 'failover.pending', `no primary; promoting a replica in ${failover.promoteAfter} ms unless one comes back`, { backend: p.from });
-    this.promoteTimer = setTimeout(() => {
+    this.promoteTimer = this.clock.setTimeout(() => {
       this.promoteTimer = undefined;
       void this.promoteBest(p.from, lastLsn);
     }, failover.promoteAfter);
-    this.promoteTimer.unref();
   }
 
   private async promoteBest(lostName: string | undefined, lastLsn: bigint | undefined): Promise<void> {

@@ -12,6 +12,7 @@
 // working, nothing happens but the memory staying up.
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { realClock, type Clock } from '../clock';
 
 /** Sessions opened or closed since the last collection before a quiet spell is worth one. */
 const BURST = 200;
@@ -19,11 +20,15 @@ const BURST = 200;
 export class QuietGc {
   private readonly gc: GcFunction | undefined = v8Gc();
   private sessions = 0;
-  private timer?: NodeJS.Timeout;
+  private timer?: { clear(): void };
+  /** Clock time of the last session opened or closed in the current burst. */
+  private lastActivity = 0;
 
   constructor(
     private readonly quietMs = 5_000,
     private readonly onCollect?: (sessions: number, ms: number) => void,
+    /** Time for the quiet spell (a FakeClock in tests); its timers are unref()'d. */
+    private readonly clock: Clock = realClock,
   ) {}
 
   /** A session was opened: maybe a burst; collect once it has been quiet for quietMs. */
@@ -47,20 +52,27 @@ export class QuietGc {
   }
 
   private collectWhenQuiet(): void {
-    if (this.timer) this.timer.refresh();
-    else {
-      this.timer = setTimeout(() => this.collect(), this.quietMs);
-      this.timer.unref();
-    }
+    // One timer per burst, not one per session: activity only moves lastActivity, and the timer,
+    // when it fires, waits out the rest of the quiet spell if there was activity meanwhile.
+    this.lastActivity = this.clock.now();
+    if (!this.timer) this.armFor(this.quietMs);
+  }
+
+  private armFor(ms: number): void {
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      const quietFor = this.clock.now() - this.lastActivity;
+      if (quietFor < this.quietMs) this.armFor(this.quietMs - quietFor);
+      else this.collect();
+    }, ms);
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     this.timer = undefined;
   }
 
   private collect(): void {
-    this.timer = undefined;
     const sessions = this.sessions;
     this.sessions = 0;
     const started = performance.now();

@@ -10,6 +10,7 @@
 //      split-brain rule (newest timeline wins) until it rejoins as a replica (a hook's job);
 //   6. the queue is released to the new primary; post_switchover and on_promote hooks run.
 import type { SwitchoverResult } from '../admin/controller';
+import { realClock, type Clock } from '../clock';
 import type { HealthConfig } from '../config/types';
 import type { Session } from '../proxy/session';
 import type { Topology } from '../routing/topology';
@@ -26,12 +27,16 @@ export interface SwitchoverDeps {
   /** Look again now (after the promotion) instead of waiting out the interval. */
   recheck(backend: string): void;
   progress(message: string): void;
+  /** Time for the drain, catch-up and polling deadlines (a FakeClock in tests); default the real clock. */
+  clock?: Clock;
 }
 
 const POLL_MS = 50;
 
 export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<SwitchoverResult> {
-  const started = Date.now();
+  const clock = deps.clock ?? realClock;
+  const sleep = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+  const started = clock.now();
   const topo = deps.topology;
   const target = topo.get(to);
   const old = topo.primary();
@@ -59,17 +64,18 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
       reason: 'switchover',
       idleMessage: `terminating connection: planned switchover from ${old.name} to ${to} under way; reconnect to continue`,
       timeoutMessage: `terminating connection: planned switchover from ${old.name} to ${to}: drain_timeout reached`,
+      clock,
     }));
     if (closedInTransaction > 0) deps.progress(`switchover: ${closedInTransaction} sessions were still busy at drain_timeout and were closed`);
 
     // Catch up: the target must have replayed everything the old primary wrote.
     const health = deps.health();
     const lastLsn = await currentWalLsn(from, health);
-    const catchUpDeadline = Date.now() + Math.max(deps.drainTimeout(), 5000);
+    const catchUpDeadline = clock.now() + Math.max(deps.drainTimeout(), 5000);
     for (;;) {
       const replayed = await replayLsn(dest, health);
       if (replayed !== undefined && replayed >= lastLsn) break;
-      if (Date.now() > catchUpDeadline) throw new Error(`${to} did not replay up to ${old.name}'s last position in time`);
+      if (clock.now() > catchUpDeadline) throw new Error(`${to} did not replay up to ${old.name}'s last position in time`);
       await sleep(POLL_MS);
     }
     deps.progress(`switchover: ${to} has replayed everything ${old.name} wrote; promoting ${to}`);
@@ -77,21 +83,17 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
     deps.recheck(to);
     deps.recheck(old.name);
     // Wait (bounded) for the checks to see the new primary so the result reflects routing.
-    const seenDeadline = Date.now() + 10_000;
-    while (topo.primary()?.name !== to && Date.now() < seenDeadline) await sleep(POLL_MS);
+    const seenDeadline = clock.now() + 10_000;
+    while (topo.primary()?.name !== to && clock.now() < seenDeadline) await sleep(POLL_MS);
     topo.setAdminState(old.name, previousAdmin);
-    return { ok: topo.primary()?.name === to, from: old.name, to, durationMs: Date.now() - started, closedIdle, closedInTransaction };
+    return { ok: topo.primary()?.name === to, from: old.name, to, durationMs: clock.now() - started, closedIdle, closedInTransaction };
   } catch (e) {
     // Nothing was promoted: give the old primary its sessions back.
     topo.setAdminState(old.name, previousAdmin);
-    return { ok: false, from: old.name, to, durationMs: Date.now() - started, closedIdle, closedInTransaction, error: (e as Error).message };
+    return { ok: false, from: old.name, to, durationMs: clock.now() - started, closedIdle, closedInTransaction, error: (e as Error).message };
   }
 }
 
 function addr(c: { name: string; host: string; port: number }): ServerAddress {
   return { name: c.name, host: c.host, port: c.port };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

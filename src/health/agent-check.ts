@@ -14,8 +14,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { parseAgentReply, type ParsedReply } from '../protocol/agent-reply';
 import type { Logger } from '../logger';
-import { realClock } from './clock';
-import type { Clock } from './types';
+import { realClock, type Clock } from '../clock';
 
 /** HAProxy reads the agent's reply into one buffer; a line longer than this is not an agent. */
 export const MAX_AGENT_LINE_BYTES = 1024;

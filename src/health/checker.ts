@@ -7,9 +7,9 @@
 // settled; every timer is kept and cleared by stop(); nothing here throws into the caller.
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
-import { realClock } from './clock';
+import { realClock, type Clock } from '../clock';
 import { INITIAL_STATE, intervalFor, isTransitional, next, type HealthState, type StableState } from './state-machine';
-import type { Clock, DetectedRole, Probe, ProbeFailure, ProbeResult } from './types';
+import type { DetectedRole, Probe, ProbeFailure, ProbeResult } from './types';
 
 /**
  * Extra time the checker allows beyond `timeout` before it declares a probe hung. Probes enforce

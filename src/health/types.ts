@@ -46,9 +46,3 @@ export type ProbeResult = ProbeSuccess | ProbeFailure;
  * hold a resource between attempts (the postgres check keeps its connection); `close` frees it.
  */
 export type Probe = ((signal: AbortSignal) => Promise<ProbeResult>) & { close?(): void };
-
-/** Injected time source so the state machine and checker can be tested without sleeping. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { clear(): void };
-}

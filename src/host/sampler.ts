@@ -8,8 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { HostStatus } from './status';
 import { readHost, type HostSample } from './read-host';
 import type { Bus } from '../events';
-import { realClock } from '../health/clock';
-import type { Clock } from '../health/types';
+import { realClock, type Clock } from '../clock';
 import type { Logger } from '../logger';
 import { ThresholdTracker, type Crossing, type HostThresholds } from './thresholds';
 

@@ -13,7 +13,7 @@
 // its fall count, which abandons this attempt — and the attempt keeps waiting until
 // startup_timeout. Giving up at connect_timeout would close a connection the busy server has
 // already forked a backend for and connect again: more work for the server that is behind.
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 import type { BackendView } from '../routing/topology';
 import type { RelaySocket, SocketOwner } from '../net/relay-socket';
 import { connectBackend, BackendConnectError } from './backend-connect';

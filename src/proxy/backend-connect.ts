@@ -5,8 +5,8 @@ import { PgwardenError } from '../errors';
 import type { FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { RelaySocket } from '../net/relay-socket';
-import { realClock } from '../health/clock';
-import type { Clock } from '../health/types';
+import { realClock } from '../clock';
+import type { Clock } from '../clock';
 
 /**
  * Keepalive on session sockets. Sessions are many and mostly idle, so the first probe waits 10 s;

@@ -3,7 +3,7 @@
 // of another instance; a guess) goes to every backend the listener can route to — a wrong server
 // ignores a key that is not its own — but at a bounded rate: a client flooding CancelRequests
 // with made-up keys must not make pgwarden open connections to every server for each of them.
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 import { cancelKey, cancelRequest } from '../protocol/cancel';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
 

@@ -7,7 +7,7 @@
 // `hold()` only keeps bytes (the queue timeout governs the wait then). dispose() lets go of the
 // client socket for good: from there on it is relayed.
 import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 import type { RelaySocket } from '../net/relay-socket';
 
 export interface FirstPacketHandler {

@@ -3,7 +3,7 @@
 // that keeps a connection it never uses does not hold a server backend for ever. One sweep timer
 // per listener, not a timer per session; a session counts as idle from the first sweep that saw
 // it idle with the same ReadyForQuery count, so it is closed between timeout and 1.5 × timeout.
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 
 export interface IdleSession {
   /** The ReadyForQuery count while idle, undefined while busy (see Session.idleMark). */

@@ -10,7 +10,7 @@ import type { CloseReason } from './close-reason';
 import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
 import type { EndCause } from './end-cause';
 import type { Phase } from './session-phase';
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 
 export interface SessionEnd {
   backend?: string;

@@ -1,7 +1,7 @@
 // Backends that refused this session a moment ago. A session skips them while it redispatches,
 // but only for a short window: once the health check has had time to look again, a restarted
 // server is worth another try for a client that is still waiting in the queue.
-import type { Clock } from '../health/types';
+import type { Clock } from '../clock';
 
 export class RecentFailures {
   private readonly at = new Map<string, number>();

@@ -2,6 +2,7 @@
 // candidate, the session waits in a bounded FIFO queue and is woken by the next topology change
 // (a replica promoted, a server back up) instead of being refused; past `queue_timeout` it gets
 // 57P03 with the reason, and a full queue answers 53300 at once.
+import { realClock, type Clock } from '../clock';
 import type { FailoverConfig, ListenerConfig } from '../config/types';
 import { Balancer } from './balancer';
 import { candidatesFor } from './candidates';
@@ -15,7 +16,7 @@ interface Waiter {
   readonly exclude: ExcludeFn;
   resolve(v: BackendView): void;
   reject(e: RoutingError): void;
-  timer: NodeJS.Timeout;
+  timer: { clear(): void };
 }
 
 export class Router {
@@ -33,6 +34,8 @@ export class Router {
     private readonly random?: () => number,
     /** Reports every session that leaves the queue and how long it waited. */
     private readonly onDequeued?: (waitMs: number, outcome: 'served' | 'timeout' | 'full' | 'gone' | 'shutdown') => void,
+    /** Time for waits and queue timeouts (a FakeClock in tests); its timers are unref()'d. */
+    private readonly clock: Clock = realClock,
   ) {
     this.reconfigure(listener);
     topology.on('change', this.onChange);
@@ -59,9 +62,10 @@ export class Router {
   }
 
   /**
-   * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`
-   * (ms since epoch). `signal` aborts the wait (the client went away); as a function it is only
-   * asked for when the session has to wait, so the common case creates no AbortController.
+   * Resolve with a backend as soon as one is a candidate, waiting at most until `deadline`, a
+   * time on the router's clock (with the real clock, ms since epoch as from Date.now()).
+   * `signal` aborts the wait (the client went away); as a function it is only asked for when
+   * the session has to wait, so the common case creates no AbortController.
    */
   acquire(exclude: ExcludeFn, deadline: number, signal: AbortSignal | (() => AbortSignal)): Promise<BackendView> {
     const now = this.pickNow(exclude());
@@ -74,8 +78,8 @@ export class Router {
         new RoutingError('PGW_QUEUE_FULL', `too many clients waiting on listener ${this.listener.name} (queue_size ${this.failover.queueSize}); ${reason}`),
       );
     }
-    const since = Date.now();
-    const done = (outcome: 'served' | 'timeout' | 'gone' | 'shutdown') => this.onDequeued?.(Date.now() - since, outcome);
+    const since = this.clock.now();
+    const done = (outcome: 'served' | 'timeout' | 'gone' | 'shutdown') => this.onDequeued?.(this.clock.now() - since, outcome);
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         exclude,
@@ -87,13 +91,12 @@ export class Router {
           done(e.code === 'PGW_SHUTTING_DOWN' ? 'shutdown' : e.code === 'PGW_CLIENT_GONE' ? 'gone' : 'timeout');
           reject(e);
         },
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           this.remove(waiter);
           const reason = candidatesFor(this.listener, this.topology, exclude()).reason ?? `no backend available for listener ${this.listener.name}`;
           waiter.reject(new RoutingError('PGW_QUEUE_TIMEOUT', `${reason} (waited ${Math.round(this.failover.queueTimeout / 1000)} s, queue_timeout)`));
-        }, Math.max(0, deadline - Date.now())),
+        }, Math.max(0, deadline - this.clock.now())),
       };
-      waiter.timer.unref();
       (typeof signal === 'function' ? signal() : signal).addEventListener('abort', () => {
         if (this.remove(waiter)) waiter.reject(new RoutingError('PGW_CLIENT_GONE', 'client disconnected while waiting'));
       }, { once: true });
@@ -106,7 +109,7 @@ export class Router {
     this.closed = true;
     this.topology.off('change', this.onChange);
     for (const w of this.queue.splice(0)) {
-      clearTimeout(w.timer);
+      w.timer.clear();
       w.reject(new RoutingError('PGW_SHUTTING_DOWN', 'pgwarden is shutting down'));
     }
   }
@@ -126,7 +129,7 @@ export class Router {
     const i = this.queue.indexOf(w);
     if (i < 0) return false;
     this.queue.splice(i, 1);
-    clearTimeout(w.timer);
+    w.timer.clear();
     return true;
   }
 }

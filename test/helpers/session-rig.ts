@@ -15,8 +15,8 @@ import { Listener } from '../../src/proxy/listener';
 import type { ListenerContext, SessionEnd } from '../../src/proxy/listener-context';
 import type { BackendConnectError } from '../../src/proxy/backend-connect';
 import type { RoutingError } from '../../src/errors';
-import { realClock } from '../../src/health/clock';
-import type { Clock } from '../../src/health/types';
+import { realClock } from '../../src/clock';
+import type { Clock } from '../../src/clock';
 
 /** What the rig saw, in order. */
 export interface RigRecord {

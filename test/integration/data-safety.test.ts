@@ -59,10 +59,16 @@ t.test('acknowledged writes survive a failover, and only on the new primary', as
       if (!a.ok) await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  const rwQueued = () => p.app.listeners.find((l) => l.name === 'rw')?.queued ?? 0;
   const acked = (since = 0) => attempts.filter((a) => a.ok && a.start > since).length;
 
   await waitFor('20 acknowledged writes on pg1', () => acked() >= 20);
   const killAt = await sigkillPostmaster(cluster, pg1);
+  // The gap without a primary is made deterministic: pg2 is promoted only once pgwarden has seen
+  // pg1 down and a writer is waiting in the rw queue (on a fast machine an immediate promotion
+  // could be seen before any writer needed to wait).
+  await waitForBackend(p, 'pg1', 'down');
+  await waitFor('a writer waits in the rw queue', () => rwQueued() >= 1);
   await cluster.promote(pg2);
   await waitFor('20 acknowledged writes after the kill', () => acked(killAt) >= 20, 30_000);
   // The old primary comes back — a primary on timeline 1 — while the writes go on.

@@ -37,7 +37,9 @@ t.test('two replicas', async (t) => {
   });
 
   t.test('promote mode promotes the replica that replayed the most; a waiting writer lands on it', async (t) => {
-    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s\n  mode: promote\n  promote_after: 1s\n  max_lag_on_failover: 16MB' });
+    // promote_after leaves the writer below, which connects as soon as pg1 is seen down, two
+    // seconds to reach the queue even on a loaded machine (it runs in this same process).
+    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s\n  mode: promote\n  promote_after: 2s\n  max_lag_on_failover: 16MB' });
     for (const n of cluster.nodes) await waitForBackend(p, n.name, 'up');
     // pg3 stops replaying; pg2 goes on, so pg2 is ahead (both well within max_lag_on_failover).
     await pauseReplay(cluster, pg3);
@@ -69,6 +71,9 @@ t.test('two replicas', async (t) => {
     t.equal(p.app.topology.primary()?.name, 'pg2', 'pg2 is the primary');
     t.equal(await inRecovery(cluster, pg3), true, 'pg3 (behind) was not promoted');
     t.match(timelineEvents(p, 'failover.promote'), [{ level: 'warn', backend: 'pg2', message: /^promoting pg2 / }]);
+    // The checks may see pg2 as primary (and serve the writer) before pg_promote() has returned
+    // to pgwarden, which records failover.promoted only then.
+    await waitFor('failover.promoted in the timeline', () => timelineEvents(p, 'failover.promoted').length > 0);
     t.match(timelineEvents(p, 'failover.promoted'), [{ backend: 'pg2' }]);
     t.equal(logLines(p, 'failover.promote').length, 1, 'failover.promote is logged');
     const rows = await cluster.query(pg2, 'select count(*)::int as n from writes where id = -1');

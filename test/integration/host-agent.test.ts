@@ -12,7 +12,7 @@ import { AgentServer, CONNECTION_TIMEOUT_MS, NO_SAMPLE_REPLY } from '../../src/a
 import { Bus, type BusEvents, type RecentEvent } from '../../src/events';
 import type { HostStatus } from '../../src/host/status';
 import { AgentChecker, MAX_AGENT_LINE_BYTES, type AgentReport } from '../../src/health/agent-check';
-import { FakeClock } from '../../src/health/clock';
+import { FakeClock } from '../../src/clock';
 import { HostSampler, type HostSample } from '../../src/host/sampler';
 import type { HostThresholds } from '../../src/host/thresholds';
 import { freePort } from '../../src/harness/ports';

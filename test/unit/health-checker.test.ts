@@ -3,7 +3,7 @@
 import t from 'tap';
 import type { BackendConfig, HealthConfig } from '../../src/config/types';
 import { HealthChecker, PROBE_SETTLE_GRACE_MS, type CheckerStatus, type TransitionEvent } from '../../src/health/checker';
-import { FakeClock } from '../../src/health/clock';
+import { FakeClock } from '../../src/clock';
 import type { Probe, ProbeResult } from '../../src/health/types';
 
 const backend: BackendConfig = { name: 'pg1', host: '127.0.0.1', port: 5432, weight: 100, backup: false };

@@ -9,11 +9,9 @@
 //
 // Placements that differ from DESIGN.md's picture, and why:
 // - health/types.ts is on the ground floor. It is pure vocabulary (failure layers, probe results,
-//   the Clock interface: types and one frozen table, no imports) that the event bus (events.ts),
+//   types and one frozen table, no imports) that the event bus (events.ts),
 //   host sampling, routing and the proxy all speak; it lives beside the checkers that produce
 //   those results. Everything else in health/ is the health layer.
-// - health/clock.ts is on the ground floor: it is the injectable clock, moving to src/clock.ts
-//   (issue 12, point 7); host/ and health/ both take it.
 // - control/ holds the pieces app.ts was split into (reactions, reload, drain, session reporting):
 //   they are control by nature, and they reach the running proxy only through narrow interfaces
 //   (control/context.ts, control/reload.ts Reloadable, control/observability.ts ObservedProxy),
@@ -35,7 +33,7 @@ const LAYERS: readonly Layer[] = [
   {
     name: 'ground floor',
     dirs: ['protocol', 'net', 'config', 'errors'],
-    files: ['errors.ts', 'clock.ts', 'events.ts', 'logger.ts', 'health/types.ts', 'health/clock.ts'],
+    files: ['errors.ts', 'clock.ts', 'events.ts', 'logger.ts', 'health/types.ts'],
   },
   { name: 'hooks, metrics, host', dirs: ['hooks', 'metrics', 'host'] },
   { name: 'health', dirs: ['health'] },

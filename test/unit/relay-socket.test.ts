@@ -39,12 +39,13 @@ t.test('data events before a relay; chunks keep their bytes while other sockets 
   const [sa, sb] = [(await a.accepted).socket, (await b.accepted).socket];
   const got: Buffer[] = [];
   sa.on('data', (c: Buffer) => got.push(c));
-  sb.on('data', () => undefined);
+  let otherRead = 0;
+  sb.on('data', (c: Buffer) => (otherRead += c.length));
   ca.write(Buffer.alloc(1000, 0x41));
   await t.resolves(waitUntil(() => Buffer.concat(got).length === 1000));
   // The other socket reads into the same buffer; the chunk kept above must not change.
   cb.write(Buffer.alloc(1000, 0x42));
-  await new Promise((r) => setTimeout(r, 50));
+  await waitUntil(() => otherRead === 1000);
   t.ok(Buffer.concat(got).every((x) => x === 0x41), 'first chunk intact after another socket read');
   const ended = once(sa, 'end');
   ca.end();
@@ -76,6 +77,7 @@ for (const sharedBuffer of [true, false]) {
     const payload = crypto.randomBytes(16 * 1024 * 1024);
     client.end(payload);
     await waitUntil(() => dst.writableNeedDrain);
+    // Not a synchronisation: a soak during which unbounded reads would have kept queueing.
     await new Promise((r) => setTimeout(r, 200));
     // Stopped reads: what waits in dst is at most its high-water mark plus one read's worth.
     t.ok(dst.writableLength <= dst.writableHighWaterMark + 64 * 1024, `reads stopped while the destination was full (${dst.writableLength} bytes queued)`);

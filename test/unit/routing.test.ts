@@ -2,6 +2,7 @@ import t from 'tap';
 import { Topology, type CheckerSnapshot } from '../../src/routing/topology';
 import { candidatesFor } from '../../src/routing/candidates';
 import { Router } from '../../src/routing/router';
+import { FakeClock } from '../../src/clock';
 import type { BackendConfig, ListenerConfig } from '../../src/config/types';
 
 const backend = (name: string, extra: Partial<BackendConfig> = {}): BackendConfig => ({ name, host: '127.0.0.1', port: 1, weight: 100, backup: false, ...extra });
@@ -126,17 +127,55 @@ t.test('router: waiters are woken by a topology change, FIFO', async (t) => {
   t.equal(router.queued, 0);
 });
 
-t.test('router: queue timeout gives 57P03 with the reason', async (t) => {
-  // The router's timers are unref'd (they must not hold a stopping proxy open); keep the loop alive.
-  const keepAlive = setInterval(() => undefined, 1000);
-  t.teardown(() => clearInterval(keepAlive));
+t.test('router: queue timeout gives 57P03 with the reason, on its clock', async (t) => {
+  const clock = new FakeClock(1_000_000);
   const topo = cluster();
   topo.update('pg1', down());
-  const router = new Router(listener('primary'), topo, { queueTimeout: 10, queueSize: 10 });
+  const dequeued: [number, string][] = [];
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
   t.teardown(() => router.close());
-  await t.rejects(router.acquire(() => new Set(), Date.now() + 10, new AbortController().signal), {
-    code: 'PGW_QUEUE_TIMEOUT', sqlstate: '57P03', message: /no primary available for listener rw: pg1 down/,
+  let settled = false;
+  const waiting = router.acquire(() => new Set(), clock.now() + 10_000, new AbortController().signal);
+  waiting.catch(() => undefined).finally(() => (settled = true));
+  await clock.advanceAsync(9_999);
+  t.equal(settled, false, 'still waiting 1 ms before the deadline');
+  t.equal(router.queued, 1);
+  await clock.advanceAsync(1);
+  await t.rejects(waiting, {
+    code: 'PGW_QUEUE_TIMEOUT', sqlstate: '57P03', message: /no primary available for listener rw: pg1 down .*\(waited 10 s, queue_timeout\)/,
   });
+  t.equal(router.queued, 0);
+  t.same(dequeued, [[10_000, 'timeout']], 'reported once, with the wait on the clock');
+  t.equal(clock.pendingTimers, 0, 'no timer left behind');
+});
+
+t.test('router: a waiter served before its deadline leaves no timer behind', async (t) => {
+  const clock = new FakeClock(0);
+  const topo = cluster();
+  const dequeued: [number, string][] = [];
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
+  t.teardown(() => router.close());
+  const waiting = router.acquire(() => new Set(), clock.now() + 10_000, new AbortController().signal);
+  await clock.advanceAsync(2_500);
+  topo.update('pg1', primaryUp());
+  t.equal((await waiting).name, 'pg1');
+  t.same(dequeued, [[2_500, 'served']]);
+  t.equal(clock.pendingTimers, 0);
+  await clock.advanceAsync(60_000);
+  t.same(dequeued, [[2_500, 'served']], 'the deadline passing later changes nothing');
+});
+
+t.test('router: close rejects every waiter and clears their timers', async (t) => {
+  const clock = new FakeClock(0);
+  const topo = cluster();
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, undefined, clock);
+  const a = router.acquire(() => new Set(), 10_000, new AbortController().signal);
+  const b = router.acquire(() => new Set(), 10_000, new AbortController().signal);
+  router.close();
+  await t.rejects(a, { code: 'PGW_SHUTTING_DOWN', sqlstate: '57P01' });
+  await t.rejects(b, { code: 'PGW_SHUTTING_DOWN' });
+  t.equal(clock.pendingTimers, 0);
+  await t.rejects(router.acquire(() => new Set(), 10_000, new AbortController().signal), { code: 'PGW_SHUTTING_DOWN' }, 'and refuses new ones');
 });
 
 t.test('router: a full queue answers 53300 at once; abort leaves the queue', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { FakeClock } from '../../src/health/clock';
+import { FakeClock } from '../../src/clock';
 import {
   scriptedServer, startRig, startupMessage, loginAnswer, query, terminate, message, readyForQuery, cancelPacket,
   firstError, exchange, until,

@@ -1,8 +1,14 @@
-// Time sources for the health checker: the real one and a fake one that tests drive by hand,
-// so rise/fall/interval behaviour is tested without sleeping.
-import type { Clock } from './types';
+// The injectable time source (ground floor: imports nothing): the real one and a fake one that
+// tests drive by hand, so health checks, host sampling, the routing queue, switchover, primary
+// loss and the quiet-GC timer are tested without sleeping.
 
-/** Wall-clock time and Node timers; every timer is unref()'d so a checker never keeps the process alive. */
+/** Injected time source: now() in ms, and one-shot timers that return their own disposer. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): { clear(): void };
+}
+
+/** Wall-clock time and Node timers; every timer is unref()'d so no component keeps the process alive. */
 export const realClock: Clock = Object.freeze({
   now: () => Date.now(),
   setTimeout(fn: () => void, ms: number) {
