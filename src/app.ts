@@ -23,6 +23,7 @@ import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
 import { PrimaryLoss } from './control/primary-loss';
+import { PrimaryChangeTracker } from './control/primary-change';
 import { IdleCloser } from './control/idle-closer';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './admin/controller';
@@ -57,6 +58,7 @@ export class App implements AdminController {
   hooks: HookRunner;
   private switching?: Promise<SwitchoverResult>;
   private readonly primaryLoss: PrimaryLoss;
+  private readonly primaryChange = new PrimaryChangeTracker();
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
@@ -293,6 +295,8 @@ export class App implements AdminController {
     } else {
       this.timeline.add('warn', 'primary.lost', `no primary${p.from ? ` (was ${p.from})` : ''}; new write sessions wait`, { from: p.from });
     }
+    const change = this.primaryChange.observe(this.endpoint(p.to));
+    if (change) void this.hooks.run('on_primary_change', change);
   }
 
   private onFenced(f: { backend: string; keep: string; timeline?: number; keeperTimeline?: number }): void {
