@@ -12,6 +12,7 @@ import { App } from './app';
 import { runDemo } from './demo';
 import { runAdminVerb, type AdminVerb } from './admin/client';
 import { runAgent } from './agent/server';
+import { installProcessGuard } from './process-guard';
 
 const USAGE = `usage:
   pgwarden --config FILE                     run the proxy (SIGHUP reloads the config)
@@ -80,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
 
 async function run(config: Config, path: string): Promise<number> {
   const log = createLogger(config.logging.level, config.logging.format);
+  installProcessGuard(log);
   const app = new App(config, log, { loadConfig: () => loadConfigFile(path) });
   try {
     await app.start();
@@ -141,7 +143,9 @@ function agent(listen: string | undefined, configPath: string | undefined, posit
     level = config.logging.level;
     format = config.logging.format;
   }
-  return runAgent(listen, thresholds, createLogger(level, format), interval);
+  const log = createLogger(level, format);
+  installProcessGuard(log);
+  return runAgent(listen, thresholds, log, interval);
 }
 
 async function verb(name: AdminVerb, positionals: string[], values: { config?: string; to?: string; admin?: string }): Promise<number> {

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# pgwarden hook: take a base backup of the new primary after a switchover or promotion.
+# pgwarden hook: take a base backup of the new primary after every change of the primary.
 #
 # A promoted replica starts a new timeline; backups taken from the old primary do not cover it,
 # so the first thing to want after a failover is a fresh base backup of the new primary.
 #
-# Configure it on post_switchover and/or on_promote, for example:
+# Configure it on on_primary_change (a followed failover, pgwarden's own promotion or a planned
+# switchover; post_switchover and on_promote set the same variables), for example:
 #
 #   hooks:
-#     post_switchover:
+#     on_primary_change:
 #       - command: [/etc/pgwarden/hooks/backup-new-primary.sh]
 #         timeout: 1h
 #         env: { BACKUP_DIR: /var/backups/pgwarden, KEEP: "3", PGUSER: replicator }
@@ -35,8 +36,8 @@ umask 077
 log() { printf '%s backup-new-primary: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 fail() { printf 'backup-new-primary: %s\n' "$*" >&2; exit 1; }
 
-host=${PGWARDEN_NEW_PRIMARY_HOST:?PGWARDEN_NEW_PRIMARY_HOST is not set: run this as a pgwarden post_switchover or on_promote hook}
-port=${PGWARDEN_NEW_PRIMARY_PORT:?PGWARDEN_NEW_PRIMARY_PORT is not set: run this as a pgwarden post_switchover or on_promote hook}
+host=${PGWARDEN_NEW_PRIMARY_HOST:?PGWARDEN_NEW_PRIMARY_HOST is not set: run this as a pgwarden on_primary_change hook}
+port=${PGWARDEN_NEW_PRIMARY_PORT:?PGWARDEN_NEW_PRIMARY_PORT is not set: run this as a pgwarden on_primary_change hook}
 name=${PGWARDEN_NEW_PRIMARY_NAME:-$host:$port}
 backup_dir=${BACKUP_DIR:?BACKUP_DIR is not set: add it to the hook env in the pgwarden configuration}
 keep=${KEEP:-3}

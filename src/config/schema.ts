@@ -110,7 +110,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const LOG_FORMATS = ['json', 'pretty'] as const;
 export const FAILOVER_MODES = ['follow', 'promote'] as const;
 export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
-export const HOOK_EVENTS = ['pre_switchover', 'post_switchover', 'on_promote', 'on_backend_down', 'on_backend_up', 'on_fence'] as const satisfies readonly HookEvent[];
+export const HOOK_EVENTS = ['pre_switchover', 'post_switchover', 'on_promote', 'on_primary_change', 'on_backend_down', 'on_backend_up', 'on_fence'] as const satisfies readonly HookEvent[];
 
 /** `cpu: 80%` with no `for`: a short spike is not an alert. */
 const DEFAULT_THRESHOLD_FOR_MS = 30_000;

@@ -69,7 +69,7 @@ export interface FailoverConfig {
   readonly drainTimeout: number;
 }
 
-export type HookEvent = 'pre_switchover' | 'post_switchover' | 'on_promote' | 'on_backend_down' | 'on_backend_up' | 'on_fence';
+export type HookEvent = 'pre_switchover' | 'post_switchover' | 'on_promote' | 'on_primary_change' | 'on_backend_down' | 'on_backend_up' | 'on_fence';
 
 export interface HookConfig {
   readonly command: readonly string[];

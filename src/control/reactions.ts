@@ -1,6 +1,7 @@
 // What pgwarden does when the cluster view changes: a backend going down or up, the primary
 // changing or lost, split-brain fencing, an agent's report. Each reaction records the event on
 // the timeline and the bus, runs the hooks it calls for, and closes the sessions it must.
+import { PrimaryChangeTracker } from './primary-change';
 import { SqlState } from '../errors';
 import type { StateChange } from '../routing/topology';
 import { closeSessions } from './drain';
@@ -22,8 +23,9 @@ interface Fenced {
 
 /** Subscribe the reactions to the topology's events. */
 export function reactToTopology(ctx: ControlContext, primaryLoss: PrimaryLoss): void {
+  const primaryChange = new PrimaryChangeTracker();
   ctx.topology.on('state', (c: StateChange) => onBackendState(ctx, c));
-  ctx.topology.on('primary', (p: { from?: string; to?: string }) => onPrimary(ctx, primaryLoss, p));
+  ctx.topology.on('primary', (p: { from?: string; to?: string }) => onPrimary(ctx, primaryLoss, primaryChange, p));
   ctx.topology.on('fenced', (f: Fenced) => onFenced(ctx, f));
   ctx.topology.on('unfenced', (f: { backend: string; reason: string }) =>
     ctx.timeline.add('info', 'backend.unfenced', `backend ${f.backend} is no longer fenced: ${f.reason}`, { backend: f.backend }),
@@ -60,7 +62,7 @@ function onBackendState(ctx: ControlContext, c: StateChange): void {
   }
 }
 
-function onPrimary(ctx: ControlContext, primaryLoss: PrimaryLoss, p: { from?: string; to?: string }): void {
+function onPrimary(ctx: ControlContext, primaryLoss: PrimaryLoss, primaryChange: PrimaryChangeTracker, p: { from?: string; to?: string }): void {
   ctx.bus.emit('primary.changed', p);
   primaryLoss.onPrimary(p);
   const split = ctx.topology.splitBrainMembers();
@@ -71,6 +73,9 @@ function onPrimary(ctx: ControlContext, primaryLoss: PrimaryLoss, p: { from?: st
   } else {
     ctx.timeline.add('warn', 'primary.lost', `no primary${p.from ? ` (was ${p.from})` : ''}; new write sessions wait`, { from: p.from });
   }
+  // Every change of the server that takes writes (followed failover, own promotion, switchover).
+  const change = primaryChange.observe(ctx.endpoint(p.to));
+  if (change) void ctx.hooks.run('on_primary_change', change);
 }
 
 function onFenced(ctx: ControlContext, f: Fenced): void {

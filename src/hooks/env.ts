@@ -13,7 +13,7 @@ export interface Endpoint {
 
 /** What the event is about; each present endpoint becomes three PGWARDEN_<ROLE>_* variables. */
 export interface HookContext {
-  /** The primary before a switchover or failover (may be down). */
+  /** The primary before a switchover or failover (may be down; the last one before a no-primary gap). */
   readonly oldPrimary?: Endpoint;
   /** The primary after it; a backup hook copies this one. */
   readonly newPrimary?: Endpoint;

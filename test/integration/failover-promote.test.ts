@@ -9,6 +9,9 @@ import { logLines, pauseReplay, timelineEvents, writeWal, type PgError } from '.
 import type { PgCluster, PgNode } from '../../src/harness/cluster';
 
 const GRANT_PROMOTE = 'grant execute on function pg_promote(boolean, integer) to pgwarden';
+const ON_PRIMARY_CHANGE = `hooks:
+  on_primary_change:
+    - command: [sh, -c, 'echo "$PGWARDEN_OLD_PRIMARY_NAME → $PGWARDEN_NEW_PRIMARY_NAME"']`;
 
 t.test('two replicas', async (t) => {
   const cluster = await startCluster(t, { replicas: 2, checkUser: CHECK_USER });
@@ -19,7 +22,7 @@ t.test('two replicas', async (t) => {
   await cluster.waitForReplication();
 
   t.test('follow mode never promotes', async (t) => {
-    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 20s\n  mode: follow\n  promote_after: 1s' });
+    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 20s\n  mode: follow\n  promote_after: 1s', extra: ON_PRIMARY_CHANGE });
     for (const n of cluster.nodes) await waitForBackend(p, n.name, 'up');
     await cluster.kill9(pg1);
     await waitForBackend(p, 'pg1', 'down');
@@ -34,12 +37,17 @@ t.test('two replicas', async (t) => {
     await waitForBackend(p, 'pg1', 'up');
     await waitFor('pg1 is the primary again', () => p.app.topology.primary()?.name === 'pg1');
     await cluster.waitForReplication();
+    await p.app.stop(0); // waits for any hook run still queued, so the count is final
+    t.same(logLines(p, 'hook.run'), [], 'the same primary back after the gap is no change: on_primary_change did not run');
   });
 
   t.test('promote mode promotes the replica that replayed the most; a waiting writer lands on it', async (t) => {
     // promote_after leaves the writer below, which connects as soon as pg1 is seen down, two
     // seconds to reach the queue even on a loaded machine (it runs in this same process).
-    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s\n  mode: promote\n  promote_after: 2s\n  max_lag_on_failover: 16MB' });
+    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s
+  mode: promote
+  promote_after: 2s
+  max_lag_on_failover: 16MB', extra: ON_PRIMARY_CHANGE });
     for (const n of cluster.nodes) await waitForBackend(p, n.name, 'up');
     // pg3 stops replaying; pg2 goes on, so pg2 is ahead (both well within max_lag_on_failover).
     await pauseReplay(cluster, pg3);
@@ -78,6 +86,11 @@ t.test('two replicas', async (t) => {
     t.equal(logLines(p, 'failover.promote').length, 1, 'failover.promote is logged');
     const rows = await cluster.query(pg2, 'select count(*)::int as n from writes where id = -1');
     t.equal(rows[0].n, 1, 'the write is on pg2');
+
+    await waitFor('the on_primary_change hook has run', () => logLines(p, 'hook.run').some((l) => l.hook === 'on_primary_change'));
+    await p.app.stop(0); // waits for any hook run still queued, so the count is final
+    t.same(logLines(p, 'hook.run').map((l) => [l.hook, l.outcome]), [['on_primary_change', 'ok']], 'on_primary_change ran once after pgwarden promoted pg2');
+    t.same(logLines(p, 'hook.output').map((l) => l.line), ['pg1 → pg2'], 'with the lost primary as the old one');
   });
 });
 

@@ -53,7 +53,7 @@ t.test('the example file loads and documents every key', async (t) => {
   t.same(config.health.agent, { port: 5555, interval: 2_000, timeout: 1_000 });
   t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16 * 1024 ** 2, drainTimeout: 10_000 });
   t.same(config.hooks, {
-    post_switchover: [{ command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } }],
+    on_primary_change: [{ command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } }],
   });
   t.same(config.admin, { host: '127.0.0.1', port: 8404 }, 'the example enables the admin API without a token');
   t.same(config.host, { interval: 5_000, thresholds: { cpu: { above: 80, for: 30_000 }, memory: { above: 85, for: 30_000 }, disk: { above: 90, for: 60_000 } } });
@@ -582,6 +582,8 @@ t.test('hooks: a list of commands per event', async (t) => {
       timeout: 10m
       env: { BACKUP_DIR: /var/backups/pgwarden, KEEP: "3" }
     - command: [sh, -c, 'echo "$PGWARDEN_EVENT" >> /tmp/events']
+  on_primary_change:
+    - command: [config/hooks/backup-new-primary.sh]
 `,
     {},
   );
@@ -591,11 +593,12 @@ t.test('hooks: a list of commands per event', async (t) => {
       { command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } },
       { command: ['sh', '-c', 'echo "$PGWARDEN_EVENT" >> /tmp/events'], timeout: 60_000, env: {} },
     ],
+    on_primary_change: [{ command: ['config/hooks/backup-new-primary.sh'], timeout: 60_000, env: {} }],
   });
 
   const event = problemAt(t, `${MINIMAL}hooks: { post_swithcover: [] }\n`, 'hooks.post_swithcover');
   t.equal(event.message, 'unknown key `hooks.post_swithcover` — did you mean `post_switchover`?');
-  t.match(problemAt(t, `${MINIMAL}hooks: { on_switch: [] }\n`, 'hooks.on_switch').hint, /valid keys here: pre_switchover, post_switchover, on_promote, on_backend_down, on_backend_up, on_fence/);
+  t.match(problemAt(t, `${MINIMAL}hooks: { on_switch: [] }\n`, 'hooks.on_switch').hint, /valid keys here: pre_switchover, post_switchover, on_promote, on_primary_change, on_backend_down, on_backend_up, on_fence/);
 
   const shell = problemAt(t, `${MINIMAL}hooks:\n  post_switchover:\n    - command: /usr/local/bin/backup.sh --full\n`, 'hooks.post_switchover[0].command');
   t.equal(shell.message, 'expected a list of strings: the program, then its arguments, got "/usr/local/bin/backup.sh --full"');
