@@ -42,7 +42,7 @@ const LAYERS: readonly Layer[] = [
   { name: 'admin, agent', dirs: ['admin', 'agent'] },
   { name: 'control', dirs: ['control'] },
   { name: 'app', dirs: ['app'], files: ['app.ts'] },
-  { name: 'cli, demo', files: ['cli.ts', 'demo.ts'] },
+  { name: 'cli, demo', files: ['cli.ts', 'demo.ts', 'process-guard.ts'] },
 ];
 
 /** Not a layer: the cluster harness. Who may import it, and what it may import. */
