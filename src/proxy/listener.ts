@@ -5,6 +5,7 @@ import { errorResponse } from '../protocol/error-response';
 import { sqlStateOf, type ClientErrorCode } from '../errors';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
+import type { SessionLifecycle } from './session-lifecycle';
 import { adoptAccepted } from '../net/relay-socket';
 import { applyKeepalive } from '../net/keepalive';
 import { IdleTimeout } from './idle-timeout';
@@ -95,8 +96,8 @@ export class Listener {
 
   // A method, not a closure made in accept(): a session must not keep the accepted socket's
   // first (handed-over) object alive — idle sessions are many, and every byte counts.
-  private readonly forget = (s: Session): void => {
-    this.sessions.delete(s);
+  private readonly forget = (s: SessionLifecycle): void => {
+    this.sessions.delete(s as Session); // every session this listener made is a Session
   };
 
   /** A FATAL ErrorResponse to a connection that gets no session, then the close. */
