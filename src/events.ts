@@ -20,7 +20,7 @@ export interface BusEvents {
   /** A session reached its backend (startup bytes forwarded). */
   'session.start': { listener: string; backend: string };
   /** `cause`: one of proxy/end-cause.ts's EndCause names. */
-  'session.end': { listener: string; backend?: string; cause: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
+  'session.end': { listener: string; backend?: string; cause: string; reason?: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
   /** A CancelRequest: to the one server that issued the key, fanned out (unknown key), or dropped (unknown_cancel_rate). */
   'cancel.forwarded': { listener: string; outcome: 'exact' | 'fanned-out' | 'dropped' };
   /** A client got an ErrorResponse instead of a session (sqlstate says why). */

@@ -59,7 +59,7 @@ export function sessionReporting(listener: string, d: SessionReportingDeps): Ses
     onSessionEnd: (end) => {
       d.sessionClosed();
       log.info({ event: 'session.end', listener, ...end }, `session closed: ${end.cause}${end.reason ? ` (${end.reason})` : ''}`);
-      bus.emit('session.end', { listener, backend: end.backend, cause: end.cause, durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
+      bus.emit('session.end', { listener, backend: end.backend, cause: end.cause, ...(end.reason && { reason: end.reason }), durationMs: end.durationMs, bytesFromClient: end.bytesFromClient, bytesToClient: end.bytesToClient });
     },
     onClosedByProxy: (backend, reason, inTransaction) => bus.emit('session.closed_by_proxy', { listener, backend, reason, inTransaction }),
     onCancel: (outcome) => {
