@@ -43,7 +43,7 @@ export interface ListenerContext {
   /** Time for every session timer (login, answer, linger) and for the queue deadline. */
   readonly clock: Clock;
   /** Phase changes are logged here at debug level. */
-  readonly log: { debug(obj: object, msg: string): void };
+  readonly log: { debug(obj: object, msg: string): void; isLevelEnabled(level: string): boolean };
   /** The rate at which CancelRequests with an unknown key may fan out to every backend. */
   readonly fanout: FanoutBudget;
   /** A connect to a backend failed: the health checker should look again now. */

@@ -112,7 +112,8 @@ export abstract class SessionLifecycle implements SocketOwner {
     this.exitPhase = undefined;
     this.phase = to;
     exit?.();
-    this.ctx.log.debug({ event: 'session.phase', listener: this.ctx.listener.name, client: this.clientAddress, from, to, backend: this.target?.name }, `session ${from} → ${to}`);
+    // Checked first: most processes run at info, and sessions are many.
+    if (this.ctx.log.isLevelEnabled('debug')) this.ctx.log.debug({ event: 'session.phase', listener: this.ctx.listener.name, client: this.clientAddress, from, to, backend: this.target?.name }, `session ${from} → ${to}`);
   }
 
   /** Runs a continuation; a throw ends the session as an internal error instead of escaping. */

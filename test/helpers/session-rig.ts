@@ -84,7 +84,7 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     failover: config.failover,
     health: config.health,
     clock,
-    log: { debug: () => undefined },
+    log: { debug: () => undefined, isLevelEnabled: () => true },
     fanout: new FanoutBudget(opts.cancelRate ?? 50, opts.cancelRate ?? 50, clock),
     onConnectFailure: (backend: string, err: BackendConnectError) => record.connectFailures.push({ backend, layer: err.layer, message: err.message }),
     onRedispatch: (backend) => record.redispatches.push(backend),
