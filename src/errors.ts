@@ -187,7 +187,7 @@ export class CancelKeyRangeError extends PgwardenError {
 
 // ---- Health checks and failover ----
 
-/** A check connection carried something that is not PostgreSQL's protocol (health/check-reply.ts). */
+/** A check connection carried something that is not PostgreSQL's protocol (protocol/message-reader.ts). */
 export class CheckProtocolError extends PgwardenError {
   declare readonly code: 'PGW_CHECK_PROTOCOL';
 

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { completeBackups, queryPort, startFromBackup } from '../helpers/backup';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, connect, startProxy, waitFor, whoAnswers, type RunningProxy } from '../helpers/proxy';
-import type { PgCluster } from '../../src/pg/cluster';
+import type { PgCluster } from '../../src/harness/cluster';
 
 const SCRIPT = resolve(__dirname, '../../config/hooks/backup-new-primary.sh');
 const ROWS = 1000;

@@ -44,10 +44,7 @@ t.test('two replicas', async (t) => {
   t.test('promote mode promotes the replica that replayed the most; a waiting writer lands on it', async (t) => {
     // promote_after leaves the writer below, which connects as soon as pg1 is seen down, two
     // seconds to reach the queue even on a loaded machine (it runs in this same process).
-    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s
-  mode: promote
-  promote_after: 2s
-  max_lag_on_failover: 16MB', extra: ON_PRIMARY_CHANGE });
+    const p = await startProxy(t, cluster, { failover: '  queue_timeout: 30s\n  mode: promote\n  promote_after: 2s\n  max_lag_on_failover: 16MB', extra: ON_PRIMARY_CHANGE });
     for (const n of cluster.nodes) await waitForBackend(p, n.name, 'up');
     // pg3 stops replaying; pg2 goes on, so pg2 is ahead (both well within max_lag_on_failover).
     await pauseReplay(cluster, pg3);

@@ -116,8 +116,8 @@ t.test('counters and histograms follow the bus', async (t) => {
   bus.emit('check', { backend: 'pg3', result: { ok: false, layer: 'L4CON', message: 'refused', durationMs: 1 } });
   bus.emit('session.start', { listener: 'rw', backend: 'pg1' });
   bus.emit('session.start', { listener: 'rw', backend: 'pg1' });
-  bus.emit('session.end', { listener: 'rw', backend: 'pg1', durationMs: 1500, bytesFromClient: 100, bytesToClient: 4000 });
-  bus.emit('session.end', { listener: 'rw', durationMs: 10, bytesFromClient: 20, bytesToClient: 0 });
+  bus.emit('session.end', { listener: 'rw', backend: 'pg1', cause: 'client-terminate', durationMs: 1500, bytesFromClient: 100, bytesToClient: 4000 });
+  bus.emit('session.end', { listener: 'rw', cause: 'rejected', durationMs: 10, bytesFromClient: 20, bytesToClient: 0 });
   bus.emit('session.rejected', { listener: 'ro', sqlstate: '57P03', code: 'PGW_QUEUE_TIMEOUT' });
   bus.emit('session.dequeued', { listener: 'ro', waitMs: 250, outcome: 'served' });
   bus.emit('session.dequeued', { listener: 'ro', waitMs: 20_000, outcome: 'timeout' });

@@ -3,7 +3,7 @@ import { Topology, type CheckerSnapshot } from '../../src/routing/topology';
 import { candidatesFor } from '../../src/routing/candidates';
 import { Router } from '../../src/routing/router';
 import { FakeClock } from '../../src/clock';
-import type { BackendConfig, ListenerConfig } from '../../src/config/types';
+import type { BackendConfig, FailoverConfig, ListenerConfig } from '../../src/config/types';
 
 const backend = (name: string, extra: Partial<BackendConfig> = {}): BackendConfig => ({ name, host: '127.0.0.1', port: 1, weight: 100, backup: false, ...extra });
 const listener = (route: ListenerConfig['route'], extra: Partial<ListenerConfig> = {}): ListenerConfig => ({
@@ -115,7 +115,7 @@ t.test('state events on flips only', async (t) => {
 
 t.test('router: waiters are woken by a topology change, FIFO', async (t) => {
   const topo = cluster();
-  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 10 });
+  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 10 } as FailoverConfig);
   t.teardown(() => router.close());
   const ac = new AbortController();
   const first = router.acquire(() => new Set(), Date.now() + 60_000, ac.signal);
@@ -132,7 +132,7 @@ t.test('router: queue timeout gives 57P03 with the reason, on its clock', async 
   const topo = cluster();
   topo.update('pg1', down());
   const dequeued: [number, string][] = [];
-  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 } as FailoverConfig, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
   t.teardown(() => router.close());
   let settled = false;
   const waiting = router.acquire(() => new Set(), clock.now() + 10_000, new AbortController().signal);
@@ -153,7 +153,7 @@ t.test('router: a waiter served before its deadline leaves no timer behind', asy
   const clock = new FakeClock(0);
   const topo = cluster();
   const dequeued: [number, string][] = [];
-  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 } as FailoverConfig, undefined, (ms, outcome) => dequeued.push([ms, outcome]), clock);
   t.teardown(() => router.close());
   const waiting = router.acquire(() => new Set(), clock.now() + 10_000, new AbortController().signal);
   await clock.advanceAsync(2_500);
@@ -168,7 +168,7 @@ t.test('router: a waiter served before its deadline leaves no timer behind', asy
 t.test('router: close rejects every waiter and clears their timers', async (t) => {
   const clock = new FakeClock(0);
   const topo = cluster();
-  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 }, undefined, undefined, clock);
+  const router = new Router(listener('primary'), topo, { queueTimeout: 10_000, queueSize: 10 } as FailoverConfig, undefined, undefined, clock);
   const a = router.acquire(() => new Set(), 10_000, new AbortController().signal);
   const b = router.acquire(() => new Set(), 10_000, new AbortController().signal);
   router.close();
@@ -180,7 +180,7 @@ t.test('router: close rejects every waiter and clears their timers', async (t) =
 
 t.test('router: a full queue answers 53300 at once; abort leaves the queue', async (t) => {
   const topo = cluster();
-  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 1 });
+  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 1 } as FailoverConfig);
   t.teardown(() => router.close());
   const ac = new AbortController();
   const waiting = router.acquire(() => new Set(), Date.now() + 60_000, ac.signal);
@@ -193,7 +193,7 @@ t.test('router: a full queue answers 53300 at once; abort leaves the queue', asy
 t.test('router: excluded backends are skipped until the exclusion lapses', async (t) => {
   const topo = cluster();
   topo.update('pg1', primaryUp());
-  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 10 });
+  const router = new Router(listener('primary'), topo, { queueTimeout: 60_000, queueSize: 10 } as FailoverConfig);
   t.teardown(() => router.close());
   let excluded = new Set(['pg1']);
   const p = router.acquire(() => excluded, Date.now() + 60_000, new AbortController().signal);
