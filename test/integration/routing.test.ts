@@ -31,12 +31,22 @@ t.test('routing through pgwarden', async (t) => {
   });
 
   t.test('ro spreads over both replicas', async (t) => {
+    const flips: string[] = [];
+    const onState = (e: { backend: string; to: string }) => flips.push(`${e.backend} ${e.to}`);
+    p.app.bus.on('backend.state', onState);
+    t.teardown(() => p.app.bus.off('backend.state', onState));
+    const answers: { port: number; inRecovery: boolean }[] = [];
+    for (let i = 0; i < 10; i++) answers.push(await whoAnswers(p.roPort));
     const seen = new Map<number, number>();
-    for (let i = 0; i < 10; i++) {
-      const w = await whoAnswers(p.roPort);
-      t.equal(w.inRecovery, true, 'a replica answers');
-      seen.set(w.port, (seen.get(w.port) ?? 0) + 1);
+    for (const w of answers) seen.set(w.port, (seen.get(w.port) ?? 0) + 1);
+    // What roundrobin guarantees holds while the candidates stay the same; a check that timed
+    // out on a loaded machine changes them (and ro may fall back to the primary), so then the
+    // run proves nothing about the split and is only reported.
+    if (flips.length > 0) {
+      t.comment(`a backend changed state during the loop (${flips.join(', ')}): the split is not asserted`);
+      return;
     }
+    t.ok(answers.every((w) => w.inRecovery), 'a replica answers every time');
     t.same([...seen.keys()].sort(), [pg2.port, pg3.port].sort(), 'both replicas served sessions');
     t.equal(seen.get(pg2.port), 5, 'roundrobin: an even split');
   });
