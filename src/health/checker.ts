@@ -101,8 +101,8 @@ export class HealthChecker extends EventEmitter {
   private checkAt?: number;
   /** Role poll interval while watched (a failover in progress); undefined: no polls. */
   private watchMs?: number;
-  /** A poke arrived while a poll was in flight: check as soon as it settles. */
-  private checkAfterPoll = false;
+  /** A poke that arrived while a poll was in flight: applied when the poll settles. */
+  private pendingPoke?: string;
 
   constructor(opts: HealthCheckerOptions) {
     super();
@@ -169,8 +169,8 @@ export class HealthChecker extends EventEmitter {
   poke(reason: string): void {
     if (this.lifecycle !== 'running') return;
     if (this.inFlight?.kind === 'poll') {
-      this.checkAfterPoll = true;
-      return this.emitSafely('poke', { reason, action: 'soon' });
+      this.pendingPoke = reason;
+      return;
     }
     if (this.inFlight !== undefined) return this.emitSafely('poke', { reason, action: 'in-flight' });
     const now = this.clock.now();
@@ -264,11 +264,13 @@ export class HealthChecker extends EventEmitter {
     if (this.inFlight !== attempt) return;
     this.inFlight = undefined;
     attempt.deadline.clear();
-    const checkNow = !result.ok || result.role !== this.role || this.checkAfterPoll;
-    this.checkAfterPoll = false;
+    const checkNow = !result.ok || result.role !== this.role;
+    const poked = this.pendingPoke;
+    this.pendingPoke = undefined;
     if (checkNow) this.runCheck();
     else this.scheduleAt(this.checkAt ?? this.clock.now());
     this.emitSafely('poll', { result, checkNow } satisfies PollEvent);
+    if (poked !== undefined && !checkNow) this.poke(poked); // still at most one check per fast_interval
   }
 
   /** Applies one probe outcome, once: the deadline and the probe race, and stop() may have won. */

@@ -137,7 +137,7 @@ t.test('only a healthy replica is polled: not one going down, not one that is do
   t.same(s.polls, []);
 });
 
-t.test('a poke during a poll is a check right after it', async (t) => {
+t.test('a poke during a poll is a check right after it, still at most one per fast_interval', async (t) => {
   const clock = new FakeClock(0);
   const { s, probe } = server(clock);
   let release: (() => void) | undefined;
@@ -156,6 +156,18 @@ t.test('a poke during a poll is a check right after it', async (t) => {
   release!();
   await clock.advanceAsync(0);
   t.same(s.checks, [0, 600]);
+  await clock.advanceAsync(50);
+  t.same(s.polls, [600, 650], 'polled again a watch interval after that check');
+  checker.poke('another failed session');
+  release!();
+  probe.poll = () => {
+    s.polls.push(clock.now());
+    return Promise.resolve(ROLE_REPLICA);
+  };
+  await clock.advanceAsync(0);
+  t.same(s.checks, [0, 600], 'a burst of pokes still gets one check per fast_interval');
+  await clock.advanceAsync(450);
+  t.same(s.checks, [0, 600, 1100]);
 });
 
 // ---- RoleWatch: when ----------------------------------------------------------------------
