@@ -2,7 +2,7 @@
 // SCRAM), then one query (check-query.ts) that reports the server's role and WAL positions.
 // Each failure is named by the layer where it happened, HAProxy style, so an operator sees
 // "L7AUTH" rather than "down" and knows to look at pg_hba.conf or the password instead of the
-// network.
+// network. `poll` is the failover watch's role poll on the same kept connection.
 import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
