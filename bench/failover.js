@@ -352,7 +352,12 @@ query; PostgreSQL 14+ reports \`in_hot_standby = off\` before its ReadyForQuery 
 promotion is done). The first poll after the promotion runs a full check, the replica becomes
 the primary on that check (the old one, failing on an older timeline, is fenced), and the
 queued write goes to it. So the proxy share is about half a poll interval, a check round trip
-and a new server connection. HAProxy sends sessions to the backup only once pg1 is DOWN (three
+and a new server connection, and pgwarden's detection (the old primary marked down after
+\`fall\` failed checks) can come after its first write. In the cost table, checks/s in the gap
+include the checks every \`fast_interval\` of every backend while there is no primary
+(control/primary-loss.ts, 4/s per backend, as before the watch); a healthy replica gets one
+role poll a \`watch_interval\` after the previous one answered, except when such a check runs
+instead. HAProxy sends sessions to the backup only once pg1 is DOWN (three
 failed checks 1 s apart), and a write started in the meantime waits out HAProxy's connect
 retries to pg1 until the client's 1 s timeout, so its failed attempts are about the outage in
 seconds.
