@@ -26,6 +26,7 @@ import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
 import { runSwitchover } from './control/switchover';
 import { PrimaryLoss } from './control/primary-loss';
+import { RoleWatch } from './control/role-watch';
 import { startObservability, type Observability } from './control/observability';
 import type { HostStatus } from './host/status';
 import { setKeepaliveWarningSink } from './net/keepalive';
@@ -68,6 +69,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   hooks: HookRunner;
   private switching?: Promise<SwitchoverResult>;
   private readonly primaryLoss: PrimaryLoss;
+  private readonly roleWatch: RoleWatch;
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
@@ -92,6 +94,14 @@ export class App implements AdminController, ControlContext, Reloadable {
       switching: () => this.switching !== undefined,
     });
     reactToTopology(this, this.primaryLoss);
+    this.roleWatch = new RoleWatch({
+      topology: this.topology,
+      config: () => this.config,
+      setWatch: (ms) => {
+        for (const c of this.checkers.values()) c.watch(ms);
+      },
+      onChange: (ms) => this.log.debug({ event: 'failover.watch', intervalMs: ms ?? null }, ms ? `polling replica roles every ${ms} ms` : 'replica role polls stopped'),
+    });
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
   }
@@ -225,6 +235,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   private async drainAndStop(timeoutMs: number): Promise<void> {
     // Stopping is not a failover: no promotion, no urgent checks from here on.
     this.primaryLoss.close();
+    this.roleWatch.close();
     await Promise.all(this.listeners.map((l) => l.stopAccepting()));
     const open = this.sessions().length;
     if (open > 0) this.log.info({ event: 'shutdown.draining', sessions: open, timeoutMs }, 'waiting for sessions to finish');
@@ -250,6 +261,8 @@ export class App implements AdminController, ControlContext, Reloadable {
           )
         : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');
     checker = new HealthChecker({ backend: b, health: h, probe });
+    checker.watch(this.roleWatch.interval());
+    checker.on('poll', ({ result, checkNow }) => this.bus.emit('poll', { backend: b.name, result, checkNow }));
     checker.on('result', (status) => {
       this.topology.update(b.name, status);
       if (status.lastResult) this.bus.emit('check', { backend: b.name, result: status.lastResult });

@@ -31,6 +31,8 @@ export interface BusEvents {
   'session.closed_by_proxy': { listener: string; backend?: string; reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced'; inTransaction: boolean };
   /** Every health probe result. */
   'check': { backend: string; result: ProbeResult };
+  /** A role poll of a replica during a failover (failover.watch_interval); not a check. */
+  'poll': { backend: string; result: ProbeResult; checkNow: boolean };
   /** Health state flip; `detectionMs` = first failure seen → marked down (on down only). */
   'backend.state': { backend: string; from: string; to: string; detectionMs?: number };
   'primary.changed': { from?: string; to?: string };

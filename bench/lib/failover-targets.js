@@ -14,10 +14,15 @@ const { spawnLogged, waitForPort, waitUntil } = require('./failover-procs');
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 
-/** pgwarden defaults for health and failover, except the check user; its JSON log lines carry the event times. */
-async function startPgwarden(cluster, dir) {
+/**
+ * pgwarden defaults for health and failover, except the check user; its JSON log lines carry the
+ * event times. `admin: true` adds the admin API on a free loopback port (target.metrics() reads
+ * /metrics) — for the cost measurement only, not in the timed trials.
+ */
+async function startPgwarden(cluster, dir, { admin = false } = {}) {
   const [primary, replica] = cluster.nodes;
   const port = await freePort();
+  const adminPort = admin ? await freePort() : undefined;
   const config = path.join(dir, 'pgwarden.yaml');
   writeFileSync(
     config,
@@ -32,7 +37,7 @@ failover:
   mode: follow
 logging:
   level: ${process.env.BENCH_PGWARDEN_LOG_LEVEL ?? 'info'}
-`,
+${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}`,
   );
   const target = { name: 'pgwarden', port, downs: [], primaryChanges: [], up: new Set(), events: [] };
   const proc = spawnLogged('pgwarden', process.execPath, [CLI, '--config', config], {
@@ -55,6 +60,14 @@ logging:
   });
   target.stop = () => proc.stop();
   target.tail = () => proc.tail();
+  target.pid = proc.child.pid;
+  if (adminPort !== undefined) {
+    target.metrics = async () => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+      if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+      return res.text();
+    };
+  }
   target.ready = async () => {
     await waitForPort(port, { what: 'pgwarden rw listener', exited: proc.exited });
     await waitUntil(`pgwarden to see ${primary.name} and ${replica.name} up`, () => target.up.has(primary.name) && target.up.has(replica.name));

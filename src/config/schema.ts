@@ -170,6 +170,7 @@ const failover = section('failover', {
   promote_after: f.duration('non-negative').default(5_000),
   max_lag_on_failover: f.size().default(16 * 1024 ** 2),
   drain_timeout: f.duration('non-negative').default(10_000),
+  watch_interval: f.duration('non-negative').default(50),
 });
 
 /** One hook; the same section serves every event, so a misplaced key is not listed six times. */

@@ -89,6 +89,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       promoteAfter: failover.promote_after,
       maxLagOnFailover: failover.max_lag_on_failover,
       drainTimeout: failover.drain_timeout,
+      watchInterval: failover.watch_interval,
     },
     tls: { mode: tls.mode },
     logging: { level: logging.level, format: logging.format },

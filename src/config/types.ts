@@ -67,6 +67,11 @@ export interface FailoverConfig {
   readonly maxLagOnFailover: number;
   /** Planned switchover: how long in-flight transactions may run before their sessions are closed. */
   readonly drainTimeout: number;
+  /**
+   * While there is no primary, or the primary is failing its checks: poll every healthy replica's
+   * role this often, so a promotion is followed within one poll. 0: no polls.
+   */
+  readonly watchInterval: number;
 }
 
 export type HookEvent = 'pre_switchover' | 'post_switchover' | 'on_promote' | 'on_primary_change' | 'on_backend_down' | 'on_backend_up' | 'on_fence';

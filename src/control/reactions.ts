@@ -80,10 +80,16 @@ function onPrimary(ctx: ControlContext, primaryLoss: PrimaryLoss, primaryChange:
 
 function onFenced(ctx: ControlContext, f: Fenced): void {
   const v = ctx.topology.get(f.backend);
+  const until = `${f.backend} is fenced until it is back in recovery or cleared with \`pgwarden ready ${f.backend}\``;
+  // The common failover: a replica promoted while the old primary was still failing its checks
+  // (crashed, not yet down after `fall`). Same rule, but no second server is taking writes.
+  const failing = v !== undefined && v.state === 'up' && v.transitional;
   ctx.timeline.add(
-    'error',
+    failing ? 'warn' : 'error',
     'backend.fenced',
-    `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${f.backend} is fenced until it is back in recovery or cleared with \`pgwarden ready ${f.backend}\``,
+    failing
+      ? `${f.keep} (timeline ${f.keeperTimeline ?? '?'}) was promoted while ${f.backend} (timeline ${f.timeline ?? '?'}) was failing its checks; writes go to ${f.keep}, ${until}`
+      : `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${until}`,
     { backend: f.backend, keep: f.keep },
   );
   ctx.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });

@@ -10,10 +10,12 @@ import { serialize } from 'pg-protocol';
 import {
   MSG_DATA_ROW,
   MSG_ERROR_RESPONSE,
+  MSG_PARAMETER_STATUS,
   MSG_READY_FOR_QUERY,
   MessageReader,
   readDataRow,
   readErrorResponse,
+  readParameterStatus,
   type ServerError,
 } from '../protocol/message-reader';
 
@@ -41,18 +43,22 @@ export class CheckSession {
   private dead = false;
   private row: (string | null)[] | undefined;
   private serverError: ServerError | undefined;
+  private standby: boolean | undefined;
 
   /**
    * `client` has just connected (its connect() resolved: ReadyForQuery seen, nothing unread);
    * `raw` is its TCP socket, the same as client.connection.stream unless TLS wraps it.
+   * `hotStandby` is the server's in_hot_standby from the startup (PostgreSQL 14+), if it sent one.
    */
   constructor(
     private readonly client: Client,
     private readonly raw: net.Socket,
     query: Buffer,
     private readonly events: CheckSessionEvents,
+    hotStandby?: boolean,
   ) {
     this.query = query;
+    this.standby = hotStandby;
     this.stream = client.connection.stream as net.Socket;
     // pg's Parser is the only 'data' listener (TLSSocket and net.Socket keep none of their own).
     // pg's 'error' and 'close' listeners stay: they end in the Client, whose 'error' is muted.
@@ -71,12 +77,22 @@ export class CheckSession {
     return !this.dead && !this.busy;
   }
 
-  /** Sends the check query; the reply comes to events.onReply. */
-  send(): void {
+  /**
+   * in_hot_standby as the server last reported it: undefined before PostgreSQL 14. The server
+   * reports a change in a ParameterStatus before the ReadyForQuery of the next query (guc.c,
+   * ReportChangedGUCOptions), not to an idle session: so after any round trip this is as fresh
+   * as pg_is_in_recovery() would have been.
+   */
+  get hotStandby(): boolean | undefined {
+    return this.standby;
+  }
+
+  /** Sends the check query (or `query`); the reply comes to events.onReply. */
+  send(query: Buffer = this.query): void {
     this.busy = true;
     this.row = undefined;
     this.serverError = undefined;
-    this.stream.write(this.query);
+    this.stream.write(query);
   }
 
   /**
@@ -107,9 +123,14 @@ export class CheckSession {
 
   private readonly onMessage = (type: number, buf: Buffer, start: number, end: number): void => {
     if (this.dead) return;
+    if (type === MSG_PARAMETER_STATUS) {
+      const p = readParameterStatus(buf, start, end);
+      if (p?.name === 'in_hot_standby') this.standby = p.value === 'on';
+      return;
+    }
     if (!this.busy) {
-      // Between checks only a goodbye matters (e.g. FATAL 57P01 on shutdown); ParameterStatus,
-      // NoticeResponse and notifications are skipped.
+      // Between checks only a goodbye matters (e.g. FATAL 57P01 on shutdown); NoticeResponse
+      // and notifications are skipped.
       if (type === MSG_ERROR_RESPONSE) {
         const e = readErrorResponse(buf, start, end);
         this.lose(`${e.message} (SQLSTATE ${e.code})`);

@@ -3,8 +3,12 @@
 // while it is stably down; `rise`/`fall` hysteresis from state-machine.ts; jitter so the checks
 // of many backends (and many pgwarden instances) do not align.
 //
-// Invariants: at most one probe in flight; the next check is scheduled only after the probe
-// settled; every timer is kept and cleared by stop(); nothing here throws into the caller.
+// During a failover (watch(), driven by control/role-watch.ts) a healthy replica is also role
+// polled every watch interval between its checks: a poll that sees the server out of recovery
+// (or fails) runs a full check at once, so a promotion is seen within one poll.
+//
+// Invariants: at most one probe or poll in flight; the next check is scheduled only after the
+// probe settled; every timer is kept and cleared by stop(); nothing here throws into the caller.
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { realClock, type Clock } from '../clock';
@@ -44,6 +48,13 @@ export interface PokeEvent {
   readonly action: 'now' | 'soon' | 'in-flight';
 }
 
+/** One role poll during a failover watch (not a check: it never moves rise/fall). */
+export interface PollEvent {
+  readonly result: ProbeResult;
+  /** The poll saw a change (out of recovery) or failed: a full check runs now. */
+  readonly checkNow: boolean;
+}
+
 export interface HealthCheckerOptions {
   readonly backend: BackendConfig;
   readonly health: HealthConfig;
@@ -54,6 +65,7 @@ export interface HealthCheckerOptions {
 }
 
 interface InFlight {
+  readonly kind: 'check' | 'poll';
   readonly controller: AbortController;
   readonly deadline: { clear(): void };
 }
@@ -62,6 +74,7 @@ export interface HealthChecker {
   on(event: 'result', listener: (status: CheckerStatus) => void): this;
   on(event: 'transition', listener: (event: TransitionEvent) => void): this;
   on(event: 'poke', listener: (event: PokeEvent) => void): this;
+  on(event: 'poll', listener: (event: PollEvent) => void): this;
   once(event: 'result', listener: (status: CheckerStatus) => void): this;
   once(event: 'transition', listener: (event: TransitionEvent) => void): this;
   once(event: 'poke', listener: (event: PokeEvent) => void): this;
@@ -84,6 +97,12 @@ export class HealthChecker extends EventEmitter {
   private inFlight?: InFlight;
   private lastStartAt?: number;
   private scheduled?: { readonly timer: { clear(): void }; readonly at: number };
+  /** When the next check is due (the timer may wake earlier, for a poll). */
+  private checkAt?: number;
+  /** Role poll interval while watched (a failover in progress); undefined: no polls. */
+  private watchMs?: number;
+  /** A poke that arrived while a poll was in flight: applied when the poll settles. */
+  private pendingPoke?: string;
 
   constructor(opts: HealthCheckerOptions) {
     super();
@@ -105,6 +124,20 @@ export class HealthChecker extends EventEmitter {
       ...(this.lastFailure !== undefined && { lastFailure: this.lastFailure }),
       ...(this.role !== undefined && { role: this.role }),
     });
+  }
+
+  /**
+   * Role polls every `intervalMs` between checks while this server is a healthy replica
+   * (undefined or 0: stop polling). The first poll runs now: the promotion may already be done.
+   */
+  watch(intervalMs: number | undefined): void {
+    const ms = intervalMs !== undefined && intervalMs > 0 ? intervalMs : undefined;
+    if (ms === this.watchMs) return;
+    const started = this.watchMs === undefined;
+    this.watchMs = ms;
+    if (this.lifecycle !== 'running' || this.inFlight !== undefined || this.checkAt === undefined) return;
+    if (started && this.pollable()) this.runPoll();
+    else this.scheduleAt(this.checkAt);
   }
 
   /** Starts checking; the first check runs immediately. A second call does nothing. */
@@ -135,6 +168,10 @@ export class HealthChecker extends EventEmitter {
    */
   poke(reason: string): void {
     if (this.lifecycle !== 'running') return;
+    if (this.inFlight?.kind === 'poll') {
+      this.pendingPoke = reason;
+      return;
+    }
     if (this.inFlight !== undefined) return this.emitSafely('poke', { reason, action: 'in-flight' });
     const now = this.clock.now();
     const earliest = this.lastStartAt === undefined ? now : this.lastStartAt + this.health.fastInterval;
@@ -143,7 +180,7 @@ export class HealthChecker extends EventEmitter {
       this.runCheck();
       return;
     }
-    if (this.scheduled === undefined || this.scheduled.at > earliest) this.scheduleAt(earliest);
+    if (this.checkAt === undefined || this.checkAt > earliest) this.scheduleAt(earliest);
     this.emitSafely('poke', { reason, action: 'soon' });
   }
 
@@ -152,6 +189,7 @@ export class HealthChecker extends EventEmitter {
   private runCheck(): void {
     if (this.lifecycle !== 'running' || this.inFlight !== undefined) return;
     this.clearScheduled();
+    this.checkAt = undefined;
     const startedAt = this.clock.now();
     this.lastStartAt = startedAt;
     // One controller for every check until a check is aborted (a timeout): probes remove their
@@ -169,7 +207,7 @@ export class HealthChecker extends EventEmitter {
         durationMs: this.clock.now() - startedAt,
       });
     }, deadlineMs);
-    const inFlight: InFlight = { controller, deadline };
+    const inFlight: InFlight = { kind: 'check', controller, deadline };
     this.inFlight = inFlight;
 
     let attempt: Promise<ProbeResult>;
@@ -188,6 +226,51 @@ export class HealthChecker extends EventEmitter {
           durationMs: this.clock.now() - startedAt,
         }),
     );
+  }
+
+  /** Only a healthy replica is polled: a server that is down comes back through `rise` checks. */
+  private pollable(): boolean {
+    return this.watchMs !== undefined && this.probe.poll !== undefined && this.machine.state === 'up' && this.machine.failures === 0 && this.role === 'replica';
+  }
+
+  private runPoll(): void {
+    const poll = this.probe.poll;
+    if (this.lifecycle !== 'running' || this.inFlight !== undefined || poll === undefined) return;
+    this.clearScheduled();
+    const startedAt = this.clock.now();
+    if (this.controller.signal.aborted) this.controller = new AbortController();
+    const controller = this.controller;
+    const fail = (message: string): ProbeResult => ({ ok: false, layer: 'L7TOUT', message, durationMs: this.clock.now() - startedAt });
+    const deadline = this.clock.setTimeout(() => {
+      controller.abort();
+      this.settlePoll(inFlight, fail(`role poll timed out after ${this.health.timeout} ms`));
+    }, this.health.timeout + PROBE_SETTLE_GRACE_MS);
+    const inFlight: InFlight = { kind: 'poll', controller, deadline };
+    this.inFlight = inFlight;
+    let attempt: Promise<ProbeResult>;
+    try {
+      attempt = Promise.resolve(poll(controller.signal));
+    } catch (err) {
+      attempt = Promise.reject(err);
+    }
+    attempt.then(
+      (result) => this.settlePoll(inFlight, validated(result, this.clock.now() - startedAt)),
+      (err: unknown) => this.settlePoll(inFlight, fail(`role poll threw: ${describeError(err)}`)),
+    );
+  }
+
+  /** A poll that saw the role change, or failed, is followed by a check now; else the next poll. */
+  private settlePoll(attempt: InFlight, result: ProbeResult): void {
+    if (this.inFlight !== attempt) return;
+    this.inFlight = undefined;
+    attempt.deadline.clear();
+    const checkNow = !result.ok || result.role !== this.role;
+    const poked = this.pendingPoke;
+    this.pendingPoke = undefined;
+    if (checkNow) this.runCheck();
+    else this.scheduleAt(this.checkAt ?? this.clock.now());
+    this.emitSafely('poll', { result, checkNow } satisfies PollEvent);
+    if (poked !== undefined && !checkNow) this.poke(poked); // still at most one check per fast_interval
   }
 
   /** Applies one probe outcome, once: the deadline and the probe race, and stop() may have won. */
@@ -217,13 +300,18 @@ export class HealthChecker extends EventEmitter {
     return Math.max(0, Math.round(base * (1 + jitter * (2 * this.random() - 1))));
   }
 
+  /** The next check at `at`; while watched, a poll every watch interval before it. */
   private scheduleAt(at: number): void {
     this.clearScheduled();
+    this.checkAt = at;
+    const pollAt = this.pollable() ? this.clock.now() + this.watchMs! : Infinity;
+    const wakeAt = Math.min(at, pollAt);
     const timer = this.clock.setTimeout(() => {
       this.scheduled = undefined;
-      this.runCheck();
-    }, at - this.clock.now());
-    this.scheduled = { timer, at };
+      if (wakeAt < at && this.pollable()) this.runPoll();
+      else this.runCheck();
+    }, wakeAt - this.clock.now());
+    this.scheduled = { timer, at: wakeAt };
   }
 
   private clearScheduled(): void {
@@ -236,7 +324,7 @@ export class HealthChecker extends EventEmitter {
    * unhandled rejection with no trace of where it came from. Re-throw it on its own tick instead,
    * as a bug in the listener (the same outcome as a throwing listener on any timer-driven emitter).
    */
-  private emitSafely(event: 'result' | 'transition' | 'poke', payload: unknown): void {
+  private emitSafely(event: 'result' | 'transition' | 'poke' | 'poll', payload: unknown): void {
     try {
       this.emit(event, payload);
     } catch (err) {

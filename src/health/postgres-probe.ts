@@ -2,7 +2,7 @@
 // SCRAM), then one query (check-query.ts) that reports the server's role and WAL positions.
 // Each failure is named by the layer where it happened, HAProxy style, so an operator sees
 // "L7AUTH" rather than "down" and knows to look at pg_hba.conf or the password instead of the
-// network.
+// network. `poll` is the failover watch's role poll on the same kept connection.
 import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
@@ -50,6 +50,14 @@ export function checkKeepalive(userTimeoutMs: number | undefined): KeepaliveOpti
 /** The Query message for CHECK_QUERY, serialized once and written as is for every check. */
 const QUERY_MESSAGE = queryMessage(CHECK_QUERY);
 
+/**
+ * Role polls (failover watch). On PostgreSQL 14+ (the server reported in_hot_standby at startup)
+ * an empty query: no parse, plan or snapshot, and the ParameterStatus that reports the end of
+ * recovery comes before its ReadyForQuery. Older servers answer pg_is_in_recovery().
+ */
+const EMPTY_QUERY_MESSAGE = queryMessage('');
+const ROLE_QUERY_MESSAGE = queryMessage('SELECT pg_is_in_recovery()');
+
 export type Phase = 'connecting' | 'authenticating' | 'querying';
 
 export interface PostgresProbeHooks {
@@ -62,6 +70,8 @@ export interface PostgresProbeHooks {
 
 /** One check from start to result. */
 interface Attempt {
+  /** A poll only asks for the role, on the kept connection; a check may connect first. */
+  readonly kind: 'check' | 'poll';
   readonly startedAt: number;
   readonly signal: AbortSignal;
   readonly resolve: (result: ProbeResult) => void;
@@ -79,7 +89,10 @@ interface Attempt {
  */
 export function postgresProbe(opts: PostgresProbeOptions, hooks: PostgresProbeHooks = {}): Probe {
   const check = new PostgresCheck(opts, hooks);
-  return Object.assign((signal: AbortSignal) => check.run(signal), { close: () => check.close() });
+  return Object.assign((signal: AbortSignal) => check.run(signal, 'check'), {
+    close: () => check.close(),
+    poll: (signal: AbortSignal) => check.run(signal, 'poll'),
+  });
 }
 
 /**
@@ -100,7 +113,7 @@ class PostgresCheck {
     this.where = `${opts.host}:${opts.port}`;
   }
 
-  run(signal: AbortSignal): Promise<ProbeResult> {
+  run(signal: AbortSignal, kind: Attempt['kind']): Promise<ProbeResult> {
     return new Promise<ProbeResult>((resolve) => {
       const startedAt = performance.now();
       if (this.attempt !== undefined) {
@@ -108,7 +121,11 @@ class PostgresCheck {
         return;
       }
       const session = this.session !== undefined && this.session.usable ? this.session : undefined;
-      const attempt: Attempt = { startedAt, signal, resolve, phase: session ? 'querying' : 'connecting' };
+      if (kind === 'poll' && session === undefined) {
+        resolve({ ok: false, layer: 'L7QUERY', message: `no kept check connection to ${this.where} to poll on`, durationMs: 0 });
+        return;
+      }
+      const attempt: Attempt = { kind, startedAt, signal, resolve, phase: session ? 'querying' : 'connecting' };
       if (signal.aborted) {
         this.attempt = attempt;
         return this.timedOut(attempt, 'check aborted');
@@ -116,7 +133,8 @@ class PostgresCheck {
       this.attempt = attempt;
       this.armDeadline();
       signal.addEventListener('abort', this.onAbort);
-      if (session) session.send();
+      if (kind === 'poll') session!.send(session!.hotStandby === undefined ? ROLE_QUERY_MESSAGE : EMPTY_QUERY_MESSAGE);
+      else if (session) session.send();
       else this.connect(attempt);
     });
   }
@@ -168,6 +186,11 @@ class PostgresCheck {
     attempt.client = client;
     // Without a listener an 'error' event (a reset after we settled) would crash the process.
     client.on('error', () => {});
+    // PostgreSQL 14+ reports in_hot_standby at startup; the session then polls with empty queries.
+    let hotStandby: boolean | undefined;
+    client.connection.on('parameterStatus', (msg: { parameterName?: string; parameterValue?: string }) => {
+      if (msg.parameterName === 'in_hot_standby') hotStandby = msg.parameterValue === 'on';
+    });
     // Still the TCP socket here (a TLS upgrade wraps it later); the options live on its descriptor.
     const raw = client.connection.stream as net.Socket;
     client.connection.once('connect', () => {
@@ -182,7 +205,7 @@ class PostgresCheck {
         const session = new CheckSession(client, raw, QUERY_MESSAGE, {
           onReply: (outcome) => this.onReply(session, outcome),
           onLost: (reason) => this.onLost(session, reason),
-        });
+        }, hotStandby);
         this.session = session;
         session.send();
       },
@@ -197,6 +220,12 @@ class PostgresCheck {
   private onReply(session: CheckSession, outcome: RoundTrip): void {
     const attempt = this.attempt;
     if (attempt === undefined || this.session !== session) return;
+    if (attempt.kind === 'poll' && (outcome.kind === 'row' || outcome.kind === 'no-row')) {
+      // pg_is_in_recovery() in a row, or (empty query) the in_hot_standby the server reported.
+      const standby = outcome.kind === 'row' ? (outcome.values[0] === 't' ? true : outcome.values[0] === 'f' ? false : undefined) : session.hotStandby;
+      if (standby === undefined) return this.fail(attempt, 'L7QUERY', `role poll of ${this.where} got no answer`);
+      return this.settle(attempt, { ok: true, role: standby ? 'replica' : 'primary', durationMs: this.elapsed(attempt) });
+    }
     switch (outcome.kind) {
       case 'row':
         return this.succeed(attempt, outcome.values);

@@ -44,5 +44,9 @@ export type ProbeResult = ProbeSuccess | ProbeFailure;
 /**
  * One probe attempt; must settle (never reject) within the timeout it was given. A probe may
  * hold a resource between attempts (the postgres check keeps its connection); `close` frees it.
+ * `poll`, when the probe has one, is a role poll: the cheapest round trip on the kept connection
+ * that tells whether the server is still in recovery. Its success carries the role only (no
+ * positions), so it is not a check: the checker uses it during a failover to decide when to run
+ * one. It fails when there is no kept connection to poll on.
  */
-export type Probe = ((signal: AbortSignal) => Promise<ProbeResult>) & { close?(): void };
+export type Probe = ((signal: AbortSignal) => Promise<ProbeResult>) & { close?(): void; poll?(signal: AbortSignal): Promise<ProbeResult> };

@@ -118,6 +118,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     // ---- backends: events ----
     checkDuration: new Histogram({ name: 'pgwarden_check_duration_seconds', help: 'Health check duration.', labelNames: ['backend'], buckets: CHECK_BUCKETS, registers }),
     checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT).', labelNames: ['backend', 'layer'], registers }),
+    rolePolls: new Counter({ name: 'pgwarden_role_polls_total', help: 'Role polls of healthy replicas while there is no primary or it fails its checks (failover.watch_interval), by what they saw (outcome): replica, primary or failed.', labelNames: ['backend', 'outcome'], registers }),
     stateChanges: new Counter({ name: 'pgwarden_backend_state_changes_total', help: 'Health state changes, by the state entered.', labelNames: ['backend', 'state'], registers }),
 
     // ---- listeners ----
@@ -219,6 +220,7 @@ export class Metrics {
         m.checkDuration.observe({ backend }, seconds(result.durationMs));
         m.checks.inc({ backend, layer: result.ok ? 'ok' : result.layer });
       },
+      poll: ({ backend, result }) => m.rolePolls.inc({ backend, outcome: result.ok ? result.role : 'failed' }),
       'backend.state': ({ backend, to, detectionMs }) => {
         m.stateChanges.inc({ backend, state: to });
         if (to === 'down' && detectionMs !== undefined) m.detection.observe({ backend }, seconds(detectionMs));

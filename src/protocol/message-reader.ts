@@ -11,6 +11,7 @@ import { CheckProtocolError } from '../errors';
 export const MSG_DATA_ROW = 0x44; // 'D'
 export const MSG_ERROR_RESPONSE = 0x45; // 'E'
 export const MSG_READY_FOR_QUERY = 0x5a; // 'Z'
+export const MSG_PARAMETER_STATUS = 0x53; // 'S'
 
 /**
  * The check reply is a few hundred bytes and an ErrorResponse a few kilobytes; anything claiming
@@ -78,6 +79,18 @@ export function readDataRow(buf: Buffer, start: number, end: number): (string | 
     offset += length;
   }
   return values;
+}
+
+/**
+ * ParameterStatus body: String name, String value ("Message Formats"). Returns undefined when a
+ * NUL is missing; the names and values the check reads are ASCII.
+ */
+export function readParameterStatus(buf: Buffer, start: number, end: number): { readonly name: string; readonly value: string } | undefined {
+  const nameEnd = buf.indexOf(0, start);
+  if (nameEnd < 0 || nameEnd >= end) return undefined;
+  const valueEnd = buf.indexOf(0, nameEnd + 1);
+  if (valueEnd < 0 || valueEnd >= end) return undefined;
+  return { name: buf.toString('latin1', start, nameEnd), value: buf.toString('latin1', nameEnd + 1, valueEnd) };
 }
 
 /** The fields of an ErrorResponse a check reports, shaped like pg's DatabaseError for classify(). */

@@ -36,6 +36,10 @@ async function proxyFor(t: Test, cluster: PgCluster, node: PgNode, interval?: st
     listeners: (rw, ro) => `  - { name: rw, bind: "127.0.0.1:${rw}", route: primary }
   - { name: ro, bind: "127.0.0.1:${ro}", route: replica }`,
     health: slowChecks(CHECK_USER.name, 'TEST_CHECK_PASSWORD', interval),
+    // A proxy in front of a replica alone has no primary: it would role poll the replica every
+    // 50 ms (failover.watch_interval), and a failed poll is a third fast path. Off, so each case
+    // shows the path it is about.
+    failover: '  queue_timeout: 20s\n  queue_size: 100\n  watch_interval: 0',
   });
   await waitForBackend(p, node.name, 'up').catch((e: Error) => {
     throw new Error(`${e.message}: ${describeFailure(p, node.name)}`);

@@ -51,7 +51,7 @@ t.test('the example file loads and documents every key', async (t) => {
   t.same(config.health.maxReplicaLag, { bytes: 16 * 1024 * 1024 });
   t.equal(config.health.jitter, 0.1);
   t.same(config.health.agent, { port: 5555, interval: 2_000, timeout: 1_000 });
-  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16 * 1024 ** 2, drainTimeout: 10_000 });
+  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16 * 1024 ** 2, drainTimeout: 10_000, watchInterval: 50 });
   t.same(config.hooks, {
     on_primary_change: [{ command: ['config/hooks/backup-new-primary.sh'], timeout: 600_000, env: { BACKUP_DIR: '/var/backups/pgwarden', KEEP: '3' } }],
   });
@@ -126,7 +126,7 @@ t.test('a minimal file gets every default', async (t) => {
       jitter: 0.1,
       maxReplicaLag: {},
     },
-    failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000 },
+    failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000, watchInterval: 50 },
     tls: { mode: 'passthrough' },
     logging: { level: 'info', format: 'json' },
     proxy: {
@@ -549,7 +549,7 @@ t.test('health.agent: optional, port required, defaults for the rest', async (t)
 
 t.test('failover: mode, on_down and the promote and switchover limits', async (t) => {
   const config = parseConfig(`${MINIMAL}failover: { mode: promote, on_down: keep, promote_after: 10s, max_lag_on_failover: 1GB, drain_timeout: 0 }\n`, {});
-  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'promote', onDown: 'keep', promoteAfter: 10_000, maxLagOnFailover: 1024 ** 3, drainTimeout: 0 });
+  t.same(config.failover, { queueTimeout: 30_000, queueSize: 1_000, mode: 'promote', onDown: 'keep', promoteAfter: 10_000, maxLagOnFailover: 1024 ** 3, drainTimeout: 0, watchInterval: 50 });
   t.equal(parseConfig(`${MINIMAL}failover: { promote_after: 1s }\n`, {}).failover.promoteAfter, 1_000, 'promote_after is accepted (and unused) in follow mode');
   t.equal(parseConfig(`${MINIMAL}failover: { max_lag_on_failover: 0 }\n`, {}).failover.maxLagOnFailover, 0);
 

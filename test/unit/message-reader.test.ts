@@ -10,6 +10,7 @@ import {
   readDataRow,
   readErrorFields,
   readErrorResponse,
+  readParameterStatus,
 } from '../../src/protocol/message-reader';
 import { CheckProtocolError } from '../../src/errors';
 
@@ -113,4 +114,12 @@ t.test('an ErrorResponse without its final zero byte is a protocol error (one re
   t.throws(() => readErrorResponse(body, 0, body.length), CheckProtocolError);
   const whole = Buffer.concat([body, Buffer.from([0])]);
   t.same(readErrorFields(whole, 0, whole.length), { severity: 'FATAL', code: '57P01', message: undefined });
+});
+
+t.test('ParameterStatus: name and value; a missing NUL is undefined (in_hot_standby tells a promotion on PG 14+)', async (t) => {
+  const body = Buffer.from('in_hot_standby\0off\0');
+  const framed = message('S', body);
+  t.same(readParameterStatus(framed, 5, framed.length), { name: 'in_hot_standby', value: 'off' });
+  t.equal(readParameterStatus(body, 0, body.length - 1), undefined);
+  t.equal(readParameterStatus(body, 0, 5), undefined);
 });
