@@ -3,7 +3,7 @@
 // (or fails) runs a full check at once; RoleWatch watches exactly during the failover gap (no
 // primary, or a primary failing its checks); and a healthy replica that reports primary is the
 // write target on its first good check, with the fencing rules unchanged.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { FakeClock } from '../../src/clock';
 import type { BackendConfig, Config, HealthConfig } from '../../src/config/types';
 import { HealthChecker, type PollEvent } from '../../src/health/checker';
@@ -52,7 +52,7 @@ function server(clock: FakeClock) {
   return { s, probe };
 }
 
-async function replicaChecker(t: Tap) {
+async function replicaChecker(t: Test) {
   const clock = new FakeClock(0);
   const { s, probe } = server(clock);
   const checker = new HealthChecker({ backend: backend('pg2'), health, probe, clock });
@@ -64,7 +64,7 @@ async function replicaChecker(t: Tap) {
   t.match(checker.status, { state: 'up', role: 'replica' });
   return { clock, s, checker, polls };
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+
 
 t.test('no polls unless watched: checks at interval only', async (t) => {
   const { clock, s } = await replicaChecker(t);
