@@ -4,23 +4,12 @@ import t from 'tap';
 import type { BackendConfig, HealthConfig } from '../../src/config/types';
 import { HealthChecker, PROBE_SETTLE_GRACE_MS, type CheckerStatus, type TransitionEvent } from '../../src/health/checker';
 import { FakeClock } from '../../src/clock';
+import { testBackend, testHealth } from '../helpers/health-fixtures';
 import type { Probe, ProbeResult } from '../../src/health/types';
 
-const backend: BackendConfig = { name: 'pg1', host: '127.0.0.1', port: 5432, weight: 100, backup: false };
+const backend: BackendConfig = testBackend('pg1');
 
-const health: HealthConfig = {
-  check: 'postgres',
-  user: 'pgwarden',
-  database: 'postgres',
-  interval: 2000,
-  fastInterval: 500,
-  downInterval: 5000,
-  timeout: 1000,
-  rise: 2,
-  fall: 3,
-  jitter: 0,
-  maxReplicaLag: {},
-};
+const health: HealthConfig = testHealth;
 
 const OK: ProbeResult = { ok: true, role: 'primary', currentLsn: 0x3000060n, durationMs: 1 };
 const REFUSED: ProbeResult = { ok: false, layer: 'L4CON', message: 'connect ECONNREFUSED 127.0.0.1:5432', durationMs: 1 };

@@ -5,6 +5,7 @@
 // write target on its first good check, with the fencing rules unchanged.
 import t, { type Test } from 'tap';
 import { FakeClock } from '../../src/clock';
+import { testBackend, testHealth } from '../helpers/health-fixtures';
 import type { BackendConfig, Config, HealthConfig } from '../../src/config/types';
 import { HealthChecker, type PollEvent } from '../../src/health/checker';
 import type { Probe, ProbeResult } from '../../src/health/types';
@@ -12,21 +13,9 @@ import { RoleWatch, inFailoverGap } from '../../src/control/role-watch';
 import { Topology, type CheckerSnapshot } from '../../src/routing/topology';
 import { candidatesFor } from '../../src/routing/candidates';
 
-const backend = (name: string): BackendConfig => ({ name, host: '127.0.0.1', port: 5432, weight: 100, backup: false });
+const backend = testBackend;
 
-const health: HealthConfig = {
-  check: 'postgres',
-  user: 'pgwarden',
-  database: 'postgres',
-  interval: 2000,
-  fastInterval: 500,
-  downInterval: 5000,
-  timeout: 1000,
-  rise: 2,
-  fall: 3,
-  jitter: 0,
-  maxReplicaLag: {},
-};
+const health: HealthConfig = testHealth;
 
 const REPLICA: ProbeResult = { ok: true, role: 'replica', replayLsn: 100n, receiveLsn: 100n, replayLagSeconds: 0, durationMs: 1 };
 const PRIMARY: ProbeResult = { ok: true, role: 'primary', currentLsn: 200n, timeline: 2, durationMs: 1 };
