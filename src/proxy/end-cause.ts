@@ -1,7 +1,5 @@
 // Why a session ended: one named cause per session, logged once in `session.end` and counted
 // once in pgwarden_sessions_ended_total{cause}.
-import type { CloseReason } from './close-reason';
-
 export type EndCause =
   /** The client sent Terminate ('X') and closed: the normal end of a session. */
   | 'client-terminate'
@@ -34,11 +32,6 @@ export type EndCause =
   /** A bug in pgwarden: the client got XX000 and the session was cleaned up. */
   | 'internal-error';
 
-export const END_CAUSES: readonly EndCause[] = [
-  'client-terminate', 'client-closed', 'client-reset', 'client-timeout', 'idle-timeout',
-  'server-closed', 'server-reset', 'server-timeout', 'server-protocol-error',
-  'drained', 'login-timeout', 'protocol-error', 'rejected', 'cancel', 'internal-error',
-];
 
 /** A socket error, named from the client's or the server's side. */
 export function causeOfSocketError(side: 'client' | 'server', err: NodeJS.ErrnoException | undefined): EndCause {
@@ -49,11 +42,3 @@ export function causeOfSocketError(side: 'client' | 'server', err: NodeJS.ErrnoE
   return timedOut ? 'server-timeout' : 'server-reset';
 }
 
-/** What `session.end` carries besides the cause. */
-export interface EndDetail {
-  readonly cause: EndCause;
-  /** For `drained`: what pgwarden closed the session for. */
-  readonly reason?: CloseReason;
-  /** A short human text: the error sent to the client, the socket error code. */
-  readonly detail?: string;
-}

@@ -12,11 +12,11 @@ import type { RelaySocket } from '../net/relay-socket';
 
 export interface FirstPacketHandler {
   /** A complete first packet; return true to go on reading the next one from the buffer. */
-  packet(p: FirstPacket): boolean;
+  firstPacket(p: FirstPacket): boolean;
   /** No (complete) packet within client_login_timeout. */
-  loginTimeout(ms: number): void;
+  loginTimedOut(ms: number): void;
   /** More bytes than a startup packet may have, while parsing or while holding. */
-  overflow(reason: string): void;
+  firstPacketsOverflow(reason: string): void;
 }
 
 /** One empty buffer for every session with nothing buffered (most of them, for their whole life). */
@@ -33,7 +33,6 @@ export class FirstPacketReader {
   constructor(
     private readonly client: RelaySocket,
     private readonly clock: Clock,
-    private readonly loginTimeoutMs: () => number,
     private readonly handler: FirstPacketHandler,
   ) {}
 
@@ -42,18 +41,18 @@ export class FirstPacketReader {
     return this.buffered.length;
   }
 
-  /** Parse packets as they complete, within client_login_timeout from now. */
-  parse(): void {
+  /** Parse packets as they complete, within `loginTimeoutMs` (client_login_timeout) from now. */
+  parse(loginTimeoutMs: number): void {
     if (!this.listening) {
       this.listening = true;
       this.client.on('data', this.onData);
     }
     this.parsing = true;
     this.clearTimer();
-    const ms = this.loginTimeoutMs();
+    const ms = loginTimeoutMs;
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
-      this.handler.loginTimeout(ms);
+      this.handler.loginTimedOut(ms);
     }, ms);
     this.drain();
   }
@@ -89,20 +88,20 @@ export class FirstPacketReader {
     if (this.parsing) this.drain();
     // While routing the client should be silent; keep reading (so a disconnect is noticed at
     // once) but never hold more than one startup packet's worth.
-    else if (this.buffered.length > MAX_STARTUP_PACKET) this.handler.overflow('client sent data before the server answered');
+    else if (this.buffered.length > MAX_STARTUP_PACKET) this.handler.firstPacketsOverflow('client sent data before the server answered');
   };
 
   private drain(): void {
     while (this.parsing && this.buffered.length > 0) {
       const p = readFirstPacket(this.buffered);
       if (p.kind === 'incomplete') {
-        if (this.buffered.length > MAX_STARTUP_PACKET) this.handler.overflow('startup packet too large');
+        if (this.buffered.length > MAX_STARTUP_PACKET) this.handler.firstPacketsOverflow('startup packet too large');
         return;
       }
       // The packet's own bytes leave the buffer before the handler runs; a StartupMessage's
       // bytes stay (they are forwarded to the server as they are).
       if (p.kind === 'ssl' || p.kind === 'gssenc' || p.kind === 'cancel') this.buffered = this.buffered.subarray(p.size);
-      if (!this.handler.packet(p)) return;
+      if (!this.handler.firstPacket(p)) return;
     }
   }
 

@@ -86,6 +86,7 @@ export class Listener {
     // A client that vanishes without a FIN (a laptop closed, a NAT that forgot the flow) must not
     // hold a server backend for hours: keepalive probes find it, TCP_USER_TIMEOUT bounds unacked data.
     const { clientKeepalive: k, clientUserTimeout } = this.ctx.proxy;
+    // TCP_USER_TIMEOUT is set together with keepalive; keepalive `idle: 0` then means the kernel's 2 h.
     if (k.idleMs > 0 || clientUserTimeout > 0) {
       applyKeepalive(client, { idleMs: k.idleMs > 0 ? k.idleMs : 7_200_000, intervalMs: k.intervalMs, count: k.count, userTimeoutMs: clientUserTimeout });
     }

@@ -11,7 +11,7 @@ import type { ListenerContext } from './listener-context';
 import type { CloseReason } from './close-reason';
 import { canMove, type Phase } from './session-phase';
 import { causeOfSocketError, type EndCause } from './end-cause';
-import { FirstPacketReader } from './first-packet-reader';
+import { FirstPacketReader, type FirstPacketHandler } from './first-packet-reader';
 import type { Attempt } from './backend-attempt';
 import type { MessageBoundaries } from './boundaries';
 import type { RecentFailures } from './recent-failures';
@@ -28,7 +28,14 @@ export interface EndOptions {
 /** How long a closing socket may take to flush before it is destroyed. */
 const LINGER_MS = 1000;
 
-export abstract class SessionLifecycle implements SocketOwner {
+/**
+ * Ends whose ErrorResponse counts as a refused client (session.error, pgwarden_sessions_rejected_total).
+ * A routing refusal was reported by onRejected already; drains, idle timeouts and internal
+ * errors have their own reports.
+ */
+const REPORTED_AS_CLIENT_ERROR: ReadonlySet<EndCause> = new Set<EndCause>(['login-timeout', 'protocol-error', 'server-protocol-error']);
+
+export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandler {
   protected phase: Phase = 'reading-first-packet';
   /** Releases what the current phase set up; transition() calls it on the way out. */
   protected exitPhase?: () => void;
@@ -61,11 +68,22 @@ export abstract class SessionLifecycle implements SocketOwner {
   ) {
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
     this.started = ctx.clock.now();
-    this.reader = new FirstPacketReader(client, ctx.clock, () => ctx.proxy.clientLoginTimeout, {
-      packet: (p) => this.guard(() => this.onFirstPacket(p), false),
-      loginTimeout: (ms) => this.end('login-timeout', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: `no startup packet within client_login_timeout (${ms} ms)` } }),
-      overflow: (reason) => this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: reason } }),
-    });
+    // The session itself hears the reader (methods, not closures: idle sessions are many).
+    this.reader = new FirstPacketReader(client, ctx.clock, this);
+  }
+
+  // ---- FirstPacketHandler ------------------------------------------------------------------
+
+  firstPacket(p: FirstPacket): boolean {
+    return this.guard(() => this.onFirstPacket(p), false);
+  }
+
+  loginTimedOut(ms: number): void {
+    this.end('login-timeout', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: `no startup packet within client_login_timeout (${ms} ms)` } });
+  }
+
+  firstPacketsOverflow(reason: string): void {
+    this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: reason } });
   }
 
   /** The next complete first packet; true when the reader may go on to the next one. */
@@ -73,10 +91,6 @@ export abstract class SessionLifecycle implements SocketOwner {
 
   get backendName(): string | undefined {
     return this.target?.name;
-  }
-
-  get currentPhase(): Phase {
-    return this.phase;
   }
 
   get isEstablished(): boolean {
@@ -238,9 +252,7 @@ export abstract class SessionLifecycle implements SocketOwner {
     else if (opts.error) c.end(errorResponse({ severity: 'FATAL', code: opts.error.sqlstate, message: opts.error.message }));
     else if (opts.flush) c.end();
     else c.destroy();
-    if (opts.error && cause !== 'rejected' && cause !== 'drained' && cause !== 'internal-error' && cause !== 'idle-timeout') {
-      this.ctx.onClientError(opts.error.sqlstate, opts.error.message);
-    }
+    if (opts.error && REPORTED_AS_CLIENT_ERROR.has(cause)) this.ctx.onClientError(opts.error.sqlstate, opts.error.message);
     this.report(cause, opts, from);
     if (this.socketsClosed()) this.lingerDone();
     else this.lingerTimer = this.ctx.clock.setTimeout(() => {
@@ -264,16 +276,20 @@ export abstract class SessionLifecycle implements SocketOwner {
   }
 
   protected releaseBackend(): void {
+    this.uncount();
+    this.backend = undefined;
+  }
+
+  /** Lowers the backend's session count once, if this session raised it. */
+  private uncount(): void {
     if (this.counted && this.target) this.ctx.topology.sessionClosed(this.target.name);
     this.counted = false;
-    this.backend = undefined;
   }
 
   private report(cause: EndCause, opts: EndOptions, from: Phase): void {
     if (this.key) this.ctx.cancels.delete(this.key);
     const backend = this.target?.name;
-    if (this.counted && this.target) this.ctx.topology.sessionClosed(this.target.name);
-    this.counted = false;
+    this.uncount();
     this.onClose(this);
     this.ctx.onSessionEnd({
       backend,

@@ -33,7 +33,7 @@ export class Session extends SessionLifecycle {
   start(): void {
     this.client.setNoDelay(true);
     this.client.reportTo(this);
-    this.reader.parse();
+    this.reader.parse(this.ctx.proxy.clientLoginTimeout);
   }
 
   protected onFirstPacket(p: FirstPacket): boolean {
@@ -142,7 +142,7 @@ export class Session extends SessionLifecycle {
         this.sslRefused = true;
         this.client.write(answer.subarray(0, 1));
         this.transition('reading-first-packet');
-        this.reader.parse();
+        this.reader.parse(this.ctx.proxy.clientLoginTimeout);
         return;
       case 'invalid':
         this.serverNotPostgres(view, `answered SSLRequest with 0x${answer[0].toString(16)}`, true);
