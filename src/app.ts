@@ -38,6 +38,8 @@ import { closeSessions, drainAtBoundaries } from './control/drain';
 import { sessionReporting } from './control/session-reporting';
 import { realClock } from './clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
+import { Coordinator } from './control/coordination/coordinator';
+import { EtcdStore } from './coordination/etcd-store';
 
 const VERSION: string = require('../package.json').version;
 
@@ -70,6 +72,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   private switching?: Promise<SwitchoverResult>;
   private readonly primaryLoss: PrimaryLoss;
   private readonly roleWatch: RoleWatch;
+  private readonly coordinator?: Coordinator;
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
@@ -92,6 +95,7 @@ export class App implements AdminController, ControlContext, Reloadable {
       poke: (b, reason) => this.checkers.get(b)?.poke(reason),
       endpoint: (n) => this.endpoint(n),
       switching: () => this.switching !== undefined,
+      coordinated: () => this.coordinator !== undefined,
     });
     reactToTopology(this, this.primaryLoss);
     this.roleWatch = new RoleWatch({
@@ -102,13 +106,35 @@ export class App implements AdminController, ControlContext, Reloadable {
       },
       onChange: (ms) => this.log.debug({ event: 'failover.watch', intervalMs: ms ?? null }, ms ? `polling replica roles every ${ms} ms` : 'replica role polls stopped'),
     });
+    if (config.coordination) {
+      this.coordinator = new Coordinator({
+        settings: config.coordination,
+        store: new EtcdStore(config.coordination.etcd),
+        topology: this.topology,
+        timeline: this.timeline,
+        bus: this.bus,
+        log,
+        clock: realClock,
+        config: () => this.config,
+        hooks: () => this.hooks,
+        sessionsOn: (b) => this.sessions(b),
+        poke: (b, reason) => this.checkers.get(b)?.poke(reason),
+        endpoint: (n) => this.endpoint(n),
+      });
+    }
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
+  }
+
+  /** Cluster-wide hooks run once for the cluster: here when this instance is alone or leads. */
+  clusterHooksHere(): boolean {
+    return this.coordinator === undefined || this.coordinator.isLeader();
   }
 
   async start(): Promise<void> {
     keepYoungGenerationSmall();
     for (const c of this.checkers.values()) c.start();
+    this.coordinator?.start();
     try {
       for (const l of this.listeners) await l.listen();
       this.observability = await startObservability({
@@ -151,7 +177,8 @@ export class App implements AdminController, ControlContext, Reloadable {
   // ---- AdminController -------------------------------------------------------------------
 
   status(): StatusSnapshot {
-    return buildStatus({
+    const coordination = this.coordinator?.status();
+    const snapshot = buildStatus({
       version: VERSION,
       startedAt: this.startedAt,
       topology: this.topology,
@@ -160,6 +187,7 @@ export class App implements AdminController, ControlContext, Reloadable {
       agentReports: this.agentReports,
       host: this.hostStatus,
     });
+    return coordination ? { ...snapshot, coordination } : snapshot;
   }
 
   ready(): boolean {
@@ -186,7 +214,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     if (this.switching) return { ok: false, to, error: 'a switchover is already under way' };
     const from = this.topology.primary();
     this.timeline.add('info', 'switchover.start', `planned switchover ${from?.name ?? '(no primary)'} → ${to} started`, { backend: to, from: from?.name, to });
-    this.switching = runSwitchover(
+    this.switching = this.coordinator ? this.coordinator.switchover(to) : runSwitchover(
       {
         topology: this.topology,
         health: () => this.config.health,
@@ -201,7 +229,10 @@ export class App implements AdminController, ControlContext, Reloadable {
     try {
       const r = await this.switching;
       this.bus.emit('switchover.done', { from: r.from, to, durationMs: r.durationMs ?? 0, ok: r.ok });
-      if (r.ok) {
+      if (r.ok && this.coordinator) {
+        // The cluster's leader ran on_promote and post_switchover.
+        this.timeline.add('info', 'switchover.done', `switchover ${r.from} → ${to} done on every member in ${r.durationMs} ms (${r.closedIdle} sessions closed idle, ${r.closedInTransaction} cut at drain_timeout)`, { backend: to, ...r });
+      } else if (r.ok) {
         this.timeline.add('info', 'switchover.done', `switchover ${r.from} → ${to} done in ${r.durationMs} ms (${r.closedIdle} sessions closed idle, ${r.closedInTransaction} cut at drain_timeout)`, { backend: to, ...r });
         const ctx = { oldPrimary: this.endpoint(r.from), newPrimary: this.endpoint(to) };
         void this.hooks.run('on_promote', ctx);
@@ -242,6 +273,8 @@ export class App implements AdminController, ControlContext, Reloadable {
     const bye = 'terminating connection: pgwarden is shutting down';
     const { leftAtDeadline } = await drainAtBoundaries({ sessions: () => this.sessions(), timeoutMs, pollMs: 100, reason: 'shutdown', idleMessage: bye, timeoutMessage: bye });
     if (leftAtDeadline > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: leftAtDeadline }, 'closed sessions still open at shutdown_timeout');
+    // Leaving the cluster last: the lease is revoked, so the others stop waiting for this member.
+    await this.coordinator?.close();
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
     await this.observability?.close();

@@ -22,4 +22,6 @@ export interface ControlContext {
   sessions(backend?: string): Session[];
   /** Name, host and port of a backend for hook environments; undefined for an unknown name. */
   endpoint(name: string | undefined): Endpoint | undefined;
+  /** Cluster-wide hooks (on_fence, on_primary_change) run here: alone, or the cluster's leader. */
+  clusterHooksHere(): boolean;
 }

@@ -3,7 +3,8 @@
 //   promotes is seen within one fast_interval and the queued sessions go to it that much sooner;
 // - failover.mode promote: when the primary stays lost for promote_after, promote the healthy
 //   replica that has replayed the most WAL — never one further behind the lost primary's last
-//   known position than max_lag_on_failover. A primary coming back cancels it.
+//   known position than max_lag_on_failover. A primary coming back cancels it. With coordination
+//   through etcd this instance only votes; the cluster's leader promotes (control/coordination).
 import { realClock, type Clock } from '../clock';
 import type { Config } from '../config/types';
 import type { Endpoint } from '../hooks/env';
@@ -11,6 +12,7 @@ import type { HookRunner } from '../hooks/runner';
 import type { Topology } from '../routing/topology';
 import type { Timeline } from './timeline';
 import { promoteServer } from './admin-sql';
+import { bestReplica } from './promotion-candidate';
 
 export interface PrimaryLossDeps {
   topology: Topology;
@@ -23,6 +25,8 @@ export interface PrimaryLossDeps {
   endpoint(name: string | undefined): Endpoint | undefined;
   /** A planned switchover is running: it promotes by itself. */
   switching(): boolean;
+  /** Several instances coordinate through etcd: the cluster's leader promotes, not this. */
+  coordinated(): boolean;
   /** Time for promote_after and the urgent checks (a FakeClock in tests); default the real clock. */
   clock?: Clock;
 }
@@ -75,7 +79,7 @@ export class PrimaryLoss {
       return;
     }
     const { failover } = this.deps.config();
-    if (failover.mode !== 'promote' || this.promoteTimer || this.closed) return;
+    if (failover.mode !== 'promote' || this.deps.coordinated() || this.promoteTimer || this.closed) return;
     const lastLsn = p.from ? this.deps.topology.get(p.from)?.currentLsn : undefined;
     this.deps.timeline.add('warn', 'failover.pending', `no primary; promoting a replica in ${failover.promoteAfter} ms unless one comes back`, { backend: p.from });
     this.promoteTimer = this.clock.setTimeout(() => {
@@ -88,12 +92,7 @@ export class PrimaryLoss {
     const { topology, timeline } = this.deps;
     if (topology.primary() || this.closed) return;
     const config = this.deps.config();
-    const maxLag = BigInt(config.failover.maxLagOnFailover);
-    const best = topology
-      .backends()
-      .filter((v) => v.state === 'up' && v.role === 'replica' && v.adminState !== 'maint' && !v.fenced && v.replayLsn !== undefined)
-      .filter((v) => lastLsn === undefined || lastLsn - v.replayLsn! <= maxLag)
-      .sort((a, b) => (a.replayLsn! === b.replayLsn! ? 0 : a.replayLsn! > b.replayLsn! ? -1 : 1))[0];
+    const best = bestReplica(topology, lostName, config.failover.maxLagOnFailover, lastLsn);
     if (!best) {
       timeline.add('error', 'failover.no_candidate', `no replica can be promoted (none healthy within max_lag_on_failover ${config.failover.maxLagOnFailover} bytes of ${lostName ?? 'the lost primary'})`, {});
       return;

@@ -75,7 +75,7 @@ function onPrimary(ctx: ControlContext, primaryLoss: PrimaryLoss, primaryChange:
   }
   // Every change of the server that takes writes (followed failover, own promotion, switchover).
   const change = primaryChange.observe(ctx.endpoint(p.to));
-  if (change) void ctx.hooks.run('on_primary_change', change);
+  if (change && ctx.clusterHooksHere()) void ctx.hooks.run('on_primary_change', change);
 }
 
 function onFenced(ctx: ControlContext, f: Fenced): void {
@@ -94,5 +94,5 @@ function onFenced(ctx: ControlContext, f: Fenced): void {
   );
   ctx.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
   closeSessions(ctx.sessions(f.backend), 'fenced', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
-  if (v) void ctx.hooks.run('on_fence', { backend: ctx.endpoint(f.backend), newPrimary: ctx.endpoint(f.keep) });
+  if (v && ctx.clusterHooksHere()) void ctx.hooks.run('on_fence', { backend: ctx.endpoint(f.backend), newPrimary: ctx.endpoint(f.keep) });
 }

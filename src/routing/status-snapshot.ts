@@ -56,4 +56,26 @@ export interface StatusSnapshot {
   /** Newest last, at most 200. */
   events: RecentEvent[];
   host?: HostStatus;
+  /** Present when this instance coordinates with others through etcd. */
+  coordination?: CoordinationStatus;
+}
+
+/** Several instances through etcd (status of this member's view). */
+export interface CoordinationStatus {
+  /** This instance. */
+  name: string;
+  quorum: number;
+  leader?: string;
+  isLeader: boolean;
+  epoch?: number;
+  phase?: string;
+  /** The primary the cluster agreed on, its timeline, and the servers the cluster fences. */
+  primary?: string;
+  timeline?: number;
+  fenced: string[];
+  candidate?: string;
+  members: { name: string; alive: boolean; ackEpoch?: number; lagging: boolean; votesDown: boolean; leader: boolean }[];
+  etcd: { reachable: boolean; endpoints: string[]; leaseRemainingMs?: number; lastError?: string; onLoss: string };
+  /** Last failover or switchover handshake this instance led: publish → every live member acknowledged (ms). */
+  lastHandshakeMs?: number;
 }

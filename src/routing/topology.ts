@@ -5,6 +5,9 @@ import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
 import type { AdminState } from './status-snapshot';
+import { decideUnderAuthority, type PrimaryAuthority } from './primary-authority';
+
+export type { PrimaryAuthority } from './primary-authority';
 
 export type BackendState = 'init' | 'up' | 'down';
 
@@ -67,6 +70,7 @@ export class Topology extends EventEmitter {
   private readonly views = new Map<string, BackendView>();
   private primaryName: string | undefined;
   private splitBrain: string[] = [];
+  private authority: PrimaryAuthority | undefined;
 
   constructor(backends: readonly BackendConfig[], private readonly health: Pick<HealthConfig, 'maxReplicaLag'>) {
     super();
@@ -126,6 +130,20 @@ export class Topology extends EventEmitter {
 
   primary(): BackendView | undefined {
     return this.primaryName === undefined ? undefined : this.views.get(this.primaryName);
+  }
+
+  /** Set (or clear) who decides the primary; emits 'primary' when that changes it, and 'change'. */
+  setAuthority(authority: PrimaryAuthority | undefined): void {
+    this.authority = authority;
+    const before = this.primaryName;
+    this.recomputePrimary();
+    if (before !== this.primaryName) this.emit('primary', { from: before, to: this.primaryName });
+    this.emit('change');
+  }
+
+  /** Servers whose own checks say they are primary (up), fenced or not: what a cluster leader judges by. */
+  claimants(): BackendView[] {
+    return this.backends().filter((v) => v.state === 'up' && v.role === 'primary');
   }
 
   /** Names of backends that all claim to be primary, when more than one does. */
@@ -225,6 +243,12 @@ export class Topology extends EventEmitter {
   }
 
   private recomputePrimary(): void {
+    if (this.authority) return this.follow(this.authority);
+    this.recomputeLocally();
+  }
+
+  /** The rule of one instance on its own: one claimant is the primary; two or more: newest timeline. */
+  private recomputeLocally(): void {
     let claimants = this.backends().filter((v) => v.state === 'up' && v.role === 'primary' && !v.fenced);
     if (claimants.length > 1) {
       // Split brain: two servers accept writes. Keep the one on the newest timeline (it was
@@ -247,6 +271,22 @@ export class Topology extends EventEmitter {
     }
     this.splitBrain = [];
     this.primaryName = claimants.length === 1 ? claimants[0].name : undefined;
+  }
+
+  /** Apply the authority's decision: fence and unfence claimants, name the primary. */
+  private follow(authority: PrimaryAuthority): void {
+    const d = decideUnderAuthority(authority, this.claimants());
+    if (d === 'local') return this.recomputeLocally();
+    this.splitBrain = [];
+    for (const { view, reason } of d.unfence) {
+      view.fenced = false;
+      this.emit('unfenced', { backend: view.name, reason });
+    }
+    for (const view of d.fence) {
+      view.fenced = true;
+      this.emit('fenced', { backend: view.name, keep: d.primary?.name, timeline: view.timeline, keeperTimeline: d.primary?.timeline, byCluster: authority.kind === 'cluster' });
+    }
+    this.primaryName = d.primary?.name;
   }
 
   /** Operator clears a fence (admin `ready`). */
