@@ -108,6 +108,10 @@ export const ERROR_CODES = {
   PGW_PG_NO_SINGLE_PRIMARY: { meaning: 'zero or several running servers are out of recovery' },
   PGW_PG_NOT_A_MEMBER: { meaning: 'a node that belongs to another cluster' },
   PGW_NO_FREE_PORT: { meaning: 'no free TCP port in [20000, 32000) on 127.0.0.1' },
+  PGW_ETCD_BINARIES_MISSING: { meaning: 'etcd or etcdctl not found (the etcd test harness)' },
+  PGW_ETCD_OPTIONS: { meaning: 'invalid etcd cluster options, or a member index out of range' },
+  PGW_ETCD_START_FAILED: { meaning: 'an etcd member did not start or the cluster did not become healthy; the message has the log tails' },
+  PGW_ETCD_STOP_FAILED: { meaning: 'an etcd member did not exit after SIGKILL' },
 } as const satisfies Record<`PGW_${string}`, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,8 +1,8 @@
 // Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
-// Finds one directory that holds every PostgreSQL server program the cluster harness runs.
-// All four must come from the same directory: mixing an initdb from one major version with a
-// pg_basebackup from another (or with Debian's pg_wrapper, which picks a version by itself)
-// gives data directories that the other programs refuse.
+// Finds the server programs the harness runs. PostgreSQL: one directory that holds all four
+// programs, because mixing an initdb from one major version with a pg_basebackup from another
+// (or with Debian's pg_wrapper, which picks a version by itself) gives data directories that the
+// other programs refuse. etcd: etcd and etcdctl (the etcd harness, etcd.ts).
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -76,4 +76,32 @@ function debianBinDirs(): string[] {
     .filter((v) => /^\d+(\.\d+)?$/.test(v))
     .sort((a, b) => Number(b) - Number(a))
     .map((v) => join(DEBIAN_PG_ROOT, v, 'bin'));
+}
+
+// ---- etcd ------------------------------------------------------------------------------------
+
+// Debian's etcd-server and etcd-client put them here; /usr/bin is searched even when PATH is
+// trimmed (a systemd unit, sudo's secure_path).
+const ETCD_FALLBACK_DIR = '/usr/bin';
+
+export class EtcdBinariesMissing extends PgwardenError {
+  declare readonly code: 'PGW_ETCD_BINARIES_MISSING';
+  constructor(readonly missing: readonly string[]) {
+    super(
+      'PGW_ETCD_BINARIES_MISSING',
+      `${missing.join(' and ')} not found in PATH or ${ETCD_FALLBACK_DIR} — install them: apt-get install -y etcd-server etcd-client`,
+    );
+  }
+}
+
+/** Absolute paths of etcd and etcdctl (PATH first, then /usr/bin); throws EtcdBinariesMissing naming what is missing. */
+export function findEtcd(): { etcd: string; etcdctl: string } {
+  const dirs = [...pathDirs(), ETCD_FALLBACK_DIR];
+  const find = (program: string): string | undefined => dirs.map((dir) => join(dir, program)).find(isExecutable);
+  const etcd = find('etcd');
+  const etcdctl = find('etcdctl');
+  if (etcd === undefined || etcdctl === undefined) {
+    throw new EtcdBinariesMissing([etcd === undefined ? 'etcd' : '', etcdctl === undefined ? 'etcdctl' : ''].filter((p) => p !== ''));
+  }
+  return { etcd, etcdctl };
 }

@@ -1,7 +1,8 @@
 // Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // However this process ends, a cluster's servers stop and its files go: a detached watchdog
 // shell covers a death without cleanup (SIGKILL), and an 'exit' and signal hook destroys the
-// clusters still alive on every other way out.
+// clusters still alive on every other way out. PostgreSQL clusters (cluster.ts) and etcd
+// clusters (etcd.ts) both register here.
 import { spawn } from 'node:child_process';
 import { isRoot } from './run';
 
@@ -27,6 +28,33 @@ export function startWatchdog(baseDir: string, pgCtl: string, dataDirs: string[]
     stdio: 'ignore',
   });
   child.on('error', () => {}); // without a shell there is no watchdog; the 'exit' handler remains
+  child.unref();
+  return child.pid;
+}
+
+// The same for servers we spawn ourselves (etcd.ts): each writes its pid to <baseDir>/*.pid.
+// They are read when the parent is gone, not passed at start, because a restarted member has a
+// new pid. A pid is killed only while its command line still names baseDir: once a member has
+// exited, its pid may belong to someone else.
+const PID_FILE_WATCHDOG_SCRIPT = `
+parent=$1; base=$2
+while kill -0 "$parent" 2>/dev/null && [ -d "$base" ]; do sleep 1; done
+[ -d "$base" ] || exit 0
+for f in "$base"/*.pid; do
+  pid=$(cat "$f" 2>/dev/null) || continue
+  grep -qaF -- "$base" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid"
+done >/dev/null 2>&1
+sleep 1
+rm -rf "$base"
+`;
+
+export function startPidFileWatchdog(baseDir: string): number | undefined {
+  const child = spawn('sh', ['-c', PID_FILE_WATCHDOG_SCRIPT, 'pgwarden-pidfile-watchdog', String(process.pid), baseDir], {
+    cwd: '/',
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.on('error', () => {});
   child.unref();
   return child.pid;
 }

@@ -32,16 +32,19 @@ export function renderSettings(opts: { readonly ssl?: boolean; readonly settings
 }
 
 // The check user's line comes first: pg_hba.conf is first-match, and the trust lines below
-// would otherwise let it in without a password.
+// would otherwise let it in without a password. IPv4 lines cover all of 127.0.0.0/8, not only
+// 127.0.0.1: a test may add 127.0.0.2, 127.0.0.3 … to listen_addresses so that each in-process
+// proxy reaches the server through its own loopback address, and then cut one of them alone
+// (an iptables DROP on that destination address).
 export function renderHba(checkUser: string | undefined): string {
   const lines = ['# TYPE  DATABASE     USER  ADDRESS  METHOD', 'local all all trust', 'local replication all trust'];
   if (checkUser !== undefined) {
-    lines.push(`host all "${checkUser}" 127.0.0.1/32 scram-sha-256`, `host all "${checkUser}" ::1/128 scram-sha-256`);
+    lines.push(`host all "${checkUser}" 127.0.0.0/8 scram-sha-256`, `host all "${checkUser}" ::1/128 scram-sha-256`);
   }
   lines.push(
-    'host all all 127.0.0.1/32 trust',
+    'host all all 127.0.0.0/8 trust',
     'host all all ::1/128 trust',
-    'host replication all 127.0.0.1/32 trust',
+    'host replication all 127.0.0.0/8 trust',
     'host replication all ::1/128 trust',
   );
   return `${lines.join('\n')}\n`;

@@ -20,7 +20,11 @@ export interface ClusterOptions {
   ssl?: boolean;
   /** A LOGIN + pg_monitor role that must authenticate with scram-sha-256 over TCP. */
   checkUser?: { name: string; password: string };
-  /** Extra postgresql.conf settings for every node. */
+  /**
+   * Extra postgresql.conf settings for every node; they override the harness's own. For example
+   * listen_addresses: '127.0.0.1,127.0.0.2,127.0.0.3' (pg_hba.conf trusts all of 127.0.0.0/8);
+   * keep 127.0.0.1 in it, where the harness itself and the replicas connect.
+   */
   settings?: Record<string, string>;
   /** Progress lines; silent by default. */
   log?: (line: string) => void;
