@@ -140,6 +140,31 @@ export interface ProxyConfig {
   readonly unknownCancelRate: number;
 }
 
+export type OnEtcdLoss = 'keep' | 'readonly';
+
+/** Several pgwarden instances acting as one through etcd (absent: one instance on its own). */
+export interface CoordinationConfig {
+  /** This instance; one of `members`. */
+  readonly name: string;
+  /** The static member list: a quorum is a majority of it, never of who is alive now. */
+  readonly members: readonly string[];
+  /** Lease of this instance's keys (ms; etcd grants whole seconds). */
+  readonly ttl: number;
+  /** With etcd unreachable: keep routing writes to the primary this instance knows, or route none. */
+  readonly onEtcdLoss: OnEtcdLoss;
+  readonly etcd: {
+    readonly endpoints: readonly string[];
+    /** Keys of this cluster live under it (no trailing slash). */
+    readonly prefix: string;
+    /** Deadline of one etcd request (ms). */
+    readonly timeout: number;
+    readonly user?: string;
+    /** Resolved from `password_env`; never logged. */
+    readonly password?: string;
+    readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
+  };
+}
+
 export interface Config {
   readonly listeners: readonly ListenerConfig[];
   readonly backends: readonly BackendConfig[];
@@ -152,4 +177,6 @@ export interface Config {
   /** Absent: no admin API. */
   readonly admin?: AdminConfig;
   readonly host: HostConfig;
+  /** Absent: this instance acts alone. */
+  readonly coordination?: CoordinationConfig;
 }
