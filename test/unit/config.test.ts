@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { describeConfig } from '../../src/config/describe';
+import { diffConfig } from '../../src/control/config-diff';
 import { didYouMean } from '../../src/config/did-you-mean';
 import { ConfigError, type ConfigProblem } from '../../src/errors';
 import { loadConfigFile, parseConfig } from '../../src/config/load';
@@ -909,4 +910,23 @@ t.test('coordination: unknown keys', async (t) => {
   t.equal(problemAt(t, coordinationWith('{ endpoint: [http://e:2379] }'), 'coordination.etcd.endpoint').message, 'unknown key `coordination.etcd.endpoint` — did you mean `endpoints`?');
   t.equal(problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { cafile: x } }'), 'coordination.etcd.tls.cafile').message, 'unknown key `coordination.etcd.tls.cafile` — did you mean `ca_file`?');
   t.equal(problemAt(t, `${MINIMAL}etcd: { endpoints: [http://e:2379] }\n`, 'etcd').hint, '`etcd` belongs under `coordination`');
+});
+
+t.test('coordination: describeConfig shows it without the password; a change needs a restart', async (t) => {
+  const config = parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' });
+  const text = describeConfig(config);
+  t.match(text, /coordination: b of a, b, c \(quorum 2\)\s+ttl: 15s\s+on_etcd_loss: readonly\n/);
+  t.match(text, /etcd: https:\/\/10\.0\.0\.1:2379 https:\/\/etcd-2\.example\.com:2379 https:\/\/\[fd00::3\]:2379\s+prefix: \/pgwarden\/main\s+timeout: 500ms\n/);
+  t.match(text, /user: pgwarden\s+password: \(set\)\n\s+tls: ca_file \/etc\/pgwarden\/ca\.pem\s+cert_file \/etc\/pgwarden\/client\.pem/);
+  t.notMatch(text, 'etcd-secret-9', 'the etcd password is never printed');
+  t.notMatch(text, / $/m, 'no trailing spaces');
+  t.match(describeConfig(parseConfig(MINIMAL, {})), /coordination: off \(this instance acts alone\)/);
+
+  const alone = parseConfig(MINIMAL, {});
+  const restart = 'coordination settings changed (take effect after a restart)';
+  t.same(diffConfig(alone, config).summary.filter((line) => line.startsWith('coordination')), [restart], 'added');
+  t.same(diffConfig(config, alone).summary.filter((line) => line.startsWith('coordination')), [restart], 'removed');
+  const longer = parseConfig(`${MINIMAL}${COORDINATION.replace('ttl: 15s', 'ttl: 30s')}`, { ETCD_PASSWORD: 'etcd-secret-9' });
+  t.same(diffConfig(config, longer).summary, [restart], 'changed');
+  t.same(diffConfig(config, parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' })).summary, [], 'unchanged');
 });
