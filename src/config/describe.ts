@@ -1,7 +1,7 @@
 // The human listing `pgwarden check` prints: what pgwarden would listen on, where it would
 // send sessions and how it would check servers. Durations and sizes are written back in the
-// units a config file uses. Secrets (the check password, the admin token, hook environment
-// values) are never printed: only whether a secret is set, and only the names of variables.
+// units a config file uses. Secrets (the check password, the admin token, the etcd password,
+// hook environment values) are never printed: only whether a secret is set, and only the names of variables.
 
 import { HOOK_EVENTS } from './schema';
 import type { BackendConfig, Config, HookConfig, HostThreshold, ListenerConfig } from './types';
@@ -72,6 +72,20 @@ function adminLines(config: Config): string[] {
   ];
 }
 
+function coordinationLines(config: Config): string[] {
+  const { coordination } = config;
+  if (coordination === undefined) return ['coordination: off (this instance acts alone)'];
+  const { etcd } = coordination;
+  const quorum = Math.floor(coordination.members.length / 2) + 1;
+  const tls = etcd.tls === undefined ? [] : [`ca_file ${etcd.tls.caFile ?? '(system CAs)'}`, ...(etcd.tls.certFile === undefined ? [] : [`cert_file ${etcd.tls.certFile}`])];
+  return [
+    `coordination: ${coordination.name} of ${coordination.members.join(', ')} (quorum ${quorum})  ttl: ${formatDuration(coordination.ttl)}  on_etcd_loss: ${coordination.onEtcdLoss}`,
+    `  etcd: ${etcd.endpoints.join(' ')}  prefix: ${etcd.prefix}  timeout: ${formatDuration(etcd.timeout)}`,
+    ...(etcd.user === undefined ? [] : [`  user: ${etcd.user}  password: ${etcd.password === undefined ? '(none)' : '(set)'}`]),
+    ...(tls.length === 0 ? [] : [`  tls: ${tls.join('  ')}`]),
+  ];
+}
+
 function failoverLines(config: Config): string[] {
   const { failover } = config;
   const promote =
@@ -113,6 +127,7 @@ export function describeConfig(config: Config): string {
     ...failoverLines(config),
     ...hookLines(config),
     ...adminLines(config),
+    ...coordinationLines(config),
     `host: sampled every ${formatDuration(config.host.interval)}; thresholds: ${limits.length === 0 ? 'none' : limits.join(', ')}`,
     `proxy: client_login_timeout: ${formatDuration(proxy.clientLoginTimeout)}  connect_timeout: ${formatDuration(proxy.connectTimeout)}  ` +
       `startup_timeout: ${formatDuration(proxy.startupTimeout)}  ` +

@@ -214,6 +214,78 @@ export function bind(): z.ZodType<Endpoint, unknown> {
   });
 }
 
+/**
+ * An etcd endpoint: `http://` or `https://`, a host and an explicit port, nothing else. The
+ * etcd client strips only the scheme and hands the rest to gRPC as `host:port`, so a path or
+ * a trailing slash would break every request; the URL is returned as `scheme://host:port`.
+ */
+export function httpUrl(): z.ZodType<string, unknown> {
+  const expected = 'an http:// or https:// URL with host and port, like `http://127.0.0.1:2379`';
+  return field(expected, (input) => {
+    if (typeof input !== 'string' || input === '') throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`);
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(input)?.[1]?.toLowerCase();
+    if (scheme === undefined) {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, `add the scheme: \`http://${input}\` (\`https://\` for TLS)`);
+    }
+    if (scheme !== 'http' && scheme !== 'https') {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, `etcd endpoints are \`http://\` or \`https://\` URLs, not \`${scheme}://\``);
+    }
+    if (input.includes('@')) {
+      // Not shown: what precedes `@` may be a password.
+      throw new ConfigValueError(`expected ${expected}, got a URL with credentials in it`, 'write the user under `user:` and put the password in the variable `password_env` names');
+    }
+    const match = /^[^:]+:\/\/(\[[^\]]*\]|[^/:?#[\]]*)(?::([^/?#]*))?\/?$/.exec(input);
+    if (match === null) {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, 'write only `scheme://host:port`: etcd endpoints have no path, query or fragment');
+    }
+    const address = match[1]!;
+    const bare = address.startsWith('[') ? address.slice(1, -1) : address;
+    if (!(address.startsWith('[') ? isIPv6(bare) : HOSTNAME.test(bare))) {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, bare === '' ? 'add the host: `http://127.0.0.1:2379`' : undefined);
+    }
+    if (match[2] === undefined) {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, `add the port: \`${scheme}://${address}:2379\` (etcd's client port is 2379)`);
+    }
+    const portNumber = /^\d+$/.test(match[2]) ? Number(match[2]) : NaN;
+    const portValue = parsePort(portNumber, `${match[2] === '' ? 'no port' : match[2]} in ${showValue(input)}`);
+    return `${scheme}://${address.toLowerCase()}:${portValue}`;
+  });
+}
+
+/** etcd grants leases in whole seconds, and one shorter than 2 s expires between renewals. */
+const MIN_LEASE_MS = 2_000;
+
+/** A lease time to live: whole seconds, at least 2 s. */
+export function lease(): z.ZodType<number, unknown> {
+  const expected = 'a whole number of seconds like `10s` (at least `2s`)';
+  return field(expected, (input) => {
+    const ms = parseDuration(input);
+    if (ms < MIN_LEASE_MS) {
+      throw new ConfigValueError(`must be at least 2s, got ${showValue(input)}`, 'a lease shorter than 2s can expire between two renewals, so this instance would drop in and out');
+    }
+    if (ms % 1_000 !== 0) {
+      const down = Math.floor(ms / 1_000);
+      throw new ConfigValueError(`must be a whole number of seconds, got ${showValue(input)}`, `etcd grants leases in whole seconds: write \`${down}s\` or \`${down + 1}s\``);
+    }
+    if (ms > MAX_TIMER_MS) throw new ConfigValueError(`must be at most 24 days (a Node.js timer limit), got ${showValue(input)}`);
+    return ms;
+  });
+}
+
+/** An etcd key prefix: starts with `/`, returned without trailing slashes (keys are `<prefix>/<name>`). */
+export function keyPrefix(): z.ZodType<string, unknown> {
+  const expected = 'a key prefix starting with `/`, like `/pgwarden`';
+  return field(expected, (input) => {
+    if (typeof input !== 'string' || input === '') throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`);
+    if (!input.startsWith('/')) throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, `write \`/${input}\``);
+    const trimmed = input.replace(/\/+$/, '');
+    if (trimmed === '') {
+      throw new ConfigValueError(`expected ${expected}, got ${showValue(input)}`, "give this cluster's keys a prefix of their own, e.g. `/pgwarden/main`, so they cannot mix with other users of etcd");
+    }
+    return trimmed;
+  });
+}
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The name of an environment variable (not its value, which is read in load.ts). */

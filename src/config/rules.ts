@@ -1,7 +1,8 @@
 // Rules that involve more than one key: unique names and binds, a listener that would proxy
 // to itself, `fallback` only where it means something, fast_interval <= interval, the check
-// password and the admin token, roles for tcp checks, and ports the admin API or the agent
-// would share with a listener or a server. Pure.
+// password and the admin token, roles for tcp checks, ports the admin API or the agent
+// would share with a listener or a server, and coordination (this instance among the
+// members, how etcd is reached, lease timing). Pure.
 //
 // These run on a partly parsed document (values that failed to parse are left as written),
 // so every read is guarded: a rule only judges values that parsed, and the value that did
@@ -126,7 +127,8 @@ function healthTiming(health: Mapping, report: Report): void {
 }
 
 interface SecretKeys {
-  readonly section: string;
+  /** The mapping that holds the keys: `['health']`. */
+  readonly section: readonly string[];
   /** `password` or `token`; `<key>_env` names the variable. */
   readonly key: string;
   /** What the secret is, for hints: "the check user's password". */
@@ -140,20 +142,20 @@ function secretFromEnv(mapping: Mapping, keys: SecretKeys, env: NodeJS.ProcessEn
   const envKey = `${keys.key}_env`;
   const variable = asString(mapping[envKey]);
   if (mapping[keys.key] !== undefined && mapping[envKey] !== undefined) {
-    report([keys.section, envKey], `set either \`${keys.key}\` or \`${envKey}\`, not both`, `prefer \`${envKey}\`: it keeps the secret out of the file`);
+    report([...keys.section, envKey], `set either \`${keys.key}\` or \`${envKey}\`, not both`, `prefer \`${envKey}\`: it keeps the secret out of the file`);
     return;
   }
   if (variable === undefined) return;
   const value = env[variable];
   if (value === undefined) {
-    report([keys.section, envKey], `environment variable \`${variable}\` is not set`, `export ${variable}=... before starting pgwarden, or remove \`${envKey}\` ${keys.without}`);
+    report([...keys.section, envKey], `environment variable \`${variable}\` is not set`, `export ${variable}=... before starting pgwarden, or remove \`${envKey}\` ${keys.without}`);
   } else if (value === '') {
-    report([keys.section, envKey], `environment variable \`${variable}\` is set but empty`, `export ${variable} with ${keys.what}`);
+    report([...keys.section, envKey], `environment variable \`${variable}\` is set but empty`, `export ${variable} with ${keys.what}`);
   }
 }
 
-const CHECK_PASSWORD: SecretKeys = { section: 'health', key: 'password', what: "the check user's password", without: 'if the check user needs no password' };
-const ADMIN_TOKEN: SecretKeys = { section: 'admin', key: 'token', what: 'the admin API token', without: '(without a token the admin API refuses every change)' };
+const CHECK_PASSWORD: SecretKeys = { section: ['health'], key: 'password', what: "the check user's password", without: 'if the check user needs no password' };
+const ADMIN_TOKEN: SecretKeys = { section: ['admin'], key: 'token', what: 'the admin API token', without: '(without a token the admin API refuses every change)' };
 
 /** The admin API needs a port of its own: not a listener's (clients would reach it) nor a server's. */
 function adminBind(doc: Mapping, admin: Mapping, report: Report): void {
@@ -219,6 +221,101 @@ function tcpCheckNeeds(doc: Mapping, health: Mapping, report: Report): void {
   }
 }
 
+const ETCD_PASSWORD: SecretKeys = { section: ['coordination', 'etcd'], key: 'password', what: "the etcd user's password", without: 'and `user` if etcd needs no login' };
+
+/** This instance is one of the members, each listed once: a quorum is a majority of that list. */
+function coordinationMembers(coordination: Mapping, report: Report): void {
+  const members = Array.isArray(coordination.members) ? coordination.members : [];
+  const seen = new Map<string, number>();
+  members.forEach((member, i) => {
+    if (typeof member !== 'string') return;
+    const first = seen.get(member);
+    if (first === undefined) seen.set(member, i);
+    else report(['coordination', 'members', i], `duplicate member \`${member}\`, already members[${first}]`, 'list each instance once: a quorum is a majority of this list');
+  });
+  const name = asString(coordination.name);
+  if (name === undefined || seen.size === 0 || seen.has(name)) return;
+  report(
+    ['coordination', 'name'],
+    `\`${name}\` is not one of \`members\` (${[...seen.keys()].join(', ')})`,
+    'every instance lists the same `members` and names itself in `name`: add this instance to the list or correct its name',
+  );
+}
+
+interface EtcdEndpoint extends Endpoint {
+  readonly url: string;
+  readonly secure: boolean;
+}
+
+/** Endpoints that parsed (`scheme://host:port`, as fields.ts writes them back). */
+function etcdEndpoints(etcd: Mapping): (EtcdEndpoint | undefined)[] {
+  const list = Array.isArray(etcd.endpoints) ? etcd.endpoints : [];
+  return list.map((url) => {
+    const match = typeof url === 'string' ? /^(https?):\/\/(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(url) : null;
+    if (match === null) return undefined;
+    return { url: url as string, secure: match[1] === 'https', host: match[2] ?? match[3]!, port: Number(match[4]) };
+  });
+}
+
+/**
+ * How etcd is reached. The etcd client has one kind of connection for every endpoint: TLS when
+ * any endpoint is https:// or any `tls` file is given, even for an http:// URL. So the schemes
+ * must agree and `tls` needs https://, or the file would not say what happens.
+ */
+function etcdConnection(doc: Mapping, etcd: Mapping, report: Report): void {
+  const endpoints = etcdEndpoints(etcd);
+  const parsed = endpoints.filter((e): e is EtcdEndpoint => e !== undefined);
+  const secure = new Set(parsed.map((e) => e.secure));
+  if (secure.size > 1) {
+    report(['coordination', 'etcd', 'endpoints'], 'mixes http:// and https:// endpoints', 'the etcd client uses one kind of connection for all of them: write every endpoint with https:// (or every one with http://)');
+  }
+  const tls = isMapping(etcd.tls) ? etcd.tls : {};
+  if (tls.cert_file !== undefined && tls.key_file === undefined) {
+    report(['coordination', 'etcd', 'tls', 'key_file'], 'required key is missing when `cert_file` is set; expected the path of its private key', 'a client certificate needs its key: set both `cert_file` and `key_file`, or neither');
+  } else if (tls.key_file !== undefined && tls.cert_file === undefined) {
+    report(['coordination', 'etcd', 'tls', 'cert_file'], 'required key is missing when `key_file` is set; expected the path of the client certificate', 'set both `cert_file` and `key_file`, or neither');
+  }
+  const files = ['ca_file', 'cert_file', 'key_file'].filter((k) => tls[k] !== undefined);
+  if (files.length > 0 && secure.size === 1 && secure.has(false)) {
+    report(['coordination', 'etcd', 'tls'], `\`${files.join('`, `')}\` ${files.length === 1 ? 'applies' : 'apply'} only to https:// endpoints; every endpoint here is http://`, 'write the endpoints with https://, or remove `tls`');
+  }
+
+  // An endpoint that is one of pgwarden's own addresses would have it talk to itself, not to etcd.
+  const own = [
+    ...entries(doc, 'listeners').map((l, i) => ({ bind: asEndpoint(l.bind), what: `listener \`${asString(l.name) ?? i}\` (listeners[${i}])` })),
+    ...(isMapping(doc.admin) ? [{ bind: asEndpoint(doc.admin.bind), what: 'the admin API (admin.bind)' }] : []),
+  ];
+  endpoints.forEach((endpoint, i) => {
+    const clash = endpoint === undefined ? undefined : own.find((o) => o.bind !== undefined && reaches(o.bind, endpoint));
+    if (endpoint === undefined || clash === undefined) return;
+    report(['coordination', 'etcd', 'endpoints', i], `${endpoint.url} is the address of ${clash.what}, not of etcd`, "point it at etcd's client URL (port 2379 unless configured otherwise)");
+  });
+}
+
+/** One etcd request must fit between two lease renewals, which come every ttl/3. */
+function coordinationTiming(coordination: Mapping, etcd: Mapping, report: Report): void {
+  const ttl = asNumber(coordination.ttl);
+  const timeout = asNumber(etcd.timeout);
+  if (ttl === undefined || timeout === undefined || timeout * 3 < ttl) return;
+  report(
+    ['coordination', 'etcd', 'timeout'],
+    `must be less than a third of \`coordination.ttl\` (${formatDuration(timeout)}, ttl ${formatDuration(ttl)})`,
+    `the lease is renewed every ttl/3 (${formatDuration(Math.floor(ttl / 3))} here) and one renewal may take up to \`timeout\`: lower \`timeout\` or raise \`ttl\``,
+  );
+}
+
+function coordinationRules(doc: Mapping, coordination: Mapping, env: NodeJS.ProcessEnv, report: Report): void {
+  const etcd = isMapping(coordination.etcd) ? coordination.etcd : {};
+  coordinationMembers(coordination, report);
+  etcdConnection(doc, etcd, report);
+  coordinationTiming(coordination, etcd, report);
+  if (etcd.password_env !== undefined && etcd.user === undefined) {
+    report(['coordination', 'etcd', 'password_env'], 'needs `user` beside it', 'etcd checks a user name and a password together: set `user`, or remove `password_env`');
+  }
+  // `password` itself is refused by the schema; only the variable is judged here.
+  secretFromEnv({ password_env: etcd.password_env }, ETCD_PASSWORD, env, report);
+}
+
 export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report): void {
   if (!isMapping(doc)) return;
   const health = isMapping(doc.health) ? doc.health : {};
@@ -235,4 +332,5 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
     adminBind(doc, doc.admin, report);
     secretFromEnv(doc.admin, ADMIN_TOKEN, env, report);
   }
+  if (isMapping(doc.coordination)) coordinationRules(doc, doc.coordination, env, report);
 }

@@ -35,7 +35,8 @@ function listWithOr(items: readonly string[]): string {
   return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
 }
 
-function unknownKeyParams(key: string, where: string, known: readonly string[]): UnknownKeyParams {
+function unknownKeyParams(key: string, where: string, known: readonly string[], own: Readonly<Record<string, string>>): UnknownKeyParams {
+  if (Object.hasOwn(own, key)) return { kind: 'unknown_key', hint: own[key]! };
   // A key that is right but in the wrong place says where it goes; only a close misspelling
   // of a local key is offered beside that (`timeout` under `failover` is not `queue_timeout`).
   // Sections nearest the top first: `health` before `health.agent`.
@@ -55,8 +56,12 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** A mapping that accepts only the keys of `shape`; `where` names it in hints. */
-function section<S extends z.ZodRawShape>(where: string, shape: S) {
+/**
+ * A mapping that accepts only the keys of `shape`; `where` names it in hints. `refused` gives
+ * the hint for a key this section refuses on purpose, where a key of the same name elsewhere
+ * would otherwise be suggested (`password` under `coordination.etcd` is not `health.password`).
+ */
+function section<S extends z.ZodRawShape>(where: string, shape: S, refused: Readonly<Record<string, string>> = {}) {
   const known = Object.keys(shape);
   for (const key of known) KEY_HOMES.set(key, [...(KEY_HOMES.get(key) ?? []), where]);
   const keys = known.map((k) => `\`${k}\``).join(', ');
@@ -69,7 +74,7 @@ function section<S extends z.ZodRawShape>(where: string, shape: S) {
         if (!isMapping(value)) return;
         for (const key of Object.keys(value)) {
           if (Object.hasOwn(shape, key)) continue;
-          ctx.addIssue({ code: 'custom', path: [key], message: `unknown key \`${key}\``, params: unknownKeyParams(key, where, known) });
+          ctx.addIssue({ code: 'custom', path: [key], message: `unknown key \`${key}\``, params: unknownKeyParams(key, where, known, refused) });
         }
       },
       // Report unknown keys even when a known key in the same mapping is wrong.
@@ -90,12 +95,19 @@ function presentSection<T extends z.ZodType>(schema: T) {
   return z.preprocess((value) => (value === null ? {} : value), schema.optional());
 }
 
-/** A list with at least one entry; `example` shows the smallest valid entry. */
-function nonEmptyList<T extends z.ZodType>(item: T, noun: string, example: string) {
+/**
+ * A list with at least one entry; `example` shows the smallest valid entry. For a list of
+ * words (`ofWords`), a single word gets a hint to write it as a list.
+ */
+function nonEmptyList<T extends z.ZodType>(item: T, noun: string, example: string, ofWords = false) {
   return z.preprocess(
     (value, ctx) => {
       if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) {
         ctx.addIssue({ code: 'custom', input: value, message: `at least one ${noun} is required`, params: { hint: `for example: ${example}` } });
+        return [];
+      }
+      if (ofWords && typeof value === 'string') {
+        ctx.addIssue({ code: 'custom', input: value, message: `expected a list of ${noun}s, got ${showValue(value)}`, params: { hint: `write it as a list: [${value}]` } });
         return [];
       }
       return value;
@@ -110,6 +122,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const LOG_FORMATS = ['json', 'pretty'] as const;
 export const FAILOVER_MODES = ['follow', 'promote'] as const;
 export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
+export const ON_ETCD_LOSS = ['keep', 'readonly'] as const;
 export const HOOK_EVENTS = ['pre_switchover', 'post_switchover', 'on_promote', 'on_primary_change', 'on_backend_down', 'on_backend_up', 'on_fence'] as const satisfies readonly HookEvent[];
 
 /** `cpu: 80%` with no `for`: a short spike is not an alert. */
@@ -248,6 +261,36 @@ const proxy = section('proxy', {
   shutdown_timeout: f.duration('non-negative').default(10_000),
 });
 
+const etcdTls = section('coordination.etcd.tls', {
+  ca_file: f.text('the path of a PEM file').optional(),
+  cert_file: f.text('the path of a PEM file').optional(),
+  key_file: f.text('the path of a PEM file').optional(),
+});
+
+const etcd = section(
+  'coordination.etcd',
+  {
+    endpoints: nonEmptyList(f.httpUrl(), 'endpoint', '`endpoints: [http://127.0.0.1:2379]`', true),
+    prefix: f.keyPrefix().default('/pgwarden'),
+    // Must stay below ttl/3 (rules.ts): the lease is renewed every ttl/3.
+    timeout: f.duration('positive').default(1_000),
+    user: f.text('an etcd user name').optional(),
+    password_env: f.envName().optional(),
+    tls: presentSection(etcdTls),
+  },
+  { password: 'the etcd password is read only from the environment: name its variable in `password_env`' },
+);
+
+const coordination = section('coordination', {
+  name: f.name(),
+  members: nonEmptyList(f.name(), 'member', '`members: [a, b, c]`', true),
+  ttl: f.lease().default(10_000),
+  on_etcd_loss: f
+    .oneOf(ON_ETCD_LOSS, { 'read-only': 'readonly', read_only: 'readonly', ro: 'readonly', continue: 'keep', ignore: 'keep', none: 'keep' })
+    .default('keep'),
+  etcd: optionalSection(etcd),
+});
+
 const document = section('', {
   listeners: nonEmptyList(listener, 'listener', '`listeners: [{ name: rw, bind: "127.0.0.1:6432", route: primary }]`'),
   backends: nonEmptyList(backend, 'backend', '`backends: [{ name: pg1, host: 127.0.0.1, port: 5432 }]`'),
@@ -259,6 +302,7 @@ const document = section('', {
   hooks: optionalSection(hooks),
   admin: presentSection(admin),
   host: optionalSection(host),
+  coordination: presentSection(coordination),
 });
 
 /** A configuration document after parsing: YAML key names, defaults applied, units converted. */

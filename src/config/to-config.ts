@@ -3,7 +3,7 @@
 // defaults that depend on other keys, deeply frozen. Pure.
 
 import { HOOK_EVENTS, type ParsedDocument } from './schema';
-import type { Config, HookConfig, HookEvent, HostConfig, HostThreshold } from './types';
+import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold } from './types';
 
 /** `health.fast_interval` when not written, unless `interval` is shorter. */
 const DEFAULT_FAST_INTERVAL_MS = 250;
@@ -44,10 +44,39 @@ function hostOf(doc: ParsedDocument): HostConfig {
   return { interval: doc.host.interval, thresholds };
 }
 
+/** `coordination`, or undefined when the section is absent (this instance acts alone). */
+function coordinationOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): CoordinationConfig | undefined {
+  const { coordination } = doc;
+  if (coordination === undefined) return undefined;
+  const { etcd } = coordination;
+  const password = secret(undefined, etcd.password_env, env);
+  const tls = {
+    ...(etcd.tls?.ca_file === undefined ? {} : { caFile: etcd.tls.ca_file }),
+    ...(etcd.tls?.cert_file === undefined ? {} : { certFile: etcd.tls.cert_file }),
+    ...(etcd.tls?.key_file === undefined ? {} : { keyFile: etcd.tls.key_file }),
+  };
+  return {
+    name: coordination.name,
+    members: coordination.members,
+    ttl: coordination.ttl,
+    onEtcdLoss: coordination.on_etcd_loss,
+    etcd: {
+      endpoints: etcd.endpoints,
+      prefix: etcd.prefix,
+      timeout: etcd.timeout,
+      ...(etcd.user === undefined ? {} : { user: etcd.user }),
+      ...(password === undefined ? {} : { password }),
+      // An empty `tls:` adds nothing to what https:// endpoints already mean.
+      ...(Object.keys(tls).length === 0 ? {} : { tls }),
+    },
+  };
+}
+
 export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
   const { health, failover, tls, logging, proxy, admin } = doc;
   const password = secret(health.password, health.password_env, env);
   const token = admin === undefined ? undefined : secret(admin.token, admin.token_env, env);
+  const coordination = coordinationOf(doc, env);
   const config: Config = {
     listeners: doc.listeners.map((l) => ({
       name: l.name,
@@ -106,6 +135,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
     hooks: hooksOf(doc),
     ...(admin === undefined ? {} : { admin: { host: admin.bind.host, port: admin.bind.port, ...(token === undefined ? {} : { token }) } }),
     host: hostOf(doc),
+    ...(coordination === undefined ? {} : { coordination }),
   };
   return deepFreeze(config);
 }

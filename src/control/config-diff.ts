@@ -28,6 +28,7 @@ export function diffConfig(before: Config, after: Config): ConfigDiff {
       .filter((k) => !isDeepStrictEqual(before[k], after[k]))
       .map((k) => `${k} settings changed`),
     ...(!isDeepStrictEqual(before.admin, after.admin) ? ['admin settings changed (take effect after a restart)'] : []),
+    ...(!isDeepStrictEqual(before.coordination, after.coordination) ? ['coordination settings changed (take effect after a restart)'] : []),
   ];
   return { backends, listeners, health, summary };
 }

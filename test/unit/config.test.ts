@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { describeConfig } from '../../src/config/describe';
+import { diffConfig } from '../../src/control/config-diff';
 import { didYouMean } from '../../src/config/did-you-mean';
 import { ConfigError, type ConfigProblem } from '../../src/errors';
 import { loadConfigFile, parseConfig } from '../../src/config/load';
@@ -64,6 +65,12 @@ t.test('the example file loads and documents every key', async (t) => {
   t.ok(CONFIG_KEYS.size > 30, 'the schema lists its keys');
   const undocumented = [...CONFIG_KEYS.keys()].filter((key) => !new RegExp(`(^|[\\s{,#])${key}:.*#`, 'm').test(text));
   t.same(undocumented, [], 'example.yaml shows every key with a comment');
+
+  // The coordination section is commented out (it needs etcd); uncommented, it must load.
+  const section = text.slice(text.indexOf('\n# coordination:') + 1);
+  const uncommented = section.replace(/^# ?/gm, '');
+  const coordination = parseConfig(`${MINIMAL}${uncommented}`, { PGWARDEN_ETCD_PASSWORD: 'etcd-secret-5' }).coordination;
+  t.match(coordination, { name: 'a', members: ['a', 'b', 'c'], ttl: 10_000, onEtcdLoss: 'keep', etcd: { prefix: '/pgwarden', timeout: 1_000, password: 'etcd-secret-5' } });
 });
 
 t.test('the YAML from the design loads exactly as written', async (t) => {
@@ -250,7 +257,7 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
   t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host`, `health.agent` or `proxy.client_keepalive`');
   const elsewhere = problemAt(t, `${MINIMAL}failover: { timeout: 1s }\n`, 'failover.timeout');
   t.equal(elsewhere.message, 'unknown key `failover.timeout`', 'no abbreviation guess when the key exists elsewhere');
-  t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.agent` or each entry of `hooks.<event>`');
+  t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.agent`, each entry of `hooks.<event>` or `coordination.etcd`');
 
   const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
   t.equal(nothingClose.message, 'unknown key `tls.certificate`');
@@ -733,4 +740,193 @@ logging: { format: pretty }
   t.match(minimal, /thresholds: none/);
   const noToken = describeConfig(parseConfig(`${MINIMAL}admin:\n`, {}));
   t.match(noToken, /admin: 127\.0\.0\.1:8404\s+token: \(none\)\n\s+warning: without a token the admin API refuses every change/);
+});
+
+const COORDINATION = `coordination:
+  name: b
+  members: [a, b, c]
+  ttl: 15s
+  on_etcd_loss: readonly
+  etcd:
+    endpoints: [https://10.0.0.1:2379, "HTTPS://Etcd-2.example.com:2379/", "https://[fd00::3]:2379"]
+    prefix: /pgwarden/main/
+    timeout: 500ms
+    user: pgwarden
+    password_env: ETCD_PASSWORD
+    tls: { ca_file: /etc/pgwarden/ca.pem, cert_file: /etc/pgwarden/client.pem, key_file: /etc/pgwarden/client.key }
+`;
+
+/** A coordination section with `etcd` as given and valid name and members. */
+function coordinationWith(etcd: string, extra = ''): string {
+  return `${MINIMAL}coordination:\n  name: a\n  members: [a, b]\n${extra}  etcd: ${etcd}\n`;
+}
+
+t.test('coordination: a full section parses into the contract', async (t) => {
+  const config = parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' });
+  t.strictSame(config.coordination, {
+    name: 'b',
+    members: ['a', 'b', 'c'],
+    ttl: 15_000,
+    onEtcdLoss: 'readonly',
+    etcd: {
+      endpoints: ['https://10.0.0.1:2379', 'https://etcd-2.example.com:2379', 'https://[fd00::3]:2379'],
+      prefix: '/pgwarden/main',
+      timeout: 500,
+      user: 'pgwarden',
+      password: 'etcd-secret-9',
+      tls: { caFile: '/etc/pgwarden/ca.pem', certFile: '/etc/pgwarden/client.pem', keyFile: '/etc/pgwarden/client.key' },
+    },
+  });
+  const c = config.coordination!;
+  for (const part of [c, c.members, c.etcd, c.etcd.endpoints, c.etcd.tls]) t.ok(Object.isFrozen(part));
+});
+
+t.test('coordination: absent means no key; the rest has defaults', async (t) => {
+  t.notOk('coordination' in parseConfig(MINIMAL, {}), 'no coordination unless configured');
+  t.strictSame(parseConfig(coordinationWith('{ endpoints: [http://127.0.0.1:2379] }'), {}).coordination, {
+    name: 'a',
+    members: ['a', 'b'],
+    ttl: 10_000,
+    onEtcdLoss: 'keep',
+    etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/pgwarden', timeout: 1_000 },
+  });
+  const tls = parseConfig(coordinationWith('{ endpoints: [https://e:2379], tls: , prefix: /a/b }'), {}).coordination?.etcd;
+  t.notOk(tls !== undefined && 'tls' in tls, 'an empty `tls:` adds nothing (https:// with the system CAs)');
+  t.equal(tls?.prefix, '/a/b');
+  t.equal(parseConfig(coordinationWith('{ endpoints: [https://e:2379], tls: { ca_file: ca.pem } }'), {}).coordination?.etcd.tls?.caFile, 'ca.pem', 'a CA alone is fine');
+  t.equal(parseConfig(coordinationWith('{ endpoints: [http://e:2379], user: root }'), {}).coordination?.etcd.user, 'root', 'a user without a password is fine');
+  t.equal(parseConfig(coordinationWith('{ endpoints: [http://e:2379], timeout: 666ms }', '  ttl: 2s\n'), {}).coordination?.etcd.timeout, 666);
+
+  const empty = configError(t, `${MINIMAL}coordination:\n`);
+  t.same(empty.problems.map((p) => [p.path, p.message]), [
+    ['coordination.name', 'required key is missing; expected a name of letters, digits, `_`, `.` or `-` (at most 63 characters)'],
+    ['coordination.members', 'at least one member is required'],
+    ['coordination.etcd.endpoints', 'at least one endpoint is required'],
+  ]);
+  t.equal(empty.problems[2]?.hint, 'for example: `endpoints: [http://127.0.0.1:2379]`');
+});
+
+t.test('coordination: this instance is one of the members, each listed once', async (t) => {
+  const missing = problemAt(t, `${MINIMAL}coordination: { name: d, members: [a, b, c], etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.name');
+  t.equal(missing.message, '`d` is not one of `members` (a, b, c)');
+  t.match(missing.hint, /add this instance to the list or correct its name/);
+
+  const duplicate = problemAt(t, `${MINIMAL}coordination: { name: a, members: [a, b, a], etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.members[2]');
+  t.equal(duplicate.message, 'duplicate member `a`, already members[0]');
+  t.match(duplicate.hint, /a quorum is a majority of this list/);
+
+  t.match(problemAt(t, `${MINIMAL}coordination: { name: a, members: ["a b"], etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.members[0]').message, /expected a name of letters/);
+  const single = problemAt(t, `${MINIMAL}coordination: { name: a, members: a, etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.members');
+  t.equal(single.message, 'expected a list of members, got "a"');
+  t.equal(single.hint, 'write it as a list: [a]');
+  t.equal(problemAt(t, `${MINIMAL}coordination: { name: a, members: [], etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.members').message, 'at least one member is required');
+});
+
+t.test('coordination: etcd endpoints are http(s) URLs with host and port', async (t) => {
+  const endpoint = (url: string) => problemAt(t, coordinationWith(`{ endpoints: [${JSON.stringify(url)}] }`), 'coordination.etcd.endpoints[0]');
+  const expected = 'expected an http:// or https:// URL with host and port, like `http://127.0.0.1:2379`';
+
+  const scheme = endpoint('127.0.0.1:2379');
+  t.equal(scheme.message, `${expected}, got "127.0.0.1:2379"`);
+  t.equal(scheme.hint, 'add the scheme: `http://127.0.0.1:2379` (`https://` for TLS)');
+  t.equal(endpoint('http://etcd1').hint, "add the port: `http://etcd1:2379` (etcd's client port is 2379)");
+  t.match(endpoint('grpc://etcd1:2379').hint, /not `grpc:\/\/`/);
+  t.match(endpoint('http://etcd1:2379/v3/kv').hint, /no path, query or fragment/);
+  t.match(endpoint('http://etcd1:70000').message, /expected a port number from 1 to 65535, got 70000 in "http:\/\/etcd1:70000"/);
+  t.match(endpoint('http://:2379').hint, /add the host/);
+  t.match(endpoint('http://[nope]:2379').message, /got "http:\/\/\[nope\]:2379"/);
+  const credentials = configError(t, coordinationWith('{ endpoints: ["http://root:etcd-pw-31@e:2379"] }'));
+  t.match(credentials.problems[0]?.message, /got a URL with credentials in it/);
+  t.match(credentials.problems[0]?.hint, /`user:`.*`password_env`/);
+  t.notMatch(credentials.format(), /etcd-pw-31/, 'a password in a URL is not shown');
+
+  const text = problemAt(t, coordinationWith('{ endpoints: http://e:2379 }'), 'coordination.etcd.endpoints');
+  t.equal(text.hint, 'write it as a list: [http://e:2379]');
+
+  const mixed = problemAt(t, coordinationWith('{ endpoints: [http://e1:2379, https://e2:2379] }'), 'coordination.etcd.endpoints');
+  t.equal(mixed.message, 'mixes http:// and https:// endpoints');
+  t.match(mixed.hint, /one kind of connection/);
+
+  const self = problemAt(t, coordinationWith('{ endpoints: [http://e:2379, http://localhost:6432] }'), 'coordination.etcd.endpoints[1]');
+  t.equal(self.message, 'http://localhost:6432 is the address of listener `rw` (listeners[0]), not of etcd');
+  t.match(self.hint, /2379/);
+  t.match(problemAt(t, `${coordinationWith('{ endpoints: [http://127.0.0.1:8404] }')}admin:\n`, 'coordination.etcd.endpoints[0]').message, /is the address of the admin API/);
+  t.ok(parseConfig(coordinationWith('{ endpoints: [http://10.0.0.9:6432] }'), {}), "another host on a listener's port is fine");
+});
+
+t.test('coordination: ttl, timeout and prefix', async (t) => {
+  const short = problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  ttl: 1s\n'), 'coordination.ttl');
+  t.equal(short.message, 'must be at least 2s, got "1s"');
+  t.match(short.hint, /shorter than 2s can expire between two renewals/);
+  const fraction = problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  ttl: 2500ms\n'), 'coordination.ttl');
+  t.equal(fraction.message, 'must be a whole number of seconds, got "2500ms"');
+  t.equal(fraction.hint, 'etcd grants leases in whole seconds: write `2s` or `3s`');
+
+  const timeout = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], timeout: 2s }', '  ttl: 6s\n'), 'coordination.etcd.timeout');
+  t.equal(timeout.message, 'must be less than a third of `coordination.ttl` (2s, ttl 6s)');
+  t.match(timeout.hint, /renewed every ttl\/3 \(2s here\).*lower `timeout` or raise `ttl`/);
+  t.match(problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  ttl: 2s\n'), 'coordination.etcd.timeout').message, /\(1s, ttl 2s\)/, 'against the default timeout');
+  t.match(problemAt(t, coordinationWith('{ endpoints: [http://e:2379], timeout: 0 }'), 'coordination.etcd.timeout').message, /longer than 0/);
+
+  const prefix = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], prefix: pgwarden }'), 'coordination.etcd.prefix');
+  t.equal(prefix.message, 'expected a key prefix starting with `/`, like `/pgwarden`, got "pgwarden"');
+  t.equal(prefix.hint, 'write `/pgwarden`');
+  t.match(problemAt(t, coordinationWith('{ endpoints: [http://e:2379], prefix: / }'), 'coordination.etcd.prefix').hint, /a prefix of their own/);
+
+  const loss = problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  on_etcd_loss: read-only\n'), 'coordination.on_etcd_loss');
+  t.equal(loss.message, 'expected one of `keep`, `readonly`, got "read-only"');
+  t.equal(loss.hint, 'did you mean `readonly`?');
+});
+
+t.test('coordination: the etcd password comes from the environment, with a user', async (t) => {
+  const noUser = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], password_env: ETCD_PASSWORD }'), 'coordination.etcd.password_env', { ETCD_PASSWORD: 'x' });
+  t.equal(noUser.message, 'needs `user` beside it');
+  t.match(noUser.hint, /set `user`, or remove `password_env`/);
+
+  const unset = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], user: u, password_env: ETCD_PASSWORD }'), 'coordination.etcd.password_env');
+  t.equal(unset.message, 'environment variable `ETCD_PASSWORD` is not set');
+  t.match(unset.hint, /^export ETCD_PASSWORD=\.\.\. before starting pgwarden/);
+  t.match(problemAt(t, coordinationWith('{ endpoints: [http://e:2379], user: u, password_env: ETCD_PASSWORD }'), 'coordination.etcd.password_env', { ETCD_PASSWORD: '' }).message, /set but empty/);
+
+  const inline = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], user: u, password: etcd-pw-77 }'), 'coordination.etcd.password');
+  t.equal(inline.message, 'unknown key `coordination.etcd.password`');
+  t.equal(inline.hint, 'the etcd password is read only from the environment: name its variable in `password_env`');
+});
+
+t.test('coordination: tls files go with https:// and come as a pair', async (t) => {
+  const noKey = problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { cert_file: c.pem } }'), 'coordination.etcd.tls.key_file');
+  t.equal(noKey.message, 'required key is missing when `cert_file` is set; expected the path of its private key');
+  t.match(noKey.hint, /set both `cert_file` and `key_file`, or neither/);
+  t.match(problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { key_file: c.key } }'), 'coordination.etcd.tls.cert_file').message, /missing when `key_file` is set/);
+
+  const plain = problemAt(t, coordinationWith('{ endpoints: [http://e:2379], tls: { ca_file: ca.pem } }'), 'coordination.etcd.tls');
+  t.equal(plain.message, '`ca_file` applies only to https:// endpoints; every endpoint here is http://');
+  t.match(plain.hint, /https:\/\/, or remove `tls`/);
+  t.match(problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { ca_file: 5 } }'), 'coordination.etcd.tls.ca_file').hint, /quotes/);
+});
+
+t.test('coordination: unknown keys', async (t) => {
+  t.equal(problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  memebrs: [a]\n'), 'coordination.memebrs').message, 'unknown key `coordination.memebrs` — did you mean `members`?');
+  t.equal(problemAt(t, coordinationWith('{ endpoint: [http://e:2379] }'), 'coordination.etcd.endpoint').message, 'unknown key `coordination.etcd.endpoint` — did you mean `endpoints`?');
+  t.equal(problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { cafile: x } }'), 'coordination.etcd.tls.cafile').message, 'unknown key `coordination.etcd.tls.cafile` — did you mean `ca_file`?');
+  t.equal(problemAt(t, `${MINIMAL}etcd: { endpoints: [http://e:2379] }\n`, 'etcd').hint, '`etcd` belongs under `coordination`');
+});
+
+t.test('coordination: describeConfig shows it without the password; a change needs a restart', async (t) => {
+  const config = parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' });
+  const text = describeConfig(config);
+  t.match(text, /coordination: b of a, b, c \(quorum 2\)\s+ttl: 15s\s+on_etcd_loss: readonly\n/);
+  t.match(text, /etcd: https:\/\/10\.0\.0\.1:2379 https:\/\/etcd-2\.example\.com:2379 https:\/\/\[fd00::3\]:2379\s+prefix: \/pgwarden\/main\s+timeout: 500ms\n/);
+  t.match(text, /user: pgwarden\s+password: \(set\)\n\s+tls: ca_file \/etc\/pgwarden\/ca\.pem\s+cert_file \/etc\/pgwarden\/client\.pem/);
+  t.notMatch(text, 'etcd-secret-9', 'the etcd password is never printed');
+  t.notMatch(text, / $/m, 'no trailing spaces');
+  t.match(describeConfig(parseConfig(MINIMAL, {})), /coordination: off \(this instance acts alone\)/);
+
+  const alone = parseConfig(MINIMAL, {});
+  const restart = 'coordination settings changed (take effect after a restart)';
+  t.same(diffConfig(alone, config).summary.filter((line) => line.startsWith('coordination')), [restart], 'added');
+  t.same(diffConfig(config, alone).summary.filter((line) => line.startsWith('coordination')), [restart], 'removed');
+  const longer = parseConfig(`${MINIMAL}${COORDINATION.replace('ttl: 15s', 'ttl: 30s')}`, { ETCD_PASSWORD: 'etcd-secret-9' });
+  t.same(diffConfig(config, longer).summary, [restart], 'changed');
+  t.same(diffConfig(config, parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' })).summary, [], 'unchanged');
 });
