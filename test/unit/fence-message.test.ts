@@ -32,6 +32,7 @@ function setup() {
     hooks: { run: async (event: string) => (hooks.push(event), []) } as unknown as HookRunner,
     sessions: () => [],
     endpoint: (name: string | undefined) => (name ? { name, host: '127.0.0.1', port: 5432 } : undefined),
+    clusterHooksHere: () => true,
   };
   reactToTopology(ctx, { onPrimary: () => undefined } as unknown as PrimaryLoss);
   const fenced = () => timeline.recent().filter((e) => e.event === 'backend.fenced');

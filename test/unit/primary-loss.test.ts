@@ -38,6 +38,7 @@ function setup(t: Test, failover: { mode: 'follow' | 'promote'; maxLagOnFailover
     poke: (b) => pokes.push(b),
     endpoint: () => undefined,
     switching: () => false,
+    coordinated: () => false,
     clock,
   });
   topology.on('primary', (p) => loss.onPrimary(p));

@@ -1,0 +1,45 @@
+// Several instances as one (issue "coordination through etcd", points 1 and 3): with a real
+// 3-member etcd, three pgwarden instances in promote mode and a real primary with two streaming
+// replicas, a kill -9 of the primary leads to exactly one promotion, by the leader, after a
+// quorum voted; every instance then routes writes to the same new server.
+import t from 'tap';
+import { etcdAvailable } from '../helpers/etcd';
+import { NAMES, startTrio, waitForClusterPrimary } from '../helpers/coordinated';
+import { waitFor, whoAnswers } from '../helpers/proxy';
+
+const skip = etcdAvailable();
+if (skip) t.comment(`skipped: ${skip}`);
+
+t.test('kill -9 of the primary: one promotion by the leader, one view on every instance', { skip }, async (t) => {
+  const trio = await startTrio(t);
+  const { cluster, instances } = trio;
+  const [pg1] = cluster.nodes;
+  await waitForClusterPrimary(trio, pg1);
+  await waitFor('the cluster state names pg1 at epoch 1', async () => (await trio.state())?.primary === 'pg1');
+  const leader = await trio.kv.get('/pgwarden/test/leader').string();
+  t.ok(leader !== null && (NAMES as readonly string[]).includes(leader), `one leader: ${leader}`);
+
+  await cluster.kill9(pg1);
+  await waitFor('a replica is the cluster primary', async () => {
+    const s = await trio.state();
+    return s?.phase === 'stable' && s.primary !== undefined && s.primary !== 'pg1';
+  }, 60_000);
+  const state = (await trio.state())!;
+  const promoted = cluster.nodes.find((n) => n.name === state.primary)!;
+  await waitForClusterPrimary(trio, promoted);
+
+  // Exactly one server was promoted: the other replica is still in recovery.
+  const other = cluster.replicas.find((n) => n !== promoted)!;
+  t.equal((await cluster.query(other, 'select pg_is_in_recovery() as r'))[0].r, true, `${other.name} is still a replica`);
+  t.equal((await cluster.query(promoted, 'select pg_is_in_recovery() as r'))[0].r, false, `${promoted.name} is the primary`);
+  const promotions = NAMES.flatMap((n) => instances[n].app.timeline.recent().filter((e) => e.event === 'failover.promoted').map(() => n));
+  t.equal(promotions.length, 1, `one instance promoted (${promotions.join(', ')})`);
+  const votes = NAMES.filter((n) => instances[n].app.timeline.recent().some((e) => e.event === 'coordination.vote'));
+  t.ok(votes.length >= 2, `a quorum voted before the promotion (${votes.join(', ')})`);
+
+  for (const n of NAMES) {
+    const who = await whoAnswers(instances[n].rwPort);
+    t.same(who, { port: promoted.port, inRecovery: false }, `writes through ${n} reach ${promoted.name}`);
+    t.equal(instances[n].app.status().coordination?.primary, promoted.name, `${n}'s /status names ${promoted.name}`);
+  }
+});
