@@ -1,8 +1,8 @@
 // Three pgwarden instances (a, b, c) in this process, coordinated through a real 3-member etcd,
 // in front of a real primary and two streaming replicas. Each instance reaches the servers
-// through its own loopback address (a: 127.0.0.1, b: 127.0.0.2, c: 127.0.0.3), so one
-// instance can be cut from one server with an iptables rule on that destination address
-// (root only) while the others still reach it.
+// through its own loopback address (a: 127.0.0.2, b: 127.0.0.3, c: 127.0.0.4; the test itself
+// and the harness use 127.0.0.1), so one instance can be cut from one server with an iptables
+// rule on that destination address (root only) while the others and the test still reach it.
 import { spawnSync } from 'node:child_process';
 import type { Test } from 'tap';
 import { Etcd3 } from 'etcd3';
@@ -14,7 +14,7 @@ import { startEtcd } from './etcd';
 import { CHECK_USER, healthConfig, startProxy, waitFor, type RunningProxy } from './proxy';
 
 export const NAMES = ['a', 'b', 'c'] as const;
-export const ADDRESS: Record<(typeof NAMES)[number], string> = { a: '127.0.0.1', b: '127.0.0.2', c: '127.0.0.3' };
+export const ADDRESS: Record<(typeof NAMES)[number], string> = { a: '127.0.0.2', b: '127.0.0.3', c: '127.0.0.4' };
 const GRANT_PROMOTE = 'grant execute on function pg_promote(boolean, integer) to pgwarden';
 export const PREFIX = '/pgwarden/test';
 
@@ -37,7 +37,7 @@ export interface TrioOptions {
 }
 
 export async function startCluster3(t: Test): Promise<PgCluster> {
-  const cluster = await startCluster(t, { replicas: 2, checkUser: CHECK_USER, settings: { listen_addresses: Object.values(ADDRESS).join(',') } });
+  const cluster = await startCluster(t, { replicas: 2, checkUser: CHECK_USER, settings: { listen_addresses: ['127.0.0.1', ...Object.values(ADDRESS)].join(',') } });
   await cluster.query(cluster.primary, GRANT_PROMOTE);
   await cluster.query(cluster.primary, 'create table writes (id bigint, via text)');
   await cluster.waitForReplication();
