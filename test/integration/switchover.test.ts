@@ -6,17 +6,14 @@
 //
 // Every scenario that switches gets a cluster of its own: the old primary stays a primary on
 // the old timeline (fenced), and making it a replica again is pg_rewind's job, not this test's.
-import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
 import type { Client } from 'pg';
 import t from 'tap';
 import type { Test } from 'tap';
 import type { SwitchoverResult } from '../../src/admin/controller';
-import { findPgBinDir } from '../../src/harness/binaries';
 import type { PgCluster } from '../../src/harness/cluster';
 import { freePort } from '../../src/harness/ports';
 import { startCluster } from '../helpers/cluster';
+import { pgbench } from '../helpers/pgbench';
 import { CHECK_USER, connect, startProxy, waitFor, whoAnswers, type ProxyOptions, type RunningProxy } from '../helpers/proxy';
 
 interface DbError extends Error {
@@ -57,31 +54,6 @@ async function assertSwitched(t: Test, cluster: PgCluster, p: RunningProxy): Pro
   t.ok(pg1.fenced, 'pg1 is fenced');
   t.ok((pg1.timeline ?? 0) < (pg2.timeline ?? 0), `pg1 is on an older timeline (${pg1.timeline}) than pg2 (${pg2.timeline})`);
   t.equal(p.app.sessions('pg1').length, 0, 'pg1 has no sessions through the proxy');
-}
-
-function pgbenchPath(): string {
-  try {
-    const p = join(findPgBinDir(), 'pgbench');
-    accessSync(p, constants.X_OK);
-    return p;
-  } catch {
-    return 'pgbench'; // PATH
-  }
-}
-
-/** Runs pgbench against the proxy without blocking the event loop (the proxy runs in this process). */
-function pgbench(port: number, args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(pgbenchPath(), [...args, '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'], {
-      env: { ...process.env, PGPASSWORD: '', PGCONNECT_TIMEOUT: '60' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
 }
 
 function eventsOf(p: RunningProxy, name: string) {
