@@ -16,7 +16,10 @@ export interface AgentVerdict {
 
 interface Fenced {
   backend: string;
-  keep: string;
+  /** The server writes go to instead; none while a cluster's failover handshake runs. */
+  keep?: string;
+  /** Fenced by the cluster's agreement (coordination) rather than this instance's timeline rule. */
+  byCluster?: boolean;
   timeline?: number;
   keeperTimeline?: number;
 }
@@ -84,15 +87,22 @@ function onFenced(ctx: ControlContext, f: Fenced): void {
   // The common failover: a replica promoted while the old primary was still failing its checks
   // (crashed, not yet down after `fall`). Same rule, but no second server is taking writes.
   const failing = v !== undefined && v.state === 'up' && v.transitional;
-  ctx.timeline.add(
-    failing ? 'warn' : 'error',
-    'backend.fenced',
-    failing
-      ? `${f.keep} (timeline ${f.keeperTimeline ?? '?'}) was promoted while ${f.backend} (timeline ${f.timeline ?? '?'}) was failing its checks; writes go to ${f.keep}, ${until}`
-      : `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${until}`,
-    { backend: f.backend, keep: f.keep },
+  const [level, message] = f.byCluster
+    ? (['warn', f.keep
+        ? `the cluster agreed on ${f.keep} as primary; ${f.backend} also claims primary here and is fenced until it is back in recovery`
+        : `the cluster is replacing primary ${f.backend} (failover or switchover under way): no writes reach it from this instance`] as const)
+    : failing
+      ? (['warn', `${f.keep} (timeline ${f.keeperTimeline ?? '?'}) was promoted while ${f.backend} (timeline ${f.timeline ?? '?'}) was failing its checks; writes go to ${f.keep}, ${until}`] as const)
+      : (['error', `split brain: ${f.backend} (timeline ${f.timeline ?? '?'}) and ${f.keep} (timeline ${f.keeperTimeline ?? '?'}) both accept writes; writes go to ${f.keep} only, ${until}`] as const);
+  ctx.timeline.add(level, 'backend.fenced', message, { backend: f.backend, keep: f.keep });
+  ctx.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep ?? '' });
+  closeSessions(
+    ctx.sessions(f.backend),
+    'fenced',
+    SqlState.ADMIN_SHUTDOWN,
+    f.keep
+      ? `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`
+      : `terminating connection: the cluster is replacing primary ${f.backend}; reconnect to continue`,
   );
-  ctx.bus.emit('backend.fenced', { backend: f.backend, keep: f.keep });
-  closeSessions(ctx.sessions(f.backend), 'fenced', SqlState.ADMIN_SHUTDOWN, `terminating connection: server ${f.backend} was fenced (split brain); pgwarden routes writes to ${f.keep}, reconnect to continue`);
   if (v && ctx.clusterHooksHere()) void ctx.hooks.run('on_fence', { backend: ctx.endpoint(f.backend), newPrimary: ctx.endpoint(f.keep) });
 }

@@ -1,7 +1,9 @@
 // Part of the etcd harness for the tests (see etcd.ts); not the proxy.
 // One look at an etcd member through its client URL: GET /health, which etcd 3.4 answers
 // {"health":"true"} only when the member has a leader and can serve a read through it, so a
-// member that answers true belongs to a cluster with quorum.
+// member that answers true belongs to a cluster with quorum. Without a quorum /health does not
+// answer at all (it waits for a read through a leader), so "is its listener up" asks /version,
+// which a member answers on its own.
 import { request } from 'node:http';
 
 const REQUEST_TIMEOUT_MS = 1000;
@@ -16,11 +18,11 @@ export interface EtcdProbe {
   readonly note: string;
 }
 
-export function probeHealth(address: string, port: number): Promise<EtcdProbe> {
-  const where = `http://${address}:${port}/health`;
+export function probeHealth(address: string, port: number, path: '/health' | '/version' = '/health'): Promise<EtcdProbe> {
+  const where = `http://${address}:${port}${path}`;
   return new Promise((resolve) => {
     // agent: false, so that no keep-alive socket outlives the probe and holds the event loop.
-    const req = request({ host: address, port, path: '/health', agent: false, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+    const req = request({ host: address, port, path, agent: false, timeout: REQUEST_TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body = (body + chunk).slice(0, BODY_LIMIT)));

@@ -259,7 +259,7 @@ export class EtcdCluster {
     for (;;) {
       const exited = states.find((s) => s.child === undefined);
       if (exited !== undefined) return `${exited.name} ${exited.exitNote}`;
-      const probes = await Promise.all(states.flatMap((s) => this.#addresses.map((a) => probeHealth(a, s.clientPort))));
+      const probes = await Promise.all(states.flatMap((s) => this.#addresses.map((a) => probeHealth(a, s.clientPort, ready === 'healthy' ? '/health' : '/version'))));
       const notReady = probes.find((p) => (ready === 'healthy' ? !p.healthy : !p.answered));
       if (notReady === undefined) return undefined;
       if (Date.now() >= deadline) return `not ${ready} within ${READY_TIMEOUT_MS} ms (${notReady.note})`;

@@ -45,7 +45,8 @@ export async function startCluster3(t: Test): Promise<PgCluster> {
 }
 
 export async function startTrio(t: Test, opts: TrioOptions = {}): Promise<Trio> {
-  const etcd = await startEtcd(t, { members: 3 });
+  // etcd's members also listen on each instance's address, so one instance can be cut from etcd.
+  const etcd = await startEtcd(t, { members: 3, clientAddresses: ['127.0.0.1', ...Object.values(ADDRESS)] });
   const cluster = await startCluster3(t);
   const kv = new Etcd3({ hosts: etcd.endpoints() });
   t.teardown(() => kv.close());
@@ -63,6 +64,30 @@ export async function startTrio(t: Test, opts: TrioOptions = {}): Promise<Trio> 
   };
 }
 
+/** The same instance's config as a file, for running it as its own process (bin: dist/cli.js). */
+export function instanceYaml(name: (typeof NAMES)[number], cluster: PgCluster, etcd: EtcdCluster, ports: { rw: number; ro: number; admin: number }, failover = '  queue_timeout: 20s\n  mode: promote\n  promote_after: 1s'): string {
+  return `listeners:
+  - { name: rw, bind: "127.0.0.1:${ports.rw}", route: primary }
+  - { name: ro, bind: "127.0.0.1:${ports.ro}", route: replica }
+backends:
+${cluster.nodes.map((n) => `  - { name: ${n.name}, host: ${ADDRESS[name]}, port: ${n.port} }`).join('\n')}
+health:
+${healthConfig()}
+failover:
+${failover}
+admin:
+  bind: 127.0.0.1:${ports.admin}
+coordination:
+  name: ${name}
+  members: [a, b, c]
+  ttl: 3s
+  etcd:
+    endpoints: [${etcd.endpoints(ADDRESS[name]).join(', ')}]
+    prefix: ${PREFIX}
+    timeout: 500ms
+`;
+}
+
 export function startInstance(t: Test, name: (typeof NAMES)[number], cluster: PgCluster, etcd: EtcdCluster, opts: TrioOptions = {}): Promise<RunningProxy> {
   return startProxy(t, cluster, {
     health: healthConfig(),
@@ -73,7 +98,7 @@ export function startInstance(t: Test, name: (typeof NAMES)[number], cluster: Pg
   members: [a, b, c]
   ttl: ${opts.coordination?.match(/ttl: (\S+)/)?.[1] ?? '3s'}
   etcd:
-    endpoints: [${etcd.endpoints().join(', ')}]
+    endpoints: [${etcd.endpoints(ADDRESS[name]).join(', ')}]
     prefix: ${PREFIX}
     timeout: 500ms
 ${opts.extra ?? ''}`,

@@ -36,8 +36,10 @@ export class LeaderDuties {
     if (s === undefined) return void (await this.bootstrap(view));
     if (s.phase !== 'stable') return this.finishHandshake(view, s);
     if (view.switchover && (await this.startSwitchover(view, s))) return;
-    if (await this.startFailover(view, s)) return;
+    // A server promoted from outside (or while etcd was out of reach) comes before any vote:
+    // promoting another one would make two primaries.
     if (await this.followNewerPrimary(view, s)) return;
+    if (await this.startFailover(view, s)) return;
     await this.keepCurrent(view, s);
   }
 
@@ -136,6 +138,14 @@ export class LeaderDuties {
     const old = s.old;
     const candidate = s.candidate;
     if (candidate === undefined) return;
+    // Someone else promoted a server meanwhile: follow it rather than make a second primary.
+    const other = this.deps.topology.claimants().filter((v) => v.name !== old && v.name !== candidate);
+    if (other.length === 1 && (s.phase === 'failover' || s.switchover === undefined)) {
+      const p = other[0]!;
+      timeline.add('warn', 'coordination.state', `epoch ${s.epoch}: ${p.name} became primary without this leader; following it instead of promoting ${candidate}`, { backend: p.name });
+      await this.publish(view, { ...base(s), epoch: s.epoch + 1, phase: 'stable', primary: p.name, timeline: p.timeline, candidate: undefined });
+      return;
+    }
     const health = this.deps.config().health;
     const target = this.deps.topology.get(candidate);
     try {
