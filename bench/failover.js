@@ -23,17 +23,16 @@
 // the raw trials into bench/results/failover-<date>.json. BENCH_PGWARDEN_LOG_LEVEL=debug gives
 // pgwarden's debug lines in a failed trial's output.
 'use strict';
-const { execFileSync } = require('node:child_process');
-const { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { PgCluster } = require('../dist/harness/cluster');
-const { findPgBinDir } = require('../dist/harness/binaries');
 const { killAllSync, sleep, waitUntil } = require('./lib/failover-procs');
 const { startHaproxy, startPgwarden, haproxyVersion } = require('./lib/failover-targets');
 const { CREATE_TABLE, WriteLoop } = require('./lib/failover-writer');
 const { CLUSTER_SETTINGS, promotionTimes, watchCost } = require('./lib/failover-measures');
+const { countBy, fmt, machineInfo, replaceReadmeSection, stats } = require('./lib/failover-report');
 
 const { values } = parseArgs({
   options: {
@@ -82,7 +81,7 @@ async function main() {
     kinds.splice(kinds.indexOf('haproxy'), 1);
   }
 
-  const machine = machineInfo(haproxy);
+  const machine = machineInfo({ haproxy: haproxy ?? 'not installed' });
   const command = `npm run build && node bench/failover.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const started = new Date();
   console.log(`${trials} trial(s) per target, interleaved; ${machine.nproc} CPUs, load average ${machine.loadBefore.join(' ')}`);
@@ -201,10 +200,7 @@ async function trial(kind) {
 
 function summarize(rows) {
   const ok = rows.filter((r) => !r.error);
-  const stat = (key) => {
-    const xs = ok.map((r) => r[key]).filter((x) => typeof x === 'number');
-    return { median: median(xs), p90: percentile(xs, 0.9), min: xs.length ? Math.min(...xs) : undefined, max: xs.length ? Math.max(...xs) : undefined };
-  };
+  const stat = (key) => stats(ok.map((r) => r[key]));
   return {
     trials: rows.length,
     failedTrials: rows.length - ok.length,
@@ -218,20 +214,6 @@ function summarize(rows) {
     proxyShareMs: stat('proxyShareMs'),
     promotionSeenMs: stat('promotionSeenMs'),
   };
-}
-
-function median(xs) {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : Math.round((s[mid - 1] + s[mid]) / 2);
-}
-
-// Nearest rank: the smallest value with at least p of the values at or below it.
-function percentile(xs, p) {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil(p * s.length) - 1)];
 }
 
 /** The three targets of issue 18, each MET or NOT MET with its number. */
@@ -261,16 +243,6 @@ function renderWatchCost(watch) {
   ].join('\n');
 }
 
-function countBy(items) {
-  const counts = {};
-  for (const item of items) counts[item] = (counts[item] ?? 0) + 1;
-  return counts;
-}
-
-function fmt(x) {
-  return x === undefined ? '-' : String(x);
-}
-
 function renderTable(summary) {
   const head = ['target', 'trials', 'detection ms median / p90', 'promotion done ms median (request)', 'proxy share ms median / p90 / max (promotion seen: median)', 'kill→first write ms median / p90 / max', 'failed attempts median / p90'];
   const rows = Object.entries(summary).map(([name, s]) => [
@@ -287,26 +259,6 @@ function renderTable(summary) {
 }
 
 // ---- where and how it ran --------------------------------------------------------------------
-
-function machineInfo(haproxy) {
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  let pgVersion = 'unknown';
-  try {
-    pgVersion = execFileSync(path.join(findPgBinDir(), 'postgres'), ['--version']).toString().trim();
-  } catch {
-    // reported as unknown
-  }
-  return {
-    nproc: os.availableParallelism(),
-    cpu,
-    memoryGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
-    node: process.version,
-    postgres: pgVersion,
-    haproxy: haproxy ?? 'not installed',
-    kernel: os.release(),
-    loadBefore: os.loadavg().map((l) => l.toFixed(2)),
-  };
-}
 
 function writeReadme({ command, started, machine, table, verdict, watchTable, jsonFile, trials, results }) {
   const busy = Number(machine.loadBefore[0]) > 1 || Number(machine.loadAfter[0]) > 1;
@@ -382,16 +334,7 @@ ${watchTable}
 
 Raw trials: \`bench/results/${path.basename(jsonFile)}\`.
 `;
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const start = old.search(/^## Failover[ \t]*$/m);
-  let next;
-  if (start === -1) next = `${old.trimEnd()}\n\n${section}`;
-  else {
-    const rest = old.slice(start + 1);
-    const after = rest.search(/^## /m);
-    next = `${old.slice(0, start)}${section}${after === -1 ? '' : `\n${rest.slice(after)}`}`;
-  }
-  writeFileSync(file, next);
+  replaceReadmeSection(file, '## Failover', section);
 }
 
 main().catch((e) => {

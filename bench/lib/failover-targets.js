@@ -16,31 +16,33 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 
 /**
  * pgwarden defaults for health and failover, except the check user; its JSON log lines carry the
- * event times. `admin: true` adds the admin API on a free loopback port (target.metrics() reads
- * /metrics) — for the cost measurement only, not in the timed trials.
+ * event times. Every server of the cluster is a backend (the first is the primary). `admin: true`
+ * adds the admin API on a free loopback port (target.metrics() reads /metrics, target.status()
+ * /status) — for the cost measurement and for reading coordination's status after a trial.
+ * bench/failover-coordinated.js runs several instances: `name` tells them apart (config file,
+ * output), `failover` replaces the failover section's body and `extra` is appended (coordination:).
  */
-async function startPgwarden(cluster, dir, { admin = false } = {}) {
-  const [primary, replica] = cluster.nodes;
+async function startPgwarden(cluster, dir, { admin = false, name = 'pgwarden', failover = '  mode: follow', extra = '' } = {}) {
+  const [primary] = cluster.nodes;
   const port = await freePort();
   const adminPort = admin ? await freePort() : undefined;
-  const config = path.join(dir, 'pgwarden.yaml');
+  const config = path.join(dir, `${name}.yaml`);
   writeFileSync(
     config,
     `listeners:
   - { name: rw, bind: "127.0.0.1:${port}", route: primary }
 backends:
-  - { name: ${primary.name}, host: 127.0.0.1, port: ${primary.port} }
-  - { name: ${replica.name}, host: 127.0.0.1, port: ${replica.port} }
+${cluster.nodes.map((n) => `  - { name: ${n.name}, host: 127.0.0.1, port: ${n.port} }`).join('\n')}
 health:
   user: postgres
 failover:
-  mode: follow
+${failover}
 logging:
   level: ${process.env.BENCH_PGWARDEN_LOG_LEVEL ?? 'info'}
-${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}`,
+${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}${extra}`,
   );
-  const target = { name: 'pgwarden', port, downs: [], primaryChanges: [], up: new Set(), events: [] };
-  const proc = spawnLogged('pgwarden', process.execPath, [CLI, '--config', config], {
+  const target = { name, port, downs: [], primaryChanges: [], up: new Set(), events: [] };
+  const proc = spawnLogged(name, process.execPath, [CLI, '--config', config], {
     onLine(line, stream) {
       if (stream !== 'stdout' || line[0] !== '{') return;
       let entry;
@@ -54,23 +56,26 @@ ${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}`,
       const at = Date.parse(entry.time);
       if (entry.event === 'backend.up') target.up.add(entry.backend);
       if (entry.event === 'backend.down' && entry.backend === primary.name) target.downs.push(at);
-      if (entry.event === 'primary.changed' && entry.to === replica.name) target.primaryChanges.push(at);
-      if (/^(backend|primary|failover)\./.test(entry.event ?? '')) target.events.push({ at, event: entry.event, backend: entry.backend, msg: entry.msg });
+      if (entry.event === 'primary.changed' && entry.to !== undefined && entry.to !== primary.name) target.primaryChanges.push(at);
+      if (/^(backend|primary|failover|coordination)\./.test(entry.event ?? '')) target.events.push({ at, event: entry.event, backend: entry.backend, msg: entry.msg });
     },
   });
   target.stop = () => proc.stop();
   target.tail = () => proc.tail();
   target.pid = proc.child.pid;
   if (adminPort !== undefined) {
-    target.metrics = async () => {
-      const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
-      if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
-      return res.text();
+    const get = async (what) => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/${what}`, { signal: AbortSignal.timeout(5000) });
+      if (!res.ok) throw new Error(`${name}: GET /${what}: HTTP ${res.status}`);
+      return res;
     };
+    target.metrics = async () => (await get('metrics')).text();
+    target.status = async () => (await get('status')).json();
   }
   target.ready = async () => {
-    await waitForPort(port, { what: 'pgwarden rw listener', exited: proc.exited });
-    await waitUntil(`pgwarden to see ${primary.name} and ${replica.name} up`, () => target.up.has(primary.name) && target.up.has(replica.name));
+    await waitForPort(port, { what: `${name} rw listener`, exited: proc.exited });
+    const names = cluster.nodes.map((n) => n.name);
+    await waitUntil(`${name} to see ${names.join(', ')} up`, () => names.every((n) => target.up.has(n)));
   };
   return target;
 }
