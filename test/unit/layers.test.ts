@@ -16,6 +16,9 @@
 //   they are control by nature, and they reach the running proxy only through narrow interfaces
 //   (control/context.ts, control/reload.ts Reloadable, control/observability.ts ObservedProxy),
 //   never by importing App. The "app" layer is app.ts (and src/app/ should it grow one).
+// - coordination/ is the etcd client behind a small interface of ours (store.ts): a side effect
+//   like hooks and metrics. What the instances do with it (member, leader) is control
+//   (control/coordination/).
 // - src/harness/ (the PostgreSQL cluster harness for the demo, tests and benchmarks) is not a
 //   layer of the proxy: only cli/demo may import it (tests and benches are outside src/), and it
 //   may import only the ground floor.
@@ -35,7 +38,7 @@ const LAYERS: readonly Layer[] = [
     dirs: ['protocol', 'net', 'config', 'errors'],
     files: ['errors.ts', 'clock.ts', 'events.ts', 'logger.ts', 'health/types.ts'],
   },
-  { name: 'hooks, metrics, host', dirs: ['hooks', 'metrics', 'host'] },
+  { name: 'hooks, metrics, host, coordination store', dirs: ['hooks', 'metrics', 'host', 'coordination'] },
   { name: 'health', dirs: ['health'] },
   { name: 'routing', dirs: ['routing'] },
   { name: 'proxy', dirs: ['proxy'] },

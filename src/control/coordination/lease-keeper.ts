@@ -57,7 +57,7 @@ export class LeaseKeeper {
     const sentAt = this.clock.now();
     try {
       if (this.id === undefined || this.clock.now() >= this.deadline) {
-        if (this.id !== undefined) this.drop('our lease deadline passed without a renewal');
+        if (this.id !== undefined) this.drop(`no renewal before our lease deadline${this.lastError ? ` (${this.lastError})` : ''}`);
         const granted = await this.store.grant(this.ttlMs);
         if (this.closed) return void this.store.revoke(granted.id);
         this.id = granted.id;
@@ -75,7 +75,7 @@ export class LeaseKeeper {
       }
     } catch (e) {
       this.lastError = (e as Error).message;
-      if (this.id !== undefined && this.clock.now() >= this.deadline) this.drop(`etcd unreachable: ${this.lastError}`);
+      if (this.id !== undefined && this.clock.now() >= this.deadline) this.drop(`no renewal before our lease deadline (${this.lastError})`);
     } finally {
       this.renewing = false;
       this.schedule();
