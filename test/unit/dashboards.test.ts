@@ -173,7 +173,7 @@ t.test('alerts: every rule has for, severity, summary and description; every met
     t.ok((r.annotations?.description ?? '').length > 80, `${r.alert}: a description that says what to check`);
   }
   const names = all.map((r) => r.alert);
-  for (const a of ['PgwardenNoPrimary', 'PgwardenBackendDown', 'PgwardenBackendFenced', 'PgwardenReplicationLagBytes', 'PgwardenQueueRejecting', 'PgwardenHookFailing', 'PgwardenHostThreshold']) {
+  for (const a of ['PgwardenNoPrimary', 'PgwardenBackendDown', 'PgwardenBackendFenced', 'PgwardenReplicationLagBytes', 'PgwardenQueueRejecting', 'PgwardenHookFailing', 'PgwardenHostThreshold', 'PgwardenEtcdUnreachable', 'PgwardenNoCoordinationLeader']) {
     t.ok(names.includes(a), `has ${a}`);
   }
   checkExprs(t, ruleExprs(rules));
