@@ -158,6 +158,10 @@ t.test('dashboard: Grafana shape and a Prometheus datasource variable', async (t
   ]) {
     t.match(all, new RegExp(`\\b${m}\\b`), `shows ${m}`);
   }
+  // Coordination (several instances through etcd): leader, epoch and etcd per instance.
+  for (const m of ['pgwarden_coordination_leader', 'pgwarden_coordination_epoch', 'pgwarden_coordination_etcd_reachable', 'pgwarden_coordination_handshake_seconds_count']) {
+    t.match(all, new RegExp(`\\b${m}\\b`), `shows ${m}`);
+  }
 });
 
 t.test('dashboard: every metric and label in its PromQL exists', async (t) => {
