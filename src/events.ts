@@ -37,9 +37,9 @@ export interface BusEvents {
   'backend.state': { backend: string; from: string; to: string; detectionMs?: number };
   'primary.changed': { from?: string; to?: string };
   'backend.fenced': { backend: string; keep: string };
-  /** The leader saw every live member acknowledge a failover or switchover epoch. */
   /** This instance's etcd lease is held (reachable) or its deadline passed (not). */
   'coordination.etcd': { reachable: boolean };
+  /** The leader saw every live member acknowledge a failover or switchover epoch. */
   'coordination.handshake': { epoch: number; durationMs: number };
   'switchover.done': { from?: string; to: string; durationMs: number; ok: boolean };
   'hook.run': { event: string; command: string; outcome: 'ok' | 'failed' | 'timeout' | 'error'; durationMs: number; exitCode?: number };

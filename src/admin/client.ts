@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { Writable } from 'node:stream';
 import type { BackendStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { formatSize } from '../config/units';
+import { formatCluster } from './cluster-text';
 
 export type AdminVerb = 'status' | 'drain' | 'maint' | 'ready' | 'switchover' | 'reload';
 
@@ -120,7 +121,7 @@ function essentials(verb: AdminVerb, b: Record<string, unknown>): string {
   }
 }
 
-/** The readable `pgwarden status`: backends, listeners and the primary, as aligned tables. */
+/** The readable `pgwarden status`: the primary, the cluster (when coordinating), backends and listeners as aligned tables. */
 export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
   const backendRows = s.backends.map((b) => [
     b.name,
@@ -144,6 +145,7 @@ export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
   return [
     `primary: ${s.primary ?? 'NONE (writes are waiting)'}`,
     '',
+    ...(s.coordination ? [...formatCluster(s.coordination), ''] : []),
     table(['BACKEND', 'ADDRESS', 'STATE', 'ADMIN', 'ROLE', 'LAG', 'SESSIONS', 'LAST CHECK'], backendRows),
     '',
     table(['LISTENER', 'BIND', 'ROUTE', 'BALANCE', 'SESSIONS', 'QUEUED', 'CANDIDATE'], listenerRows),

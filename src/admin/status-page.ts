@@ -3,7 +3,9 @@
 // that polls /status (StatusSnapshot, src/routing/status-snapshot.ts) every second and draws it.
 // Server strings reach the DOM only through textContent/setAttribute, never innerHTML, so a
 // backend or message containing markup is shown as text. Cards carry data-backend,
-// data-state and data-admin-state for tests and scripts; timeline rows carry data-event.
+// data-state and data-admin-state for tests and scripts; timeline rows carry data-event; the
+// Cluster section (only when this instance coordinates through etcd) carries data-leader and
+// data-epoch, its member rows data-member, data-alive, data-lagging and data-leader.
 
 export function renderStatusPage(): string {
   return PAGE;
@@ -59,6 +61,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ev{font:12px ui-monospace,Menlo,Consolas,monospace;font-weight:600;overflow-wrap:anywhere}
 .time{font:12px ui-monospace,Menlo,Consolas,monospace;color:#5b6474}
 .empty{color:#5b6474;padding:10px 12px}
+#cluster-section table{align-self:start}
 `;
 
 // Plain ES2017 for any browser; String.raw keeps backslashes literal. No backticks inside.
@@ -181,6 +184,44 @@ function renderHost(h) {
   box.append(el('div', 'sub', 'sampled ' + ago(h.at)));
 }
 
+function renderCluster(c) {
+  var section = $('cluster-section');
+  section.hidden = !c;
+  if (!c) return;
+  section.setAttribute('data-leader', c.leader || '');
+  section.setAttribute('data-epoch', c.epoch === undefined ? '' : c.epoch);
+  var reachable = c.etcd.reachable;
+  var alive = c.members.filter(function (m) { return m.alive; }).length;
+  var dl = $('cluster');
+  dl.replaceChildren();
+  row(dl, 'instance', c.name + (c.isLeader ? ' (the leader)' : ''));
+  row(dl, 'leader', c.leader || 'none', c.leader ? null : 'bad');
+  row(dl, 'members', reachable ? alive + ' of ' + c.members.length + ' alive, quorum ' + c.quorum : 'unknown, quorum ' + c.quorum, reachable && alive < c.quorum ? 'bad' : null);
+  row(dl, 'epoch', c.epoch === undefined ? 'no cluster state read yet' : c.epoch + ' · ' + (c.phase || '?') + (c.candidate && c.phase !== 'stable' ? ' → ' + c.candidate : ''));
+  row(dl, 'primary', c.primary ? c.primary + (c.timeline !== undefined ? ' · timeline ' + c.timeline : '') : 'none agreed', c.primary ? null : 'bad');
+  row(dl, 'fenced', c.fenced.length ? c.fenced.join(', ') : '—', c.fenced.length ? 'bad' : null);
+  var etcd = el('dd', null, null, { 'data-etcd-reachable': reachable });
+  etcd.append(reachable ? el('span', 'ok', '✔ reachable') : el('span', 'bad', '✘ unreachable (on loss: ' + c.etcd.onLoss + ')'));
+  if (!reachable && c.etcd.lastError) etcd.append(el('div', 'bad', c.etcd.lastError, { 'data-etcd-error': '' }));
+  etcd.append(el('div', 'sub', c.etcd.endpoints.join(', ')));
+  row(dl, 'etcd', etcd);
+  if (c.lastHandshakeMs !== undefined) row(dl, 'handshake', 'last one took ' + Math.round(c.lastHandshakeMs) + ' ms');
+
+  var body = $('members');
+  body.replaceChildren();
+  c.members.forEach(function (m) {
+    var tr = el('tr', null, null, { 'data-member': m.name, 'data-alive': reachable ? m.alive : 'unknown', 'data-lagging': m.lagging, 'data-leader': m.leader });
+    // With etcd out of reach this instance cannot see the others: unknown, not gone.
+    var state = !reachable ? el('td', 'sub', 'unknown') : m.alive ? el('td', 'ok', 'alive') : el('td', 'bad', 'gone');
+    tr.append(el('td', null, m.name + (m.name === c.name ? ' (this)' : '')), state,
+      el('td', 'num', m.ackEpoch === undefined ? '—' : m.ackEpoch),
+      el('td', m.lagging ? 'bad' : null, m.lagging ? 'lagging' : '—'),
+      el('td', null, m.votesDown ? 'yes' : '—'),
+      el('td', null, m.leader ? 'LEADER' : ''));
+    body.append(tr);
+  });
+}
+
 function renderTimeline(events) {
   var key = events.length + '|' + (events.length ? JSON.stringify(events[events.length - 1]) : '');
   if (key === timelineKey) return;
@@ -198,6 +239,7 @@ function renderTimeline(events) {
 
 function render(s) {
   renderHeader(s);
+  renderCluster(s.coordination);
   $('backends').replaceChildren.apply($('backends'), s.backends.map(card));
   renderListeners(s.listeners);
   renderHost(s.host);
@@ -242,6 +284,14 @@ const PAGE = `<!doctype html>
 <div class="banner danger" id="no-primary" hidden>NO PRIMARY \u2013 no backend is accepting writes; write sessions wait in the queue or are refused</div>
 <div class="banner warn" id="conn" hidden></div>
 <main id="main">
+  <div id="cluster-section" hidden>
+    <h2>Cluster</h2>
+    <div class="cols">
+      <div class="box"><dl id="cluster"></dl></div>
+      <table><thead><tr><th>member</th><th>alive</th><th>acknowledged epoch</th><th>lagging</th><th>votes primary down</th><th>leader</th></tr></thead>
+      <tbody id="members"></tbody></table>
+    </div>
+  </div>
   <h2>Backends</h2>
   <div class="grid" id="backends"></div>
   <div class="cols">

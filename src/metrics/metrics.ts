@@ -9,8 +9,8 @@
 // - counters and histograms are fed by events on the Bus as they happen.
 //
 // Labels are low-cardinality only (backend, role, listener, state, layer, event, outcome,
-// reason, sqlstate, and mount/iface/resource for host metrics): never a client address, a user
-// or a query. Enumerations are exported HAProxy-exporter style: one series per possible value,
+// reason, sqlstate, mount/iface/resource for host metrics, and member for the configured
+// coordination members): never a client address, a user or a query. Enumerations are exported HAProxy-exporter style: one series per possible value,
 // 1 for the current one and 0 for the others, so `pgwarden_backend_state{state="down"} == 1`
 // is an alert rule and no numeric code has to be looked up.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -27,6 +27,17 @@ export interface MetricsView {
   backends: readonly BackendReading[];
   listeners: readonly ListenerReading[];
   host?: HostStatus;
+  coordination?: CoordinationReading;
+}
+
+/** This instance's view of the instances coordinating through etcd (`coordination:`). */
+export interface CoordinationReading {
+  isLeader: boolean;
+  /** Absent until this instance has read the cluster state. */
+  epoch?: number;
+  etcd: { reachable: boolean };
+  /** Every configured member; lagging = alive with an acknowledged epoch behind the current one. */
+  members: readonly { name: string; alive: boolean; lagging: boolean }[];
 }
 
 export interface BackendReading {
@@ -68,6 +79,8 @@ const QUEUE_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const DETECTION_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 const SWITCHOVER_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
 const HOOK_BUCKETS = [0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
+/** A handshake is milliseconds on a quiet cluster; a switchover's includes the drain. */
+const HANDSHAKE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 
 /** The whole list. `snap` returns the status snapshot of the scrape in progress. */
 function declareMetrics(registry: Registry, snap: () => MetricsView) {
@@ -91,6 +104,17 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
         const v = value(b);
         if (v !== undefined) g.set({ backend: b.name }, v);
       }
+    });
+  /**
+   * One unlabelled series from the coordination view. Without `coordination:` (or while the
+   * value is unknown) the series is removed, not 0: reset() leaves an unlabelled gauge at 0, and
+   * an instance that does not coordinate must not read as "etcd unreachable" or "not leader".
+   */
+  const perInstance = (name: string, help: string, value: (c: CoordinationReading) => number | undefined) =>
+    viewGauge(name, help, [], (g, s) => {
+      const v = s.coordination && value(s.coordination);
+      if (v === undefined) g.remove();
+      else g.set(v);
     });
 
   return {
@@ -148,6 +172,16 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     closedByProxy: new Counter({ name: 'pgwarden_sessions_closed_by_proxy_total', help: 'Sessions pgwarden closed itself, by reason (down, maint, switchover, reload, shutdown, fenced).', labelNames: ['listener', 'reason'], registers }),
     closedInTransaction: new Counter({ name: 'pgwarden_sessions_closed_in_transaction_total', help: 'Of those, sessions that were inside a transaction when closed.', labelNames: ['listener', 'reason'], registers }),
 
+    // ---- coordination (several instances through etcd; no series without `coordination:`) ----
+    coordLeader: perInstance('pgwarden_coordination_leader', '1 while this instance is the coordination leader, 0 otherwise.', (c) => Number(c.isLeader)),
+    coordEpoch: perInstance('pgwarden_coordination_epoch', 'Epoch of the cluster state this instance last read (absent before the first read).', (c) => c.epoch),
+    coordEtcdReachable: perInstance('pgwarden_coordination_etcd_reachable', '1 while this instance holds its etcd lease, 0 once its deadline passed.', (c) => Number(c.etcd.reachable)),
+    coordMembersAlive: perInstance('pgwarden_coordination_members_alive', 'Configured members with a live etcd lease, as this instance sees them.', (c) => c.members.filter((m) => m.alive).length),
+    coordMemberLagging: viewGauge('pgwarden_coordination_member_lagging', '1 when that member is alive and has not acknowledged the current epoch yet, 0 otherwise.', ['member'], (g, s) => {
+      for (const m of s.coordination?.members ?? []) g.set({ member: m.name }, Number(m.lagging));
+    }),
+    coordHandshake: absentUntilObserved(new Histogram({ name: 'pgwarden_coordination_handshake_seconds', help: 'Failover and switchover handshakes this instance led as the leader: new epoch published → every live member acknowledged.', buckets: HANDSHAKE_BUCKETS, registers })),
+
     // ---- hooks, host, config ----
     hookRuns: new Counter({ name: 'pgwarden_hook_runs_total', help: 'Hook commands run, by event and outcome (ok, failed, timeout, error).', labelNames: ['event', 'outcome'], registers }),
     hookDuration: new Histogram({ name: 'pgwarden_hook_duration_seconds', help: 'Hook command duration.', labelNames: ['event'], buckets: HOOK_BUCKETS, registers }),
@@ -167,6 +201,12 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     reloads: new Counter({ name: 'pgwarden_config_reloads_total', help: 'Configuration reloads, by outcome (ok, failed).', labelNames: ['outcome'], registers }),
     events: new Counter({ name: 'pgwarden_events_total', help: 'Status timeline events, by event name (backend.down, primary.changed, ...).', labelNames: ['event'], registers }),
   };
+}
+
+/** prom-client starts an unlabelled histogram with an all-zero series; drop it until the first observe(). */
+function absentUntilObserved<T extends Histogram>(h: T): T {
+  h.reset();
+  return h;
 }
 
 export type MetricSet = ReturnType<typeof declareMetrics>;
@@ -241,6 +281,7 @@ export class Metrics {
       },
       'primary.changed': ({ to }) => m.primaryChanges.inc({ backend: to ?? 'none' }),
       'backend.fenced': ({ backend }) => m.fenced.inc({ backend }),
+      'coordination.handshake': ({ durationMs }) => m.coordHandshake.observe(seconds(durationMs)),
       'switchover.done': ({ ok, durationMs }) => m.switchover.observe({ outcome: ok ? 'ok' : 'failed' }, seconds(durationMs)),
       'hook.run': ({ event, outcome, durationMs }) => {
         m.hookRuns.inc({ event, outcome });

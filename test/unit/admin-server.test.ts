@@ -6,9 +6,9 @@ import t, { type Test } from 'tap';
 import { Bus } from '../../src/events';
 import { Metrics } from '../../src/metrics/metrics';
 import { AdminServer } from '../../src/admin/server';
-import { runAdminVerb, type AdminTarget, type AdminVerb } from '../../src/admin/client';
+import { formatStatus, runAdminVerb, type AdminTarget, type AdminVerb } from '../../src/admin/client';
 import type { AdminController } from '../../src/admin/controller';
-import type { AdminState, BackendStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
+import type { AdminState, BackendStatus, CoordinationStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 import { UnknownBackendError } from '../../src/errors';
 import { createLogger } from '../../src/logger';
 
@@ -197,4 +197,88 @@ t.test('runAdminVerb', async (t) => {
   const unreachable = await run('status', {}, { host: '127.0.0.1', port: gone.port });
   t.equal(unreachable.code, 1);
   t.match(unreachable.err, `cannot reach the pgwarden admin API at http://127.0.0.1:${gone.port}`);
+});
+
+function coordination(over: Partial<CoordinationStatus> = {}): CoordinationStatus {
+  return {
+    name: 'a',
+    quorum: 2,
+    leader: 'b',
+    isLeader: false,
+    epoch: 4,
+    phase: 'stable',
+    primary: 'pg2',
+    timeline: 2,
+    fenced: [],
+    members: [
+      { name: 'a', alive: true, ackEpoch: 3, lagging: true, votesDown: false, leader: false },
+      { name: 'b', alive: true, ackEpoch: 4, lagging: false, votesDown: false, leader: true },
+      { name: 'c', alive: false, lagging: false, votesDown: false, leader: false },
+    ],
+    etcd: { reachable: true, endpoints: ['http://10.0.0.5:2379'], leaseRemainingMs: 7000, onLoss: 'keep' },
+    ...over,
+  };
+}
+
+t.test('GET /status passes the coordination object through; pgwarden status prints the cluster block', async (t) => {
+  const { app, req, port } = await start(t);
+  t.notOk('coordination' in (await req('GET', '/status')).json, 'no coordination object without coordination');
+  app.snapshot.coordination = coordination();
+  t.same((await req('GET', '/status')).json.coordination, coordination(), 'unchanged in the JSON');
+
+  const out = sink();
+  t.equal(await runAdminVerb('status', {}, { host: '127.0.0.1', port }, out, sink()), 0);
+  const lines = out.text().split('\n');
+  const at = lines.findIndex((l) => l.startsWith('cluster:'));
+  t.same(lines.slice(at, at + 5), [
+    'cluster: member a of [a, b, c] (quorum 2), leader b, epoch 4 (stable), primary pg2 timeline 2, etcd reachable',
+    '  a  alive  epoch 3  lagging',
+    '  b  alive  epoch 4  leader',
+    '  c  gone',
+    '',
+  ], 'a summary line and one line per member, between the primary and the backends');
+  t.ok(at > 0 && lines.indexOf('primary: pg1') < at && lines.findIndex((l) => l.startsWith('BACKEND')) > at);
+});
+
+t.test('pgwarden status: the cluster block during a failover, without a leader, and with etcd out of reach', async (t) => {
+  const base = new FakeApp().snapshot;
+  const block = (c: CoordinationStatus) => {
+    const lines = formatStatus({ ...base, coordination: c }).split('\n');
+    const at = lines.findIndex((l) => l.startsWith('cluster:'));
+    return lines.slice(at, lines.indexOf('', at));
+  };
+  t.notMatch(formatStatus(base), /cluster:/, 'no block without coordination');
+
+  const failover = block(coordination({
+    name: 'b', isLeader: true, epoch: 5, phase: 'failover', primary: undefined, timeline: undefined, candidate: 'pg3', fenced: ['pg2'], lastHandshakeMs: 182.4,
+    members: [
+      { name: 'a', alive: true, ackEpoch: 5, lagging: false, votesDown: true, leader: false },
+      { name: 'b', alive: true, ackEpoch: 5, lagging: false, votesDown: true, leader: true },
+      { name: 'c', alive: false, lagging: false, votesDown: false, leader: false },
+    ],
+  }));
+  t.same(failover, [
+    'cluster: member b of [a, b, c] (quorum 2), leader b (this one), epoch 5 (failover to pg3), no agreed primary, etcd reachable, last handshake 182 ms',
+    '  a  alive  epoch 5  votes the primary down',
+    '  b  alive  epoch 5  leader  votes the primary down',
+    '  c  gone',
+    '  fenced: pg2',
+  ]);
+
+  const noLeader = block(coordination({ leader: undefined, epoch: undefined, phase: undefined, primary: undefined, timeline: undefined }));
+  t.match(noLeader[0], ', NO LEADER,', 'says there is no leader');
+  t.match(noLeader[0], 'no cluster state read yet');
+
+  const lost = block(coordination({
+    members: coordination().members.map((m) => ({ ...m, alive: false, ackEpoch: undefined, lagging: false, leader: false })),
+    leader: undefined,
+    etcd: { reachable: false, endpoints: ['http://10.0.0.5:2379', 'http://10.0.0.6:2379'], lastError: 'deadline exceeded after 1000 ms', onLoss: 'readonly' },
+  }));
+  t.same(lost, [
+    'cluster: member a of [a, b, c] (quorum 2), NO LEADER, epoch 4 (stable), primary pg2 timeline 2, etcd UNREACHABLE (on loss: readonly)',
+    '  a  unknown',
+    '  b  unknown',
+    '  c  unknown',
+    '  etcd: deadline exceeded after 1000 ms (endpoints http://10.0.0.5:2379, http://10.0.0.6:2379)',
+  ], 'members unknown (not gone) while etcd is out of reach, and etcd\'s last error');
 });

@@ -158,6 +158,10 @@ t.test('dashboard: Grafana shape and a Prometheus datasource variable', async (t
   ]) {
     t.match(all, new RegExp(`\\b${m}\\b`), `shows ${m}`);
   }
+  // Coordination (several instances through etcd): leader, epoch and etcd per instance.
+  for (const m of ['pgwarden_coordination_leader', 'pgwarden_coordination_epoch', 'pgwarden_coordination_etcd_reachable', 'pgwarden_coordination_handshake_seconds_count']) {
+    t.match(all, new RegExp(`\\b${m}\\b`), `shows ${m}`);
+  }
 });
 
 t.test('dashboard: every metric and label in its PromQL exists', async (t) => {
@@ -173,7 +177,7 @@ t.test('alerts: every rule has for, severity, summary and description; every met
     t.ok((r.annotations?.description ?? '').length > 80, `${r.alert}: a description that says what to check`);
   }
   const names = all.map((r) => r.alert);
-  for (const a of ['PgwardenNoPrimary', 'PgwardenBackendDown', 'PgwardenBackendFenced', 'PgwardenReplicationLagBytes', 'PgwardenQueueRejecting', 'PgwardenHookFailing', 'PgwardenHostThreshold']) {
+  for (const a of ['PgwardenNoPrimary', 'PgwardenBackendDown', 'PgwardenBackendFenced', 'PgwardenReplicationLagBytes', 'PgwardenQueueRejecting', 'PgwardenHookFailing', 'PgwardenHostThreshold', 'PgwardenEtcdUnreachable', 'PgwardenNoCoordinationLeader']) {
     t.ok(names.includes(a), `has ${a}`);
   }
   checkExprs(t, ruleExprs(rules));

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { Bus } from '../../src/events';
 import { Metrics, type MetricsSource } from '../../src/metrics/metrics';
-import type { BackendStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
+import type { BackendStatus, CoordinationStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 
 function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus {
   return {
@@ -176,7 +176,7 @@ t.test('counters and histograms follow the bus', async (t) => {
 
 t.test('every metric is pgwarden_*, with low-cardinality labels only; process metrics included', async (t) => {
   const { metrics } = setup(t);
-  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'le']);
+  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'member', 'le']);
   const v = await scrape(metrics);
   t.ok(v.has('pgwarden_process_cpu_user_seconds_total'), 'default process metrics, prefixed');
   t.ok(v.has('pgwarden_nodejs_eventloop_lag_seconds'));
@@ -203,6 +203,55 @@ t.test('host gauges appear when the status has host samples', async (t) => {
   t.equal(v.get('pgwarden_host_memory_used_percent'), 61);
   t.equal(v.get('pgwarden_host_disk_used_percent{mount="/"}'), 70);
   t.equal(v.get('pgwarden_host_network_transmit_bytes_per_second{iface="eth0"}'), 20);
+});
+
+function coordination(over: Partial<CoordinationStatus> = {}): CoordinationStatus {
+  return {
+    name: 'a',
+    quorum: 2,
+    leader: 'b',
+    isLeader: false,
+    epoch: 4,
+    phase: 'stable',
+    primary: 'pg1',
+    timeline: 2,
+    fenced: [],
+    members: [
+      { name: 'a', alive: true, ackEpoch: 3, lagging: true, votesDown: false, leader: false },
+      { name: 'b', alive: true, ackEpoch: 4, lagging: false, votesDown: false, leader: true },
+      { name: 'c', alive: false, lagging: false, votesDown: false, leader: false },
+    ],
+    etcd: { reachable: true, endpoints: ['http://127.0.0.1:2379'], leaseRemainingMs: 4000, onLoss: 'keep' },
+    ...over,
+  };
+}
+
+t.test('coordination gauges: no series without coordination, the view of this member with it', async (t) => {
+  const { bus, controller, metrics } = setup(t);
+  let v = await scrape(metrics);
+  t.same([...v.keys()].filter((k) => k.startsWith('pgwarden_coordination_')), [], 'an instance that does not coordinate exports no coordination series (not 0)');
+
+  controller.snapshot = { ...baseSnapshot(), coordination: coordination() };
+  v = await scrape(metrics);
+  t.equal(v.get('pgwarden_coordination_leader'), 0);
+  t.equal(v.get('pgwarden_coordination_epoch'), 4);
+  t.equal(v.get('pgwarden_coordination_etcd_reachable'), 1);
+  t.equal(v.get('pgwarden_coordination_members_alive'), 2);
+  t.equal(v.get('pgwarden_coordination_member_lagging{member="a"}'), 1);
+  t.equal(v.get('pgwarden_coordination_member_lagging{member="b"}'), 0);
+  t.equal(v.get('pgwarden_coordination_member_lagging{member="c"}'), 0, 'a gone member is not lagging');
+  t.notOk(v.has('pgwarden_coordination_handshake_seconds_count'), 'no handshake series before the first handshake');
+
+  bus.emit('coordination.handshake', { epoch: 5, durationMs: 180 });
+  bus.emit('coordination.handshake', { epoch: 7, durationMs: 2500 });
+  controller.snapshot = { ...baseSnapshot(), coordination: coordination({ isLeader: true, epoch: undefined, etcd: { reachable: false, endpoints: [], lastError: 'deadline exceeded', onLoss: 'keep' } }) };
+  v = await scrape(metrics);
+  t.equal(v.get('pgwarden_coordination_leader'), 1);
+  t.notOk(v.has('pgwarden_coordination_epoch'), 'no epoch series before the cluster state was read');
+  t.equal(v.get('pgwarden_coordination_etcd_reachable'), 0);
+  t.equal(v.get('pgwarden_coordination_handshake_seconds_count'), 2);
+  t.equal(v.get('pgwarden_coordination_handshake_seconds_sum'), 2.68);
+  t.equal(v.get('pgwarden_coordination_handshake_seconds_bucket{le="0.25"}'), 1);
 });
 
 t.test('close() detaches from the bus and is idempotent', async (t) => {
