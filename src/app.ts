@@ -38,8 +38,8 @@ import { closeSessions, drainAtBoundaries } from './control/drain';
 import { sessionReporting } from './control/session-reporting';
 import { realClock } from './clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
-import { Coordinator } from './control/coordination/coordinator';
-import { EtcdStore } from './coordination/etcd-store';
+import type { Coordinator } from './control/coordination/coordinator';
+import { coordinatorFor } from './control/coordination/wire';
 
 const VERSION: string = require('../package.json').version;
 
@@ -106,22 +106,7 @@ export class App implements AdminController, ControlContext, Reloadable {
       },
       onChange: (ms) => this.log.debug({ event: 'failover.watch', intervalMs: ms ?? null }, ms ? `polling replica roles every ${ms} ms` : 'replica role polls stopped'),
     });
-    if (config.coordination) {
-      this.coordinator = new Coordinator({
-        settings: config.coordination,
-        store: new EtcdStore(config.coordination.etcd),
-        topology: this.topology,
-        timeline: this.timeline,
-        bus: this.bus,
-        log,
-        clock: realClock,
-        config: () => this.config,
-        hooks: () => this.hooks,
-        sessionsOn: (b) => this.sessions(b),
-        poke: (b, reason) => this.checkers.get(b)?.poke(reason),
-        endpoint: (n) => this.endpoint(n),
-      });
-    }
+    if (config.coordination) this.coordinator = coordinatorFor(config.coordination, this, (b, reason) => this.checkers.get(b)?.poke(reason));
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
   }

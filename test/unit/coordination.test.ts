@@ -38,7 +38,7 @@ t.test('readCluster parses what pgwarden writes and reports anything else as unr
   t.same([...v.members.keys()], ['a']);
   t.same([...v.votes.keys()], ['a']);
   t.equal(v.switchover?.to, 'pg3');
-  t.same(v.unreadable.sort(), ['members/c', 'votes/b']);
+  t.same([...v.unreadable].sort(), ['members/c', 'votes/b']);
   t.same(readCluster(snap({ state: '"just a string"' })).state, undefined, 'a state that is no object is absent');
 });
 
