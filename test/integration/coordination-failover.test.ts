@@ -2,6 +2,9 @@
 // 3-member etcd, three pgwarden instances in promote mode and a real primary with two streaming
 // replicas, a kill -9 of the primary leads to exactly one promotion, by the leader, after a
 // quorum voted; every instance then routes writes to the same new server.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import { etcdAvailable } from '../helpers/etcd';
 import { NAMES, startTrio, waitForClusterPrimary } from '../helpers/coordinated';
@@ -11,7 +14,12 @@ const skip = etcdAvailable();
 if (skip) t.comment(`skipped: ${skip}`);
 
 t.test('kill -9 of the primary: one promotion by the leader, one view on every instance', { skip }, async (t) => {
-  const trio = await startTrio(t);
+  // Every instance has the same hooks; the cluster-wide ones must run once, on the leader.
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgwarden-hooks-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const record = path.join(dir, 'runs');
+  const hook = (event: string) => `  ${event}:\n    - command: [sh, -c, 'echo "${event} $PGWARDEN_NEW_PRIMARY_NAME" >> ${record}']`;
+  const trio = await startTrio(t, { extra: `hooks:\n${hook('on_promote')}\n${hook('on_primary_change')}` });
   const { cluster, instances } = trio;
   const [pg1] = cluster.nodes;
   await waitForClusterPrimary(trio, pg1);
@@ -42,4 +50,8 @@ t.test('kill -9 of the primary: one promotion by the leader, one view on every i
     t.same(who, { port: promoted.port, inRecovery: false }, `writes through ${n} reach ${promoted.name}`);
     t.equal(instances[n].app.status().coordination?.primary, promoted.name, `${n}'s /status names ${promoted.name}`);
   }
+  // stop() waits for hook runs still queued, so the record is final.
+  for (const n of NAMES) await instances[n].app.stop(0);
+  const runs = readFileSync(record, 'utf8').trim().split('\n').sort();
+  t.same(runs, [`on_primary_change ${promoted.name}`, `on_promote ${promoted.name}`], 'on_promote and on_primary_change ran once for the cluster, not once per instance');
 });

@@ -31,7 +31,10 @@ export class MemberDuties {
     if (state.phase === 'stable') {
       this.releaseHold();
       this.setAuthority({ kind: 'cluster', primary: state.primary });
-      this.ackEpoch = Math.max(this.ackEpoch, state.epoch);
+      // Acknowledged once this instance routes writes there (its checks agree), so that "every
+      // member acknowledged" means the whole cluster has switched.
+      const routed = state.primary === undefined || this.deps.topology.primary()?.name === state.primary;
+      if (routed) this.ackEpoch = Math.max(this.ackEpoch, state.epoch);
       return;
     }
     if (state.epoch <= this.ackEpoch) return;
