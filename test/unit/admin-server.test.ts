@@ -11,6 +11,7 @@ import type { AdminController } from '../../src/admin/controller';
 import type { AdminState, BackendStatus, CoordinationStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 import { UnknownBackendError } from '../../src/errors';
 import { createLogger } from '../../src/logger';
+import { coordinationStatus } from '../helpers/coordination-status';
 
 const TOKEN = 'admin-token-7d1e';
 
@@ -199,26 +200,7 @@ t.test('runAdminVerb', async (t) => {
   t.match(unreachable.err, `cannot reach the pgwarden admin API at http://127.0.0.1:${gone.port}`);
 });
 
-function coordination(over: Partial<CoordinationStatus> = {}): CoordinationStatus {
-  return {
-    name: 'a',
-    quorum: 2,
-    leader: 'b',
-    isLeader: false,
-    epoch: 4,
-    phase: 'stable',
-    primary: 'pg2',
-    timeline: 2,
-    fenced: [],
-    members: [
-      { name: 'a', alive: true, ackEpoch: 3, lagging: true, votesDown: false, leader: false },
-      { name: 'b', alive: true, ackEpoch: 4, lagging: false, votesDown: false, leader: true },
-      { name: 'c', alive: false, lagging: false, votesDown: false, leader: false },
-    ],
-    etcd: { reachable: true, endpoints: ['http://10.0.0.5:2379'], leaseRemainingMs: 7000, onLoss: 'keep' },
-    ...over,
-  };
-}
+const coordination = coordinationStatus;
 
 t.test('GET /status passes the coordination object through; pgwarden status prints the cluster block', async (t) => {
   const { app, req, port } = await start(t);

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { Bus } from '../../src/events';
 import { Metrics, type MetricsSource } from '../../src/metrics/metrics';
 import type { BackendStatus, CoordinationStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
+import { coordinationStatus } from '../helpers/coordination-status';
 
 function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus {
   return {
@@ -205,26 +206,7 @@ t.test('host gauges appear when the status has host samples', async (t) => {
   t.equal(v.get('pgwarden_host_network_transmit_bytes_per_second{iface="eth0"}'), 20);
 });
 
-function coordination(over: Partial<CoordinationStatus> = {}): CoordinationStatus {
-  return {
-    name: 'a',
-    quorum: 2,
-    leader: 'b',
-    isLeader: false,
-    epoch: 4,
-    phase: 'stable',
-    primary: 'pg1',
-    timeline: 2,
-    fenced: [],
-    members: [
-      { name: 'a', alive: true, ackEpoch: 3, lagging: true, votesDown: false, leader: false },
-      { name: 'b', alive: true, ackEpoch: 4, lagging: false, votesDown: false, leader: true },
-      { name: 'c', alive: false, lagging: false, votesDown: false, leader: false },
-    ],
-    etcd: { reachable: true, endpoints: ['http://127.0.0.1:2379'], leaseRemainingMs: 4000, onLoss: 'keep' },
-    ...over,
-  };
-}
+const coordination = coordinationStatus;
 
 t.test('coordination gauges: no series without coordination, the view of this member with it', async (t) => {
   const { bus, controller, metrics } = setup(t);
