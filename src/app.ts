@@ -105,7 +105,9 @@ export class App implements AdminController, ControlContext, Reloadable {
         for (const c of this.checkers.values()) c.watch(ms);
       },
       onChange: (ms) => this.log.debug({ event: 'failover.watch', intervalMs: ms ?? null }, ms ? `polling replica roles every ${ms} ms` : 'replica role polls stopped'),
+      alsoWhile: () => this.coordinator?.etcdLost() === true,
     });
+    this.bus.on('coordination.etcd', () => this.roleWatch.refresh());
     if (config.coordination) this.coordinator = coordinatorFor(config.coordination, this, (b, reason) => this.checkers.get(b)?.poke(reason));
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));

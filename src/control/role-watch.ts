@@ -14,6 +14,11 @@ export interface RoleWatchDeps {
   setWatch(intervalMs: number | undefined): void;
   /** The gap began (interval) or ended (undefined); for the log. */
   onChange?(intervalMs: number | undefined): void;
+  /**
+   * Watch outside the gap too while this is true: an instance cut from etcd keeps its primary,
+   * and must see at once a promotion the others made (coordination, on_etcd_loss keep).
+   */
+  alsoWhile?(): boolean;
 }
 
 /** True while writes have no healthy primary to go to, or soon may not. */
@@ -37,6 +42,11 @@ export class RoleWatch {
     return this.current;
   }
 
+  /** Look again (the condition of alsoWhile changed). */
+  refresh(): void {
+    this.evaluate();
+  }
+
   /** Polls off for good (shutdown: stopping is not a failover). */
   close(): void {
     this.closed = true;
@@ -47,7 +57,7 @@ export class RoleWatch {
   private evaluate(): void {
     if (this.closed) return;
     const ms = this.deps.config().failover.watchInterval;
-    this.apply(ms > 0 && inFailoverGap(this.deps.topology) ? ms : undefined);
+    this.apply(ms > 0 && (inFailoverGap(this.deps.topology) || this.deps.alsoWhile?.() === true) ? ms : undefined);
   }
 
   private apply(ms: number | undefined): void {

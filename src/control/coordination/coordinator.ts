@@ -64,6 +64,11 @@ export class Coordinator {
     await this.deps.store.close();
   }
 
+  /** This instance held a lease and lost it (etcd out of reach); false before the first one. */
+  etcdLost(): boolean {
+    return this.everHeld && !this.reachable;
+  }
+
   /** Cluster-wide hooks (on_fence, on_primary_change, …) run on the leader only. */
   isLeader(): boolean {
     const lease = this.lease.valid();
