@@ -120,7 +120,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       drainTimeout: failover.drain_timeout,
       watchInterval: failover.watch_interval,
     },
-    tls: { mode: tls.mode },
+    tls: { mode: tls.mode, minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' },
     logging: { level: logging.level, format: logging.format },
     proxy: {
       clientLoginTimeout: proxy.client_login_timeout,

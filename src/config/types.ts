@@ -4,7 +4,9 @@
 export type Route = 'primary' | 'replica' | 'any';
 export type Balance = 'roundrobin' | 'leastconn' | 'random';
 export type CheckKind = 'postgres' | 'tcp';
-export type TlsMode = 'passthrough' | 'disable';
+export type TlsMode = 'passthrough' | 'disable' | 'terminate';
+/** libpq's sslmode names for pgwarden's own connections to the servers. */
+export type ServerTlsMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export type ConfiguredRole = 'primary' | 'replica';
 
 export interface ListenerConfig {
@@ -109,7 +111,27 @@ export interface HostConfig {
 }
 
 export interface TlsConfig {
+  /**
+   * passthrough: TLS end to end between client and server (pgwarden sees no messages);
+   * terminate: pgwarden does TLS with the client itself (its certificate), so it sees messages;
+   * disable: SSLRequest is answered N.
+   */
   readonly mode: TlsMode;
+  /** terminate: PEM certificate (the chain may follow it in the same file) and key. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** terminate: the lowest TLS version a client may use. */
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** terminate: CA for client certificates (with clientCert verify). */
+  readonly caFile?: string;
+  /** terminate: ask for and verify a client certificate. */
+  readonly clientCert: 'off' | 'verify';
+  /** terminate: a client that does not ask for TLS is served in plain text (allow) or refused (require). */
+  readonly client: 'allow' | 'require';
+  /** TLS from pgwarden to the servers (sessions under terminate, and the health checks), like libpq's sslmode. */
+  readonly server: ServerTlsMode;
+  /** CA that signed the servers' certificates (verify-ca, verify-full); absent: the system's CAs. */
+  readonly serverCaFile?: string;
 }
 
 export interface LoggingConfig {
