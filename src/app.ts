@@ -327,6 +327,9 @@ export class App implements AdminController, ControlContext, Reloadable {
         sessionOpened: () => this.quietGc.sessionOpened(),
         sessionClosed: () => this.quietGc.sessionClosed(),
       }),
+      // Wired to the certificates when tls.mode terminate is configured (net/tls-credentials.ts).
+      clientTlsOptions: () => undefined,
+      serverTlsOptions: () => undefined,
       cancelTargets: () => this.cancelTargets(l),
       sendCancel: (host, port, packet) => sendCancel(host, port, packet, this.config.proxy.connectTimeout),
     };

@@ -31,9 +31,22 @@ export interface ChunkWatcher {
 
 /** Hears a socket's 'end', 'close' and 'error' (see RelaySocket.reportTo). */
 export interface SocketOwner {
-  socketEnded(socket: RelaySocket): void;
-  socketClosed(socket: RelaySocket): void;
-  socketFailed(socket: RelaySocket, err: NodeJS.ErrnoException): void;
+  socketEnded(socket: RelayEnd): void;
+  socketClosed(socket: RelayEnd): void;
+  socketFailed(socket: RelayEnd, err: NodeJS.ErrnoException): void;
+}
+
+/**
+ * What a session needs of either end of its relay: a RelaySocket (plain TCP, the hot path), or
+ * a TLS socket given the same four methods (net/tls-relay.ts) when pgwarden terminates TLS.
+ */
+export interface RelayEnd extends net.Socket {
+  relayTo(dst: RelayEnd, watcher?: ChunkWatcher): void;
+  unrelay(): void;
+  holdErrors(): void;
+  reportTo(owner: SocketOwner): void;
+  /** The socket relaying into this one, whose reads stop while this one is full (set by its relayTo). */
+  waitingReader?: net.Socket;
 }
 
 export interface RelaySocketOptions extends net.SocketConstructorOpts {
@@ -43,12 +56,12 @@ export interface RelaySocketOptions extends net.SocketConstructorOpts {
   noDelay?: boolean;
 }
 
-export class RelaySocket extends net.Socket {
+export class RelaySocket extends net.Socket implements RelayEnd {
   /** Set by relayTo(): every chunk is written here instead of being emitted as 'data'. */
-  private relayDst?: net.Socket;
+  private relayDst?: RelayEnd;
   private watcher?: ChunkWatcher;
   /** The socket relaying into this one, whose reads stop while this one is full. */
-  private waitingReader?: net.Socket;
+  waitingReader?: net.Socket;
   private owner?: SocketOwner;
   /** Reads come as 'data' events (no shared buffer): the relay listens for them. */
   private readonly viaData: boolean;
@@ -65,7 +78,7 @@ export class RelaySocket extends net.Socket {
    * pipe() does, minus its bookkeeping. Remove the socket's own 'data' listeners first: they
    * would not be called any more. Ends are the caller's business.
    */
-  relayTo(dst: RelaySocket, watcher?: ChunkWatcher): void {
+  relayTo(dst: RelayEnd, watcher?: ChunkWatcher): void {
     this.relayDst = dst;
     this.watcher = watcher;
     dst.waitingReader = this;
@@ -76,7 +89,7 @@ export class RelaySocket extends net.Socket {
 
   /** Stop relaying: later chunks are emitted as 'data' (dropped without a listener). */
   unrelay(): void {
-    const dst = this.relayDst as RelaySocket | undefined;
+    const dst = this.relayDst;
     if (dst === undefined) return;
     this.relayDst = undefined;
     this.watcher = undefined;
@@ -132,7 +145,7 @@ export class RelaySocket extends net.Socket {
     if (!this.receive(chunk)) this.pause();
   }
 
-  private static resumeWaitingReader(this: RelaySocket): void {
+  private static resumeWaitingReader(this: RelayEnd): void {
     this.waitingReader?.resume();
   }
 

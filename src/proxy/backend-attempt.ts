@@ -15,9 +15,13 @@
 // already forked a backend for and connect again: more work for the server that is behind.
 import type { Clock } from '../clock';
 import type { BackendView } from '../routing/topology';
-import type { RelaySocket, SocketOwner } from '../net/relay-socket';
+import type { RelayEnd, SocketOwner } from '../net/relay-socket';
 import { connectBackend, BackendConnectError } from './backend-connect';
 import type { CloseReason } from './close-reason';
+import type { ServerTlsOptions } from './listener-context';
+import { SSL_REQUEST_BYTES, readSslAnswer } from './tls-negotiation';
+import { tlsRelayEnd } from '../net/tls-relay';
+import tls from 'node:tls';
 
 export interface AttemptSettings {
   readonly clock: Clock;
@@ -30,21 +34,23 @@ export interface AttemptSettings {
 export interface AttemptRequest {
   readonly view: BackendView;
   /** An open socket to `view` (after an SSL 'N'); absent: connect first. */
-  readonly socket?: RelaySocket;
+  readonly socket?: RelayEnd;
   /** What to send once connected (SSLRequest, the StartupMessage, a TLS ClientHello). */
   readonly firstBytes: Buffer;
   /** false: settle as soon as the bytes are sent (direct TLS, whose ClientHello may still be arriving). */
   readonly awaitAnswer: boolean;
+  /** TLS to the server first (tls.server): SSLRequest, 'S', a handshake, then `firstBytes` inside it. */
+  readonly serverTls?: ServerTlsOptions;
 }
 
 export type AttemptOutcome =
-  | { readonly ok: true; readonly socket: RelaySocket; readonly answer?: Buffer }
+  | { readonly ok: true; readonly socket: RelayEnd; readonly answer?: Buffer }
   | { readonly ok: false; readonly error: BackendConnectError }
   | { readonly ok: false; readonly closedBy: CloseReason };
 
 export interface AttemptEvents {
   /** TCP is up (before any answer): the session counts it on the backend from here. */
-  connected(socket: RelaySocket): void;
+  connected(socket: RelayEnd): void;
   /** Silent for connect_timeout: the checker should look now. */
   slowAnswer(ms: number): void;
   /** Called once, unless the attempt was disposed first. */
@@ -60,7 +66,7 @@ export interface Attempt {
 
 export function startAttempt(req: AttemptRequest, s: AttemptSettings, events: AttemptEvents): Attempt {
   const { host, port } = req.view.config;
-  let socket: RelaySocket | undefined;
+  let socket: RelayEnd | undefined;
   let timer: { clear(): void } | undefined;
   let done = false;
 
@@ -80,7 +86,7 @@ export function startAttempt(req: AttemptRequest, s: AttemptSettings, events: At
     release(outcome.ok);
     events.settled(outcome);
   };
-  const fail = (layer: 'L4CON' | 'L7TOUT', what: string) => settle({ ok: false, error: new BackendConnectError(layer, `${host}:${port} ${what}`) });
+  const fail = (layer: 'L4CON' | 'L7TOUT' | 'L6TLS' | 'L7RSP', what: string) => settle({ ok: false, error: new BackendConnectError(layer, `${host}:${port} ${what}`) });
 
   // The socket's 'close' and 'error' come here until the session takes the socket over.
   const owner: SocketOwner = {
@@ -104,14 +110,47 @@ export function startAttempt(req: AttemptRequest, s: AttemptSettings, events: At
     }, Math.min(connectTimeoutMs, startupTimeoutMs));
   };
 
-  const send = (open: RelaySocket) => {
+  const send = (open: RelayEnd) => {
     socket = open;
     open.reportTo(owner);
     if (!req.socket) events.connected(open);
     if (done) return;
+    if (req.serverTls && !req.socket) return negotiateTls(open, req.serverTls);
+    startup(open);
+  };
+  const startup = (open: RelayEnd) => {
     if (req.firstBytes.length > 0) open.write(req.firstBytes);
     if (!req.awaitAnswer) return settle({ ok: true, socket: open });
     open.on('data', onAnswer);
+    open.resume();
+    if (!timer) armAnswerTimer();
+  };
+
+  // tls.server: SSLRequest, the server's one-byte answer, the handshake (Node verifies the
+  // certificate per the options), and the startup inside TLS. The answer timer covers it all.
+  const negotiateTls = (open: RelayEnd, options: ServerTlsOptions) => {
+    const onSslAnswer = (chunk: Buffer) => {
+      open.off('data', onSslAnswer);
+      open.pause();
+      const answer = readSslAnswer(chunk);
+      if (answer === 'refused' && options.fallbackToPlain) return startup(open);
+      if (answer === 'refused') return fail('L6TLS', 'refused TLS (answered N to SSLRequest) and tls.server requires it');
+      if (answer === 'invalid' || chunk.length > 1) return fail('L7RSP', `answered SSLRequest with 0x${chunk[0]!.toString(16)}`);
+      const secure = tls.connect({ ...options.connect, socket: open });
+      // Stays until the session owns the socket: a second error after a failure is swallowed.
+      const onTlsError = (err: Error) => fail('L6TLS', `TLS handshake failed: ${err.message}`);
+      secure.on('error', onTlsError);
+      secure.once('secureConnect', () => {
+        if (done) return void secure.destroy();
+        secure.off('error', onTlsError);
+        const end = tlsRelayEnd(secure);
+        socket = end;
+        end.reportTo(owner);
+        startup(end);
+      });
+    };
+    open.on('data', onSslAnswer);
+    open.write(SSL_REQUEST_BYTES);
     open.resume();
     armAnswerTimer();
   };

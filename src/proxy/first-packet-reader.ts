@@ -8,7 +8,7 @@
 // client socket for good: from there on it is relayed.
 import { readFirstPacket, MAX_STARTUP_PACKET, type FirstPacket } from '../protocol/first-packet';
 import type { Clock } from '../clock';
-import type { RelaySocket } from '../net/relay-socket';
+import type { RelayEnd } from '../net/relay-socket';
 
 export interface FirstPacketHandler {
   /** A complete first packet; return true to go on reading the next one from the buffer. */
@@ -31,7 +31,7 @@ export class FirstPacketReader {
   private listening = false;
 
   constructor(
-    private readonly client: RelaySocket,
+    private readonly client: RelayEnd,
     private readonly clock: Clock,
     private readonly handler: FirstPacketHandler,
   ) {}

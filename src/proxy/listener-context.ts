@@ -11,6 +11,13 @@ import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
 import type { EndCause } from './end-cause';
 import type { Phase } from './session-phase';
 import type { Clock } from '../clock';
+import type tls from 'node:tls';
+
+/** How a session's server leg does TLS: the options for tls.connect, and whether plain TCP is fine when the server refuses (prefer). */
+export interface ServerTlsOptions {
+  readonly connect: tls.ConnectionOptions;
+  readonly fallbackToPlain: boolean;
+}
 
 export interface SessionEnd {
   backend?: string;
@@ -37,6 +44,13 @@ export interface ListenerContext {
   readonly topology: Topology;
   readonly cancels: CancelRegistry;
   readonly tls: TlsConfig;
+  /**
+   * tls.mode terminate: the options of the client-facing TLS socket (a reload that re-read the
+   * certificate gives new ones to the next session); undefined: not terminating.
+   */
+  clientTlsOptions(): tls.TlsOptions | undefined;
+  /** TLS to the server at `host` (tls.server, like libpq's sslmode); undefined: plain TCP. */
+  serverTlsOptions(host: string): ServerTlsOptions | undefined;
   readonly proxy: ProxyConfig;
   readonly failover: FailoverConfig;
   readonly health: HealthConfig;

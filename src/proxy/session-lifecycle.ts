@@ -6,7 +6,7 @@ import { errorResponse } from '../protocol/error-response';
 import { SqlState } from '../errors';
 import type { FirstPacket } from '../protocol/first-packet';
 import type { BackendView } from '../routing/topology';
-import type { RelaySocket, SocketOwner } from '../net/relay-socket';
+import type { RelayEnd, SocketOwner } from '../net/relay-socket';
 import type { ListenerContext } from './listener-context';
 import type { CloseReason } from './close-reason';
 import { canMove, type Phase } from './session-phase';
@@ -39,8 +39,8 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
   protected phase: Phase = 'reading-first-packet';
   /** Releases what the current phase set up; transition() calls it on the way out. */
   protected exitPhase?: () => void;
-  protected readonly reader: FirstPacketReader;
-  protected backend?: RelaySocket;
+  protected reader: FirstPacketReader;
+  protected backend?: RelayEnd;
   protected target?: BackendView;
   /** The backend's session count was raised (topology.sessionOpened) and must be lowered once. */
   protected counted = false;
@@ -61,11 +61,17 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
   protected readonly started: number;
   protected readonly clientAddress: string;
 
+  /** The client's socket: the accepted one, or the TLS socket over it once pgwarden terminates TLS. */
+  client: RelayEnd;
+  /** The client's side is TLS that pgwarden terminates. */
+  protected clientTls = false;
+
   constructor(
-    readonly client: RelaySocket,
+    client: RelayEnd,
     protected readonly ctx: ListenerContext,
     private readonly onClose: (s: SessionLifecycle) => void,
   ) {
+    this.client = client;
     this.clientAddress = `${client.remoteAddress}:${client.remotePort}`;
     this.started = ctx.clock.now();
     // The session itself hears the reader (methods, not closures: idle sessions are many).
@@ -150,8 +156,8 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
 
   // ---- sockets -----------------------------------------------------------------------------
 
-  /** RelaySocket event: a FIN. Only the client is half-open capable (see Listener). */
-  socketEnded(socket: RelaySocket): void {
+  /** RelayEnd event: a FIN. Only the client is half-open capable (see Listener). */
+  socketEnded(socket: RelayEnd): void {
     if (socket !== this.client) return;
     switch (this.phase) {
       case 'reading-first-packet':
@@ -174,13 +180,13 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
     }
   }
 
-  socketClosed(socket: RelaySocket): void {
+  socketClosed(socket: RelayEnd): void {
     if (this.phase === 'closing') return this.lingerDone();
     if (socket === this.client) return this.end(this.clientCause());
     if (socket === this.backend) this.end(this.clientEnded ? this.clientCause() : 'server-closed', { flush: true });
   }
 
-  socketFailed(socket: RelaySocket, err: NodeJS.ErrnoException): void {
+  socketFailed(socket: RelayEnd, err: NodeJS.ErrnoException): void {
     if (this.phase === 'closing') return; // ECONNRESET/EPIPE while closing is normal
     if (socket === this.client) this.end(causeOfSocketError('client', err), { detail: err.code ?? err.message });
     else if (socket === this.backend) this.end(causeOfSocketError('server', err), { flush: true, detail: err.code ?? err.message });

@@ -14,7 +14,7 @@ import { cancelKey } from '../protocol/cancel';
 import type { FirstPacket } from '../protocol/first-packet';
 import { SqlState, RoutingError } from '../errors';
 import type { BackendView } from '../routing/topology';
-import type { RelaySocket } from '../net/relay-socket';
+import type { RelayEnd } from '../net/relay-socket';
 import { startAttempt, type AttemptOutcome } from './backend-attempt';
 import { BackendConnectError } from './backend-connect';
 import { SSL_REQUEST_BYTES, readSslAnswer } from './tls-negotiation';
@@ -22,6 +22,11 @@ import { watchStartup } from './startup-watch';
 import { MessageBoundaries } from './boundaries';
 import { forwardCancel } from './cancel-forwarder';
 import { RecentFailures } from './recent-failures';
+import { FirstPacketReader } from './first-packet-reader';
+import { tlsRelayEnd } from '../net/tls-relay';
+import { prefixedStream } from '../net/prefixed-stream';
+import tls, { TLSSocket } from 'node:tls';
+import { SaslPlusFilter } from '../protocol/sasl-plus-filter';
 import { SessionLifecycle } from './session-lifecycle';
 
 export type { CloseReason } from './close-reason';
@@ -47,22 +52,37 @@ export class Session extends SessionLifecycle {
         // GSSAPI encryption is not proxied: refuse it, the client continues in plain text or TLS.
         this.client.write('N');
         return true;
-      case 'ssl':
+      case 'ssl': {
+        if (this.clientTls) {
+          this.end('protocol-error', { detail: 'SSLRequest inside TLS' });
+          return false;
+        }
+        const options = this.ctx.tls.mode === 'terminate' ? this.ctx.clientTlsOptions() : undefined;
+        if (options) return this.terminateTls(options, undefined);
         if (this.ctx.tls.mode === 'disable' || this.sslRefused) {
           this.client.write('N');
           return true;
         }
         this.route('ssl');
         return false;
-      case 'direct-tls':
+      }
+      case 'direct-tls': {
         // A TLS ClientHello cannot be answered with a plain ErrorResponse.
-        if (this.ctx.tls.mode === 'disable') this.end('protocol-error', { detail: 'direct TLS with tls.mode disable' });
+        const options = this.ctx.tls.mode === 'terminate' && !this.clientTls ? this.ctx.clientTlsOptions() : undefined;
+        if (options) return this.terminateTls(options, this.reader.take());
+        if (this.ctx.tls.mode !== 'passthrough' || this.clientTls) this.end('protocol-error', { detail: `direct TLS with tls.mode ${this.ctx.tls.mode}` });
         else this.route('direct-tls');
         return false;
+      }
       case 'cancel':
         this.cancel(p.processId, p.secretKey);
         return false;
       case 'startup':
+        if (this.ctx.tls.mode === 'terminate' && this.ctx.tls.client === 'require' && !this.clientTls) {
+          const message = 'pgwarden accepts only TLS connections (tls.client: require): connect with sslmode=require or stronger';
+          this.end('protocol-error', { error: { sqlstate: SqlState.INVALID_AUTHORIZATION_SPECIFICATION, message } });
+          return false;
+        }
         this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
@@ -70,6 +90,31 @@ export class Session extends SessionLifecycle {
         else this.route('startup');
         return false;
     }
+  }
+
+  /**
+   * tls.mode terminate: TLS with the client here, with pgwarden's certificate, then the session
+   * goes on exactly as in plain text over the TLS socket (first packet, routing, relay), so
+   * boundaries, cancel keys and drains work. After an SSLRequest the client waits for 'S' before
+   * its ClientHello; with direct TLS (PostgreSQL 17, ALPN postgresql) the ClientHello is already
+   * read (`hello`) and is handed to the TLS socket first.
+   */
+  private terminateTls(options: tls.TlsOptions, hello: Buffer | undefined): boolean {
+    if (hello === undefined && this.reader.pending > 0) {
+      // A client may not say anything between SSLRequest and the answer.
+      this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: 'received unencrypted data after SSL request' } });
+      return false;
+    }
+    this.reader.dispose();
+    const raw = this.client;
+    if (hello === undefined) raw.write('S');
+    const secure = tlsRelayEnd(new tls.TLSSocket(hello === undefined ? raw : prefixedStream(raw, hello), { ...options, isServer: true }));
+    this.client = secure;
+    this.clientTls = true;
+    secure.reportTo(this);
+    this.reader = new FirstPacketReader(secure, this.ctx.clock, this);
+    this.reader.parse(this.ctx.proxy.clientLoginTimeout);
+    return false;
   }
 
   /** Ask the router for a backend (waiting in the queue if needed), then attempt it. */
@@ -95,7 +140,7 @@ export class Session extends SessionLifecycle {
     this.end('rejected', { error, detail: err.code });
   }
 
-  private connect(view: BackendView, purpose: Purpose, open?: RelaySocket): void {
+  private connect(view: BackendView, purpose: Purpose, open?: RelayEnd): void {
     this.transition('connecting');
     this.reader.hold();
     this.target = view;
@@ -104,7 +149,14 @@ export class Session extends SessionLifecycle {
     const firstBytes = purpose === 'ssl' ? SSL_REQUEST_BYTES : this.reader.take();
     const { proxy, health } = this.ctx;
     const attempt = startAttempt(
-      { view, socket: open, firstBytes, awaitAnswer: purpose !== 'direct-tls' },
+      {
+        view,
+        socket: open,
+        firstBytes,
+        awaitAnswer: purpose !== 'direct-tls',
+        // pgwarden speaks the startup itself: its own TLS to the server when tls.server asks.
+        serverTls: purpose === 'startup' ? this.ctx.serverTlsOptions(view.config.host) : undefined,
+      },
       { clock: this.ctx.clock, connectTimeoutMs: proxy.connectTimeout, startupTimeoutMs: proxy.startupTimeout, userTimeoutMs: health.timeout * health.fall },
       {
         connected: (socket) =>
@@ -198,7 +250,7 @@ export class Session extends SessionLifecycle {
         }, undefined),
       malformed: (reason, forwarded, atBoundary) =>
         this.guard(() => this.serverNotPostgres(this.target!, reason, forwarded === 0 || atBoundary), undefined),
-    });
+    }, backend instanceof TLSSocket ? new SaslPlusFilter() : undefined);
   }
 
   /** TLS passthrough: opaque bytes both ways; the cancel key stays unknown (encrypted). */

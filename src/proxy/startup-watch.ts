@@ -4,7 +4,8 @@
 // whose answer is not the PostgreSQL protocol is caught here before its bytes reach the client.
 import { StartupWatcher } from '../protocol/startup-watcher';
 import type { FrameTracker } from '../protocol/frame-tracker';
-import type { RelaySocket } from '../net/relay-socket';
+import type { RelayEnd } from '../net/relay-socket';
+import type { SaslPlusFilter } from '../protocol/sasl-plus-filter';
 
 export interface StartupWatchEvents {
   keyData(processId: number, secretKey: number): void;
@@ -20,11 +21,13 @@ export interface StartupWatchEvents {
 
 /** Starts watching (feeding `firstAnswer` first); returns the disposer of its listeners. */
 export function watchStartup(
-  backend: RelaySocket,
-  client: RelaySocket,
+  backend: RelayEnd,
+  client: RelayEnd,
   serverFrames: FrameTracker,
   firstAnswer: Buffer,
   events: StartupWatchEvents,
+  /** The server leg is TLS: take SCRAM-SHA-256-PLUS out of its mechanism list (sasl-plus-filter.ts). */
+  saslFilter?: SaslPlusFilter,
 ): () => void {
   let forwarded = 0;
   let malformedReason = '';
@@ -40,7 +43,9 @@ export function watchStartup(
     backend.off('data', onData);
     client.off('drain', onDrain);
   };
-  function onData(chunk: Buffer): void {
+  function onData(received: Buffer): void {
+    const chunk = saslFilter ? saslFilter.transform(received) : received;
+    if (chunk.length === 0) return;
     const good = watcher.feed(chunk);
     if (watcher.malformed) {
       dispose();
