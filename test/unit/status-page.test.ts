@@ -41,6 +41,7 @@ t.test('the Cluster section shows the leader, epoch, primary, fenced servers, et
   let current = snapshot(COORDINATED);
   const controller: AdminController = {
     status: () => current,
+    history: () => ({ intervalMs: 5_000, windowMs: 900_000, now: Date.now(), points: [], markers: [] }),
     setAdminState: () => undefined,
     switchover: async (to) => ({ ok: false, to, error: 'not here' }),
     reload: async () => ({ ok: true }),
