@@ -7,6 +7,7 @@
 import type { Config, BackendConfig, ListenerConfig } from './config/types';
 import type { AdminController, ReloadResult, SwitchoverResult } from './admin/controller';
 import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
+import type { HistorySnapshot } from './admin/history-snapshot';
 import { SqlState, UnknownBackendError } from './errors';
 import { HealthChecker } from './health/checker';
 import { postgresProbe } from './health/postgres-probe';
@@ -16,6 +17,7 @@ import type { Logger } from './logger';
 import { Bus } from './events';
 import { Timeline } from './control/timeline';
 import { buildStatus } from './control/status';
+import { History, readProxy } from './control/history';
 import { Topology } from './routing/topology';
 import { Router } from './routing/router';
 import { CancelRegistry, sendCancel, type CancelTarget } from './proxy/cancel-registry';
@@ -46,6 +48,8 @@ const VERSION: string = require('../package.json').version;
 export interface AppOptions {
   /** Re-reads the config for reload(); absent: reload() reports that there is no file. */
   loadConfig?: () => Config;
+  /** The status page's history (control/history.ts): tests sample faster over a shorter window. */
+  history?: { intervalMs?: number; windowMs?: number };
 }
 
 export class App implements AdminController, ControlContext, Reloadable {
@@ -73,6 +77,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   private readonly primaryLoss: PrimaryLoss;
   private readonly roleWatch: RoleWatch;
   private readonly coordinator?: Coordinator;
+  private readonly recorder: History;
 
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.bus.setMaxListeners(50);
@@ -111,6 +116,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     if (config.coordination) this.coordinator = coordinatorFor(config.coordination, this, (b, reason) => this.checkers.get(b)?.poke(reason));
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
+    this.recorder = new History({ bus: this.bus, read: () => readProxy(this.topology, this.listeners, this.sessions()), ...opts.history });
   }
 
   /** Cluster-wide hooks run once for the cluster: here when this instance is alone or leads. */
@@ -134,6 +140,7 @@ export class App implements AdminController, ControlContext, Reloadable {
         applyAgentReport: (backend, r, previous, raw) => applyAgentReport(this, backend, r, previous, raw),
       });
       this.quietGc.started();
+      this.recorder.start();
     } catch (e) {
       await this.stop(0);
       throw e;
@@ -175,6 +182,10 @@ export class App implements AdminController, ControlContext, Reloadable {
       host: this.hostStatus,
     });
     return coordination ? { ...snapshot, coordination } : snapshot;
+  }
+
+  history(): HistorySnapshot {
+    return this.recorder.snapshot();
   }
 
   ready(): boolean {
@@ -264,6 +275,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     await this.coordinator?.close();
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
+    this.recorder.stop();
     await this.observability?.close();
     await this.hooks.close();
   }

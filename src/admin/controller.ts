@@ -3,6 +3,7 @@
 // declared beside the topology (routing/status-snapshot.ts); metrics reads it through its own
 // narrower interface (metrics/metrics.ts, MetricsSource).
 import type { AdminState, StatusSnapshot } from '../routing/status-snapshot';
+import type { HistorySnapshot } from './history-snapshot';
 
 export interface ReloadResult {
   ok: boolean;
@@ -24,6 +25,8 @@ export interface SwitchoverResult {
 
 export interface AdminController {
   status(): StatusSnapshot;
+  /** The last minutes as samples and failover markers (GET /history, the status page charts). */
+  history(): HistorySnapshot;
   /** Throws UnknownBackendError (src/errors.ts). */
   setAdminState(backend: string, state: AdminState): void;
   switchover(to: string): Promise<SwitchoverResult>;

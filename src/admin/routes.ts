@@ -58,6 +58,7 @@ export const ROUTES: readonly Route[] = [
   { pattern: /^\/healthz$/, method: 'GET', mutating: false, handle: () => json(200, { status: 'ok' }) },
   { pattern: /^\/readyz$/, method: 'GET', mutating: false, handle: readyz },
   { pattern: /^\/status$/, method: 'GET', mutating: false, handle: (ctx) => json(200, ctx.controller.status()) },
+  { pattern: /^\/history$/, method: 'GET', mutating: false, handle: (ctx) => json(200, ctx.controller.history()) },
   {
     pattern: /^\/metrics$/,
     method: 'GET',

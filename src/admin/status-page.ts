@@ -5,7 +5,9 @@
 // backend or message containing markup is shown as text. Cards carry data-backend,
 // data-state and data-admin-state for tests and scripts; timeline rows carry data-event; the
 // Cluster section (only when this instance coordinates through etcd) carries data-leader and
-// data-epoch, its member rows data-member, data-alive, data-lagging and data-leader.
+// data-epoch, its member rows data-member, data-alive, data-lagging and data-leader. The
+// "Last 15 minutes" charts are in status-charts.ts.
+import { CHART_CSS, CHART_SCRIPT, CHART_SECTION } from './status-charts';
 
 export function renderStatusPage(): string {
   return PAGE;
@@ -272,7 +274,7 @@ const PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <link rel="icon" href="data:,">
 <title>pgwarden status</title>
-<style>${CSS}</style>
+<style>${CSS}${CHART_CSS}</style>
 </head>
 <body>
 <header>
@@ -294,7 +296,7 @@ const PAGE = `<!doctype html>
   </div>
   <h2>Backends</h2>
   <div class="grid" id="backends"></div>
-  <div class="cols">
+${CHART_SECTION}  <div class="cols">
     <div>
       <h2>Listeners</h2>
       <table><thead><tr><th>name</th><th>bind</th><th>route</th><th>balance</th><th>sessions</th><th>queued</th><th>candidate</th></tr></thead>
@@ -307,7 +309,7 @@ const PAGE = `<!doctype html>
     </div>
   </div>
 </main>
-<script>${SCRIPT}</script>
+<script>${SCRIPT}${CHART_SCRIPT}</script>
 </body>
 </html>
 `;

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { Client } from 'pg';
 import type { Test } from 'tap';
-import { App } from '../../src/app';
+import { App, type AppOptions } from '../../src/app';
 import { parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/logger';
 import { freePort } from '../../src/harness/ports';
@@ -18,6 +18,8 @@ export interface ProxyOptions {
   listeners?: (rw: number, ro: number) => string;
   backends?: (nodes: readonly PgNode[]) => string;
   extra?: string;
+  /** Passed to the App (e.g. a faster history sampling for the status page charts). */
+  app?: AppOptions;
 }
 
 export interface RunningProxy {
@@ -61,7 +63,7 @@ ${opts.extra ?? ''}
       }
     },
   });
-  const app = new App(config, log);
+  const app = new App(config, log, opts.app);
   await app.start();
   t.teardown(() => app.stop(0));
   return { app, rwPort, roPort, logs, rawLog: () => lines.join('') };

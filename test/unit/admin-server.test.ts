@@ -8,6 +8,7 @@ import { Metrics } from '../../src/metrics/metrics';
 import { AdminServer } from '../../src/admin/server';
 import { formatStatus, runAdminVerb, type AdminTarget, type AdminVerb } from '../../src/admin/client';
 import type { AdminController } from '../../src/admin/controller';
+import type { HistorySnapshot } from '../../src/admin/history-snapshot';
 import type { AdminState, BackendStatus, CoordinationStatus, StatusSnapshot } from '../../src/routing/status-snapshot';
 import { UnknownBackendError } from '../../src/errors';
 import { createLogger } from '../../src/logger';
@@ -29,6 +30,17 @@ class FakeApp implements AdminController {
     events: [],
   };
   status = () => this.snapshot;
+  past: HistorySnapshot = {
+    intervalMs: 5_000,
+    windowMs: 900_000,
+    now: 1_700_000_010_000,
+    points: [
+      { t: 1_700_000_005_000, sessions: { rw: 2 }, queued: { rw: 0 }, bytesPerSecond: { in: 120, out: 4_800 }, lag: { pg2: { bytes: 2048, seconds: 3 } } },
+      { t: 1_700_000_010_000, sessions: { rw: 0 }, queued: { rw: 3 }, bytesPerSecond: { in: 0, out: 0 }, lag: {} },
+    ],
+    markers: [{ t: 1_700_000_007_000, event: 'primary.lost', message: 'no primary: pg1 is down', backend: 'pg1' }],
+  };
+  history = () => this.past;
   setAdminState(name: string, state: AdminState): void {
     const b = this.snapshot.backends.find((x) => x.name === name);
     if (!b) throw new UnknownBackendError(name);
@@ -83,6 +95,16 @@ t.test('reads are open', async (t) => {
   const r = await req('GET', '/readyz');
   t.equal(r.status, 503);
   t.same(r.json.listenersWithoutCandidate, [{ listener: 'rw', reason: 'no primary available' }]);
+});
+
+t.test('GET /history answers the samples and markers as JSON, without a token', async (t) => {
+  const { req, app } = await start(t);
+  const r = await req('GET', '/history');
+  t.equal(r.status, 200);
+  t.match(r.type, /^application\/json/);
+  t.same(r.json, app.past, 'the controller\'s history as it is');
+  t.equal((await req('HEAD', '/history')).status, 200);
+  t.equal((await req('POST', '/history', { token: TOKEN })).status, 405, 'read-only');
 });
 
 t.test('/primary and /replica answer like Patroni', async (t) => {
