@@ -40,6 +40,7 @@ import { realClock } from './clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
 import type { Coordinator } from './control/coordination/coordinator';
 import { coordinatorFor } from './control/coordination/wire';
+import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
 
 const VERSION: string = require('../package.json').version;
 
@@ -73,8 +74,15 @@ export class App implements AdminController, ControlContext, Reloadable {
   private readonly primaryLoss: PrimaryLoss;
   private readonly roleWatch: RoleWatch;
   private readonly coordinator?: Coordinator;
+  /**
+   * The files config.tls names as the last good load read them: pgwarden's certificate under
+   * terminate, the servers' CA. A reload replaces them only when the new ones load.
+   */
+  tlsFiles: TlsFiles;
 
+  /** Throws TlsFilesError (exit 2, like a bad config) when the files config.tls names cannot be used. */
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
+    this.tlsFiles = loadTlsFiles(config.tls);
     this.bus.setMaxListeners(50);
     setKeepaliveWarningSink(log);
     this.timeline = new Timeline(this.bus, log);
@@ -276,7 +284,15 @@ export class App implements AdminController, ControlContext, Reloadable {
     const probe: Probe =
       h.check === 'postgres'
         ? postgresProbe(
-            { host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout, userTimeoutMs: h.timeout * h.fall },
+            {
+              host: b.host,
+              port: b.port,
+              user: h.user,
+              password: h.password,
+              database: h.database,
+              timeoutMs: h.timeout,
+              userTimeoutMs: h.timeout * h.fall,
+            },
             { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
           )
         : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');
@@ -307,6 +323,9 @@ export class App implements AdminController, ControlContext, Reloadable {
       // Read through the app so a reload's new settings apply to the next session.
       get tls() {
         return app.config.tls;
+      },
+      get tlsCredentials() {
+        return app.tlsFiles.credentials;
       },
       get proxy() {
         return app.config.proxy;

@@ -100,6 +100,11 @@ export class ServerLegTls {
     return new ServerLegTls(tls.server, ca);
   }
 
+  /** Same mode and the same CA bytes: connections made with either are made alike. */
+  equals(other: ServerLegTls): boolean {
+    return this.mode === other.mode && (this.ca === other.ca || (this.ca !== undefined && other.ca !== undefined && this.ca.equals(other.ca)));
+  }
+
   /**
    * Options for tls.connect (or pg's `ssl`) to the server at `host`; undefined for `disable`.
    * `prefer` gives the same options as `require`: falling back to plain text when the server

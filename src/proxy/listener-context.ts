@@ -11,6 +11,7 @@ import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
 import type { EndCause } from './end-cause';
 import type { Phase } from './session-phase';
 import type { Clock } from '../clock';
+import type { ServerTlsCredentials } from '../net/tls-credentials';
 
 export interface SessionEnd {
   backend?: string;
@@ -37,6 +38,12 @@ export interface ListenerContext {
   readonly topology: Topology;
   readonly cancels: CancelRegistry;
   readonly tls: TlsConfig;
+  /**
+   * Under `tls.mode: terminate`: pgwarden's certificate (options() for a server-side TLSSocket,
+   * clientCertificateError() after its 'secure') and `serverLeg.options(host)` for the session's
+   * connection to its server. Read each time: a reload may replace it for the next session.
+   */
+  readonly tlsCredentials?: ServerTlsCredentials;
   readonly proxy: ProxyConfig;
   readonly failover: FailoverConfig;
   readonly health: HealthConfig;

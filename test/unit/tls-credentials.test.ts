@@ -1,7 +1,6 @@
 // TLS files and the socket options made from them (src/net/tls-credentials.ts), with a CA and
 // certificates made here by the openssl CLI, and real handshakes over loopback between Node TLS
 // sockets (no PostgreSQL: this is the TLS layer alone).
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,45 +10,11 @@ import t, { type Test } from 'tap';
 import type { TlsConfig } from '../../src/config/types';
 import { TlsFilesError } from '../../src/errors';
 import { loadTlsFiles, ServerLegTls, serverLegOptions, ServerTlsCredentials } from '../../src/net/tls-credentials';
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-
-/** A CA, certificates it signed, and a few files that are wrong on purpose, in a fresh directory. */
-function makeFiles(dir: string) {
-  const f = (name: string) => join(dir, name);
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ca = (name: string, cn: string) => openssl('req', '-x509', ...EC, '-days', '2', '-subj', `/CN=${cn}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`));
-  const signed = (name: string, cn: string, by: string, san?: string) => {
-    openssl('req', '-new', ...EC, '-subj', `/CN=${cn}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
-    const ext = san === undefined ? [] : (writeFileSync(f(`${name}.ext`), `subjectAltName=${san}\n`), ['-extfile', f(`${name}.ext`)]);
-    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${by}.pem`), '-CAkey', f(`${by}.key`), '-CAcreateserial', '-days', '2', '-out', f(`${name}.pem`), ...ext);
-  };
-  ca('ca', 'pgwarden-test-ca');
-  ca('other-ca', 'another-ca');
-  signed('server', 'localhost', 'ca', 'DNS:localhost,IP:127.0.0.1');
-  signed('name-only', 'localhost', 'ca', 'DNS:localhost');
-  signed('client', 'app', 'ca');
-  signed('stranger', 'app', 'other-ca');
-  openssl('pkey', '-in', f('server.key'), '-aes256', '-passout', 'pass:secret', '-out', f('encrypted.key'));
-  openssl('ec', '-in', f('server.key'), '-aes256', '-passout', 'pass:secret', '-out', f('encrypted-legacy.key'));
-  writeFileSync(f('garbage.pem'), 'not a certificate\n');
-  return { dir, f };
-}
-
-type Files = ReturnType<typeof makeFiles>;
+import { makeTlsFiles, opensslMissing, type TlsTestFiles } from '../helpers/tls-files';
 
 const BASE: TlsConfig = { mode: 'terminate', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' };
 
-function terminate(files: Files, extra: Partial<TlsConfig> = {}): TlsConfig {
+function terminate(files: TlsTestFiles, extra: Partial<TlsConfig> = {}): TlsConfig {
   return { ...BASE, certFile: files.f('server.pem'), keyFile: files.f('server.key'), ...extra };
 }
 
@@ -99,12 +64,13 @@ async function handshake(t: Test, server: tls.TLSSocketOptions, client: tls.Conn
   });
 }
 
-if (!hasOpenssl()) {
-  t.plan(0, 'openssl not found: these tests make their certificates with the openssl CLI');
+const missing = opensslMissing();
+if (missing !== undefined) {
+  t.plan(0, missing);
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'pgwarden-tls-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const files = makeFiles(dir);
+  const files = makeTlsFiles(dir);
   const { f } = files;
 
   t.test('a certificate and its key load; options() are for a server-side TLSSocket', async (t) => {
@@ -211,6 +177,12 @@ if (!hasOpenssl()) {
     t.strictSame(Object.keys(leg('verify-full', f('ca.pem')).options('db.example.com') ?? {}).sort(), ['ca', 'host', 'rejectUnauthorized', 'servername']);
     t.strictSame(Object.keys(leg('verify-full').options('127.0.0.1') ?? {}).sort(), ['host', 'rejectUnauthorized'], 'an IP: no servername; no server_ca_file: the system CAs');
     t.match(serverLegOptions({ ...BASE, server: 'verify-full', serverCaFile: f('ca.pem') }, 'localhost'), { servername: 'localhost', host: 'localhost', ca: Buffer });
+
+    t.ok(leg('verify-full', f('ca.pem')).equals(leg('verify-full', f('ca.pem'))), 'the same CA bytes');
+    t.notOk(leg('verify-full', f('ca.pem')).equals(leg('verify-full', f('other-ca.pem'))));
+    t.notOk(leg('verify-full', f('ca.pem')).equals(leg('verify-ca', f('ca.pem'))));
+    t.notOk(leg('verify-full', f('ca.pem')).equals(leg('verify-full')));
+    t.ok(leg('require').equals(leg('require')));
   });
 
   t.test('the server leg in handshakes: verify-full checks the name, or an IP against the IP SANs', async (t) => {
