@@ -9,7 +9,7 @@ import type { AdminController, ReloadResult, SwitchoverResult } from './admin/co
 import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
 import { SqlState, UnknownBackendError } from './errors';
 import { HealthChecker } from './health/checker';
-import { postgresProbe } from './health/postgres-probe';
+import { postgresProbe, type PostgresProbeOptions } from './health/postgres-probe';
 import { tcpProbe } from './health/tcp-probe';
 import type { Probe } from './health/types';
 import type { Logger } from './logger';
@@ -212,7 +212,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     this.switching = this.coordinator ? this.coordinator.switchover(to) : runSwitchover(
       {
         topology: this.topology,
-        health: () => this.config.health,
+        login: () => this.config,
         drainTimeout: () => this.config.failover.drainTimeout,
         sessionsOn: (b) => this.sessions(b),
         preSwitchover: (f, t) => this.hooks.preSwitchover({ oldPrimary: f, newPrimary: t }),
@@ -292,6 +292,7 @@ export class App implements AdminController, ControlContext, Reloadable {
               database: h.database,
               timeoutMs: h.timeout,
               userTimeoutMs: h.timeout * h.fall,
+              ...this.checkTls(b.host),
             },
             { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
           )
@@ -304,6 +305,13 @@ export class App implements AdminController, ControlContext, Reloadable {
       if (status.lastResult) this.bus.emit('check', { backend: b.name, result: status.lastResult });
     });
     return checker;
+  }
+
+  /** tls.server for a check connection: options, and whether it may fall back to plain text (prefer). */
+  private checkTls(host: string): Pick<PostgresProbeOptions, 'ssl' | 'sslFallback'> {
+    const leg = this.tlsFiles.serverLeg;
+    const ssl = leg.options(host);
+    return ssl === undefined ? {} : { ssl, sslFallback: leg.mode === 'prefer' };
   }
 
   makeListener(l: ListenerConfig): Listener {
