@@ -165,7 +165,7 @@ export class ServerTlsCredentials {
     }
     const serverCa = readServerCa(tls, reader);
     reader.done();
-    // Both are set when no problem was found; the test keeps the compiler as sure as we are.
+    // Unreachable (a missing certificate or key was a problem above); it tells the compiler so.
     if (cert === undefined || key === undefined) throw new TlsFilesError(reader.problems);
 
     let context: SecureContext;
