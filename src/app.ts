@@ -10,7 +10,7 @@ import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
 import type { HistorySnapshot } from './admin/history-snapshot';
 import { SqlState, UnknownBackendError } from './errors';
 import { HealthChecker } from './health/checker';
-import { postgresProbe } from './health/postgres-probe';
+import { postgresProbe, type PostgresProbeOptions } from './health/postgres-probe';
 import { tcpProbe } from './health/tcp-probe';
 import type { Probe } from './health/types';
 import type { Logger } from './logger';
@@ -42,6 +42,7 @@ import { realClock } from './clock';
 import { FanoutBudget } from './proxy/cancel-forwarder';
 import type { Coordinator } from './control/coordination/coordinator';
 import { coordinatorFor } from './control/coordination/wire';
+import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
 
 const VERSION: string = require('../package.json').version;
 
@@ -78,8 +79,15 @@ export class App implements AdminController, ControlContext, Reloadable {
   private readonly roleWatch: RoleWatch;
   private readonly coordinator?: Coordinator;
   private readonly recorder: History;
+  /**
+   * The files config.tls names as the last good load read them: pgwarden's certificate under
+   * terminate, the servers' CA. A reload replaces them only when the new ones load.
+   */
+  tlsFiles: TlsFiles;
 
+  /** Throws TlsFilesError (exit 2, like a bad config) when the files config.tls names cannot be used. */
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
+    this.tlsFiles = loadTlsFiles(config.tls);
     this.bus.setMaxListeners(50);
     setKeepaliveWarningSink(log);
     this.timeline = new Timeline(this.bus, log);
@@ -215,7 +223,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     this.switching = this.coordinator ? this.coordinator.switchover(to) : runSwitchover(
       {
         topology: this.topology,
-        health: () => this.config.health,
+        login: () => this.config,
         drainTimeout: () => this.config.failover.drainTimeout,
         sessionsOn: (b) => this.sessions(b),
         preSwitchover: (f, t) => this.hooks.preSwitchover({ oldPrimary: f, newPrimary: t }),
@@ -288,7 +296,16 @@ export class App implements AdminController, ControlContext, Reloadable {
     const probe: Probe =
       h.check === 'postgres'
         ? postgresProbe(
-            { host: b.host, port: b.port, user: h.user, password: h.password, database: h.database, timeoutMs: h.timeout, userTimeoutMs: h.timeout * h.fall },
+            {
+              host: b.host,
+              port: b.port,
+              user: h.user,
+              password: h.password,
+              database: h.database,
+              timeoutMs: h.timeout,
+              userTimeoutMs: h.timeout * h.fall,
+              ...this.checkTls(b.host),
+            },
             { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
           )
         : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');
@@ -300,6 +317,13 @@ export class App implements AdminController, ControlContext, Reloadable {
       if (status.lastResult) this.bus.emit('check', { backend: b.name, result: status.lastResult });
     });
     return checker;
+  }
+
+  /** tls.server for a check connection: options, and whether it may fall back to plain text (prefer). */
+  private checkTls(host: string): Pick<PostgresProbeOptions, 'ssl' | 'sslFallback'> {
+    const leg = this.tlsFiles.serverLeg;
+    const ssl = leg.options(host);
+    return ssl === undefined ? {} : { ssl, sslFallback: leg.mode === 'prefer' };
   }
 
   makeListener(l: ListenerConfig): Listener {
@@ -339,9 +363,13 @@ export class App implements AdminController, ControlContext, Reloadable {
         sessionOpened: () => this.quietGc.sessionOpened(),
         sessionClosed: () => this.quietGc.sessionClosed(),
       }),
-      // Wired to the certificates when tls.mode terminate is configured (net/tls-credentials.ts).
-      clientTlsOptions: () => undefined,
-      serverTlsOptions: () => undefined,
+      // The certificates of the last good load (a reload may replace them for the next session).
+      clientTlsOptions: () => this.tlsFiles.credentials?.options(),
+      clientCertificateError: (socket) => this.tlsFiles.credentials?.clientCertificateError(socket),
+      serverTlsOptions: (host) => {
+        const connect = this.tlsFiles.serverLeg.options(host);
+        return connect && { connect, fallbackToPlain: this.tlsFiles.serverLeg.mode === 'prefer' };
+      },
       cancelTargets: () => this.cancelTargets(l),
       sendCancel: (host, port, packet) => sendCancel(host, port, packet, this.config.proxy.connectTimeout),
     };

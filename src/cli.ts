@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // pgwarden command line: run the proxy, check a config, the demo, the database-host agent, and
 // the operator verbs that talk to a running pgwarden's admin API.
-// Exit codes: 0 clean stop / success, 2 bad usage or config, 1 runtime failure.
+// Exit codes: 0 clean stop / success, 2 bad usage, config or TLS files, 1 runtime failure.
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from './config/load';
-import { ConfigError } from './errors';
+import { ConfigError, TlsFilesError } from './errors';
 import { describeConfig } from './config/describe';
 import type { Config, HostConfig } from './config/types';
 import { createLogger } from './logger';
@@ -13,6 +13,7 @@ import { runDemo } from './demo';
 import { runAdminVerb, type AdminVerb } from './admin/client';
 import { runAgent } from './agent/server';
 import { installProcessGuard } from './process-guard';
+import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
 
 const USAGE = `usage:
   pgwarden --config FILE                     run the proxy (SIGHUP reloads the config)
@@ -72,17 +73,43 @@ export async function main(argv: string[]): Promise<number> {
   if (!values.config) return usage('--config FILE is required');
   const config = readConfig(values.config);
   if (typeof config === 'number') return config;
-  if (command === 'check') {
-    process.stdout.write(`${describeConfig(config)}\n`);
-    return 0;
-  }
+  if (command === 'check') return check(config);
   return run(config, values.config);
+}
+
+/** What the config says, and that the TLS files it names can be used (exit 2 otherwise, like a bad config). */
+function check(config: Config): number {
+  let files: TlsFiles;
+  try {
+    files = loadTlsFiles(config.tls);
+  } catch (e) {
+    if (!(e instanceof TlsFilesError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return 2;
+  }
+  const cert = files.credentials?.certificate;
+  const certLine = cert === undefined ? [] : [`tls certificate: ${oneLine(cert.subject)}, issued by ${oneLine(cert.issuer)}, valid until ${cert.validTo}`];
+  process.stdout.write(`${[describeConfig(config), ...certLine].join('\n')}\n`);
+  return 0;
+}
+
+/** X509Certificate writes a subject one attribute a line. */
+function oneLine(name: string): string {
+  return name.split('\n').join(', ');
 }
 
 async function run(config: Config, path: string): Promise<number> {
   const log = createLogger(config.logging.level, config.logging.format);
   installProcessGuard(log);
-  const app = new App(config, log, { loadConfig: () => loadConfigFile(path) });
+  let app: App;
+  try {
+    app = new App(config, log, { loadConfig: () => loadConfigFile(path) });
+  } catch (e) {
+    // The certificate, key or CAs config.tls names: as bad as a bad config, and said the same way.
+    if (!(e instanceof TlsFilesError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return 2;
+  }
   try {
     await app.start();
   } catch (e) {

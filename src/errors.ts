@@ -98,6 +98,7 @@ export const ERROR_CODES = {
   PGW_CONFIG_INVALID: { meaning: 'the configuration file is not valid YAML or breaks the schema; every problem is listed' },
   PGW_CONFIG_UNREADABLE: { meaning: 'the configuration file cannot be read' },
   PGW_CONFIG_BAD_VALUE: { meaning: 'one value does not parse (a duration, size, address …); reported at its key' },
+  PGW_TLS_FILES: { meaning: 'a certificate, key or CA file named under `tls` cannot be read or used (not PEM, encrypted, a key of another certificate); every problem is listed' },
   // Cluster harness (src/harness/: the demo, tests and benchmarks), never the proxy.
   PGW_PG_BINARIES_MISSING: { meaning: 'initdb, pg_ctl, postgres or pg_basebackup not found' },
   PGW_POSTGRES_USER_MISSING: { meaning: 'running as root, and there is no postgres OS user to run PostgreSQL as' },
@@ -280,6 +281,21 @@ export class ConfigValueError extends PgwardenError {
   constructor(message: string, hint?: string) {
     super('PGW_CONFIG_BAD_VALUE', message);
     if (hint !== undefined) this.hint = hint;
+  }
+}
+
+/**
+ * The files `tls` names (certificate, key, CAs) cannot be used. Like a ConfigError: startup and
+ * `pgwarden check` print it and exit 2, and a reload that meets it keeps the running files.
+ */
+export class TlsFilesError extends PgwardenError {
+  declare readonly code: 'PGW_TLS_FILES';
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+    super('PGW_TLS_FILES', [`cannot use the TLS files the configuration names (${count}):`, ...problems.map((p) => `  ${renderProblem('', p)}`)].join('\n'));
+    this.problems = problems;
   }
 }
 

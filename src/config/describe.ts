@@ -4,7 +4,7 @@
 // hook environment values) are never printed: only whether a secret is set, and only the names of variables.
 
 import { HOOK_EVENTS } from './schema';
-import type { BackendConfig, Config, HookConfig, HostThreshold, ListenerConfig } from './types';
+import type { BackendConfig, Config, HookConfig, HostThreshold, ListenerConfig, TlsMode } from './types';
 import { formatDuration, formatSize } from './units';
 
 function address(host: string, port: number): string {
@@ -86,6 +86,28 @@ function coordinationLines(config: Config): string[] {
   ];
 }
 
+const TLS_MODE_TEXT: Readonly<Record<TlsMode, string>> = {
+  passthrough: "passthrough (a client's TLS goes through to the server)",
+  disable: 'disable (a client asking for TLS is told no)',
+  terminate: 'terminate (pgwarden does TLS with clients itself)',
+};
+
+function tlsLines(config: Config): string[] {
+  const { tls } = config;
+  const lines = [`tls: ${TLS_MODE_TEXT[tls.mode]}`];
+  if (tls.mode === 'terminate') {
+    lines.push(
+      `  cert_file: ${tls.certFile ?? '(none)'}  key_file: ${tls.keyFile ?? '(none)'}  min_version: ${tls.minVersion}`,
+      `  client_cert: ${tls.clientCert}${tls.caFile === undefined ? '' : ` (ca_file ${tls.caFile})`}  ` +
+        `client: ${tls.client} (${tls.client === 'allow' ? 'clients without TLS are served in plain text' : 'clients without TLS are refused'})`,
+    );
+  }
+  const ca = tls.server === 'verify-ca' || tls.server === 'verify-full' ? `  server_ca_file: ${tls.serverCaFile ?? '(system CAs)'}` : '';
+  const uses = tls.mode === 'terminate' ? 'sessions, health checks, pg_promote' : 'health checks, pg_promote';
+  lines.push(`  server: ${tls.server}${ca}  (${uses})`);
+  return lines;
+}
+
 function failoverLines(config: Config): string[] {
   const { failover } = config;
   const promote =
@@ -132,7 +154,7 @@ export function describeConfig(config: Config): string {
     `proxy: client_login_timeout: ${formatDuration(proxy.clientLoginTimeout)}  connect_timeout: ${formatDuration(proxy.connectTimeout)}  ` +
       `startup_timeout: ${formatDuration(proxy.startupTimeout)}  ` +
       `shutdown_timeout: ${formatDuration(proxy.shutdownTimeout)}`,
-    `tls: ${config.tls.mode}`,
+    ...tlsLines(config),
     `logging: ${config.logging.level} (${config.logging.format})`,
   );
   return lines.join('\n');

@@ -87,7 +87,8 @@ export function oneOf<const T extends string>(
   const listed = values.map((v) => `\`${v}\``).join(', ');
   return field(`one of ${listed}`, (input) => {
     if (typeof input === 'string' && (values as readonly string[]).includes(input)) return input as T;
-    const word = typeof input === 'string' ? input : '';
+    // YAML reads `1.2` as a number; its text still finds an alias (`min_version: 1.2`).
+    const word = typeof input === 'string' ? input : typeof input === 'number' ? String(input) : '';
     const alias = Object.hasOwn(aliases, word.toLowerCase()) ? aliases[word.toLowerCase()] : undefined;
     const guess = alias ?? didYouMean(word, values);
     const hint = Object.hasOwn(hints, word) ? hints[word] : guess === undefined ? undefined : `did you mean \`${guess}\`?`;

@@ -2,12 +2,13 @@
 // to itself, `fallback` only where it means something, fast_interval <= interval, the check
 // password and the admin token, roles for tcp checks, ports the admin API or the agent
 // would share with a listener or a server, and coordination (this instance among the
-// members, how etcd is reached, lease timing). Pure.
+// members, how etcd is reached, lease timing). The `tls` section's rules are in tls-rules.ts. Pure.
 //
 // These run on a partly parsed document (values that failed to parse are left as written),
 // so every read is guarded: a rule only judges values that parsed, and the value that did
 // not parse already has its own problem.
 
+import { tlsRules } from './tls-rules';
 import { formatDuration } from './units';
 
 export type Report = (path: readonly (string | number)[], message: string, hint?: string) => void;
@@ -328,6 +329,7 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
   tcpCheckNeeds(doc, health, report);
   agentPort(doc, health, report);
   promoteNeeds(isMapping(doc.failover) ? doc.failover : {}, health, report);
+  if (isMapping(doc.tls)) tlsRules(doc.tls, report);
   if (isMapping(doc.admin)) {
     adminBind(doc, doc.admin, report);
     secretFromEnv(doc.admin, ADMIN_TOKEN, env, report);

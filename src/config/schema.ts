@@ -9,7 +9,7 @@ import { didYouMean } from './did-you-mean';
 import { showValue } from './show-value';
 import * as f from './fields';
 import { checkRules } from './rules';
-import type { HookEvent } from './types';
+import type { HookEvent, ServerTlsMode, TlsConfig, TlsMode } from './types';
 
 /** Extra data on an unknown-key issue; load.ts writes the message once the full path is known. */
 export interface UnknownKeyParams {
@@ -123,6 +123,11 @@ export const LOG_FORMATS = ['json', 'pretty'] as const;
 export const FAILOVER_MODES = ['follow', 'promote'] as const;
 export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
 export const ON_ETCD_LOSS = ['keep', 'readonly'] as const;
+export const TLS_MODES = ['passthrough', 'disable', 'terminate'] as const satisfies readonly TlsMode[];
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const satisfies readonly TlsConfig['minVersion'][];
+export const CLIENT_CERT = ['off', 'verify'] as const satisfies readonly TlsConfig['clientCert'][];
+export const CLIENT_TLS = ['allow', 'require'] as const satisfies readonly TlsConfig['client'][];
+export const SERVER_TLS_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const satisfies readonly ServerTlsMode[];
 export const HOOK_EVENTS = ['pre_switchover', 'post_switchover', 'on_promote', 'on_primary_change', 'on_backend_down', 'on_backend_up', 'on_fence'] as const satisfies readonly HookEvent[];
 
 /** `cpu: 80%` with no `for`: a short spike is not an alert. */
@@ -230,12 +235,30 @@ const admin = section('admin', {
   token_env: f.envName().optional(),
 });
 
+const PEM_FILE = 'the path of a PEM file';
+
 const tls = section('tls', {
   mode: f
-    .oneOf(['passthrough', 'disable'], { disabled: 'disable', off: 'disable', none: 'disable' }, {
-      terminate: 'TLS termination at the proxy is not supported yet; `passthrough` keeps TLS end to end',
-    })
+    .oneOf(TLS_MODES, { disabled: 'disable', off: 'disable', none: 'disable', terminated: 'terminate', termination: 'terminate', offload: 'terminate' })
     .default('passthrough'),
+  // Only for `mode: terminate`; absence matters (rules.ts), so these defaults are applied in to-config.ts.
+  cert_file: f.text(PEM_FILE).optional(),
+  key_file: f.text(PEM_FILE).optional(),
+  min_version: f.oneOf(TLS_VERSIONS, { '1.2': 'TLSv1.2', '1.3': 'TLSv1.3', 'tlsv1.2': 'TLSv1.2', 'tlsv1.3': 'TLSv1.3', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' }).optional(),
+  ca_file: f.text(PEM_FILE).optional(),
+  client_cert: f
+    .oneOf(CLIENT_CERT, { required: 'verify', require: 'verify', 'verify-ca': 'verify', verify_ca: 'verify', on: 'verify', none: 'off', no: 'off', disable: 'off' }, {
+      'verify-full':
+        "pgwarden checks that a client certificate is signed by `ca_file` (`verify`); it does not match the certificate's name to the user, and PostgreSQL behind it never sees the certificate",
+    })
+    .optional(),
+  client: f.oneOf(CLIENT_TLS, { required: 'require', prefer: 'allow', optional: 'allow' }).optional(),
+  server: f
+    .oneOf(SERVER_TLS_MODES, { verify_ca: 'verify-ca', verify_full: 'verify-full', verifyca: 'verify-ca', verifyfull: 'verify-full', off: 'disable', disabled: 'disable', required: 'require' }, {
+      allow: "libpq's `allow` (plain text first, TLS only if the server insists) is not offered: use `prefer` or `disable`",
+    })
+    .default('disable'),
+  server_ca_file: f.text(PEM_FILE).optional(),
 });
 
 const logging = section('logging', {
@@ -262,9 +285,9 @@ const proxy = section('proxy', {
 });
 
 const etcdTls = section('coordination.etcd.tls', {
-  ca_file: f.text('the path of a PEM file').optional(),
-  cert_file: f.text('the path of a PEM file').optional(),
-  key_file: f.text('the path of a PEM file').optional(),
+  ca_file: f.text(PEM_FILE).optional(),
+  cert_file: f.text(PEM_FILE).optional(),
+  key_file: f.text(PEM_FILE).optional(),
 });
 
 const etcd = section(

@@ -3,7 +3,7 @@
 // defaults that depend on other keys, deeply frozen. Pure.
 
 import { HOOK_EVENTS, type ParsedDocument } from './schema';
-import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold } from './types';
+import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold, TlsConfig } from './types';
 
 /** `health.fast_interval` when not written, unless `interval` is shorter. */
 const DEFAULT_FAST_INTERVAL_MS = 250;
@@ -44,6 +44,22 @@ function hostOf(doc: ParsedDocument): HostConfig {
   return { interval: doc.host.interval, thresholds };
 }
 
+/** Keys only `mode: terminate` reads are optional in the schema (rules.ts refuses them elsewhere); their defaults are here. */
+function tlsOf(doc: ParsedDocument): TlsConfig {
+  const { tls } = doc;
+  return {
+    mode: tls.mode,
+    ...(tls.cert_file === undefined ? {} : { certFile: tls.cert_file }),
+    ...(tls.key_file === undefined ? {} : { keyFile: tls.key_file }),
+    minVersion: tls.min_version ?? 'TLSv1.2',
+    ...(tls.ca_file === undefined ? {} : { caFile: tls.ca_file }),
+    clientCert: tls.client_cert ?? 'off',
+    client: tls.client ?? 'allow',
+    server: tls.server,
+    ...(tls.server_ca_file === undefined ? {} : { serverCaFile: tls.server_ca_file }),
+  };
+}
+
 /** `coordination`, or undefined when the section is absent (this instance acts alone). */
 function coordinationOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): CoordinationConfig | undefined {
   const { coordination } = doc;
@@ -73,7 +89,7 @@ function coordinationOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): Coordinati
 }
 
 export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
-  const { health, failover, tls, logging, proxy, admin } = doc;
+  const { health, failover, logging, proxy, admin } = doc;
   const password = secret(health.password, health.password_env, env);
   const token = admin === undefined ? undefined : secret(admin.token, admin.token_env, env);
   const coordination = coordinationOf(doc, env);
@@ -120,7 +136,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       drainTimeout: failover.drain_timeout,
       watchInterval: failover.watch_interval,
     },
-    tls: { mode: tls.mode, minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' },
+    tls: tlsOf(doc),
     logging: { level: logging.level, format: logging.format },
     proxy: {
       clientLoginTimeout: proxy.client_login_timeout,

@@ -99,7 +99,7 @@ export class PrimaryLoss {
     }
     timeline.add('warn', 'failover.promote', `promoting ${best.name} (replayed ${best.replayLsn}) after ${lostName ?? 'the primary'} stayed down`, { backend: best.name });
     try {
-      await promoteServer({ name: best.name, host: best.config.host, port: best.config.port }, config.health);
+      await promoteServer({ name: best.name, host: best.config.host, port: best.config.port }, config);
       this.deps.poke(best.name, 'promoted');
       timeline.add('info', 'failover.promoted', `${best.name} promoted`, { backend: best.name });
       void this.deps.hooks().run('on_promote', { oldPrimary: this.deps.endpoint(lostName), newPrimary: this.deps.endpoint(best.name) });

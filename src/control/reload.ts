@@ -2,7 +2,10 @@
 // backends and their sessions are untouched; a removed backend gets no new sessions and is
 // forgotten once its sessions end; a changed listener is rebound (its existing sessions continue
 // on the old socket until they end). A config that does not load, or a listener address that
-// cannot be bound, changes nothing: the running config stays.
+// cannot be bound, changes nothing: the running config stays. The TLS files `tls` names are read
+// again every time (a renewed certificate at the same path); files that cannot be used reject the
+// reload like a bad config, and the running certificate stays. Sessions keep the TLS they have.
+import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, SqlState } from '../errors';
 import type { ReloadResult } from '../admin/controller';
 import type { BackendConfig, Config, ListenerConfig } from '../config/types';
@@ -12,6 +15,7 @@ import type { Listener } from '../proxy/listener';
 import { diffConfig } from './config-diff';
 import type { ControlContext } from './context';
 import { closeSessions } from './drain';
+import { loadTlsFiles, type TlsFiles } from '../net/tls-credentials';
 
 /** The running proxy as a reload changes it (App). */
 export interface Reloadable extends ControlContext {
@@ -21,6 +25,8 @@ export interface Reloadable extends ControlContext {
   /** Listeners removed by a reload whose sessions have not ended yet. */
   readonly retired: Set<Listener>;
   readonly checkers: Map<string, HealthChecker>;
+  /** The TLS files of `config.tls`, replaced with it. */
+  tlsFiles: TlsFiles;
   makeListener(l: ListenerConfig): Listener;
   makeChecker(b: BackendConfig): HealthChecker;
   logListenerReady(l: Listener): void;
@@ -29,8 +35,10 @@ export interface Reloadable extends ControlContext {
 export async function reload(app: Reloadable, loadConfig: (() => Config) | undefined): Promise<ReloadResult> {
   if (!loadConfig) return { ok: false, error: 'no config file to reload (pgwarden was started without --config)' };
   let next: Config;
+  let tlsFiles: TlsFiles;
   try {
     next = loadConfig();
+    tlsFiles = loadTlsFiles(next.tls);
   } catch (e) {
     const error = e instanceof ConfigError ? e.format() : (e as Error).message;
     app.timeline.add('error', 'config.reload', 'reload rejected: the running config stays', { ok: false, error });
@@ -38,7 +46,7 @@ export async function reload(app: Reloadable, loadConfig: (() => Config) | undef
     return { ok: false, error };
   }
   try {
-    const changes = await applyConfig(app, next);
+    const changes = await applyConfig(app, next, tlsFiles);
     app.timeline.add('info', 'config.reload', changes.length ? `reloaded: ${changes.join('; ')}` : 'reloaded: no changes', { ok: true, changes });
     app.bus.emit('config.reload', { ok: true, changes });
     return { ok: true, changes };
@@ -51,8 +59,9 @@ export async function reload(app: Reloadable, loadConfig: (() => Config) | undef
 }
 
 /** Apply a validated config; returns the summary of what changed. */
-async function applyConfig(app: Reloadable, next: Config): Promise<string[]> {
+async function applyConfig(app: Reloadable, next: Config, tlsFiles: TlsFiles): Promise<string[]> {
   const diff = diffConfig(app.config, next);
+  const tlsSummary = tlsFileChanges(isDeepStrictEqual(app.config.tls, next.tls) ? app.tlsFiles : undefined, tlsFiles);
   // Bind new listeners (and changed ones on a new address) first: if an address is taken,
   // nothing has changed yet and the running config stays.
   const fresh: Listener[] = [];
@@ -61,7 +70,9 @@ async function applyConfig(app: Reloadable, next: Config): Promise<string[]> {
     return old.config.host !== l.host || old.config.port !== l.port;
   });
   const prev = app.config;
+  const prevTls = app.tlsFiles;
   app.config = next;
+  app.tlsFiles = tlsFiles;
   try {
     for (const l of [...diff.listeners.added, ...rebind]) {
       const listener = app.makeListener(l);
@@ -70,6 +81,7 @@ async function applyConfig(app: Reloadable, next: Config): Promise<string[]> {
     }
   } catch (e) {
     app.config = prev;
+    app.tlsFiles = prevTls;
     for (const l of fresh) await l.stopAccepting();
     throw e;
   }
@@ -104,8 +116,10 @@ async function applyConfig(app: Reloadable, next: Config): Promise<string[]> {
   for (const b of diff.backends.added) app.topology.add(b);
   // New hook lists apply to the next event; runs in progress finish under the old runner.
   if (diff.summary.includes('hooks settings changed')) app.hooks = new HookRunner(next.hooks, { log: app.log, bus: app.bus });
-  // Checkers: restart those whose backend changed, all of them when health settings changed.
-  const restart = diff.health ? next.backends.map((b) => b.name) : [...diff.backends.changed, ...diff.backends.added].map((b) => b.name);
+  // Checkers: restart those whose backend changed, all of them when health settings or the TLS of
+  // their connections (tls.server, the servers' CA) changed.
+  const everyChecker = diff.health || !prevTls.serverLeg.equals(tlsFiles.serverLeg);
+  const restart = everyChecker ? next.backends.map((b) => b.name) : [...diff.backends.changed, ...diff.backends.added].map((b) => b.name);
   for (const name of restart) {
     app.checkers.get(name)?.stop();
     const b = next.backends.find((x) => x.name === name)!;
@@ -113,7 +127,25 @@ async function applyConfig(app: Reloadable, next: Config): Promise<string[]> {
     app.checkers.set(name, c);
     c.start();
   }
-  return diff.summary;
+  return [...diff.summary, ...tlsSummary];
+}
+
+/**
+ * What a reload changed in the TLS files when `tls` itself did not (same paths, new contents): a
+ * renewed certificate, a new CA for the servers. `before` undefined: `tls` changed, which the
+ * summary already says ("tls settings changed").
+ */
+function tlsFileChanges(before: TlsFiles | undefined, after: TlsFiles): string[] {
+  const out: string[] = [];
+  const cert = after.credentials?.certificate;
+  const old = before?.credentials?.certificate;
+  if (cert !== undefined && old !== undefined && cert.fingerprint256 !== old.fingerprint256) {
+    out.push(`tls certificate replaced (${cert.subject.replace(/\n/g, ', ')}, valid until ${cert.validTo})`);
+  }
+  if (before !== undefined && !before.serverLeg.equals(after.serverLeg)) {
+    out.push("tls server_ca_file changed (health checks reconnect)");
+  }
+  return out;
 }
 
 /** Remove a backend from the topology once its last session ended. */

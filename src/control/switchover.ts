@@ -11,15 +11,15 @@
 //   6. the queue is released to the new primary; post_switchover and on_promote hooks run.
 import type { SwitchoverResult } from '../admin/controller';
 import { realClock, type Clock } from '../clock';
-import type { HealthConfig } from '../config/types';
 import type { Session } from '../proxy/session';
 import type { Topology } from '../routing/topology';
-import { currentWalLsn, promoteServer, replayLsn, type ServerAddress } from './admin-sql';
+import { currentWalLsn, promoteServer, replayLsn, type ServerAddress, type ServerLogin } from './admin-sql';
 import { drainAtBoundaries } from './drain';
 
 export interface SwitchoverDeps {
   topology: Topology;
-  health: () => HealthConfig;
+  /** The check user and tls.server, for the statements run on the servers (a Config is one). */
+  login: () => ServerLogin;
   drainTimeout: () => number;
   sessionsOn(backend: string): Session[];
   /** Veto point; resolves allowed=false to abort before anything changed. */
@@ -69,17 +69,17 @@ export async function runSwitchover(deps: SwitchoverDeps, to: string): Promise<S
     if (closedInTransaction > 0) deps.progress(`switchover: ${closedInTransaction} sessions were still busy at drain_timeout and were closed`);
 
     // Catch up: the target must have replayed everything the old primary wrote.
-    const health = deps.health();
-    const lastLsn = await currentWalLsn(from, health);
+    const login = deps.login();
+    const lastLsn = await currentWalLsn(from, login);
     const catchUpDeadline = clock.now() + Math.max(deps.drainTimeout(), 5000);
     for (;;) {
-      const replayed = await replayLsn(dest, health);
+      const replayed = await replayLsn(dest, login);
       if (replayed !== undefined && replayed >= lastLsn) break;
       if (clock.now() > catchUpDeadline) throw new Error(`${to} did not replay up to ${old.name}'s last position in time`);
       await sleep(POLL_MS);
     }
     deps.progress(`switchover: ${to} has replayed everything ${old.name} wrote; promoting ${to}`);
-    await promoteServer(dest, health);
+    await promoteServer(dest, login);
     deps.recheck(to);
     deps.recheck(old.name);
     // Wait (bounded) for the checks to see the new primary so the result reflects routing.

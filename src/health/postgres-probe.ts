@@ -23,6 +23,11 @@ export interface PostgresProbeOptions {
   /** TLS for the check connection; off unless given (no PGSSLMODE surprises from the environment). */
   readonly ssl?: boolean | ConnectionOptions;
   /**
+   * libpq's sslmode=prefer: a server that answers N to the SSLRequest is connected to again in
+   * plain text (within the same check's budget). A TLS handshake that fails stays a failure (L6TLS).
+   */
+  readonly sslFallback?: boolean;
+  /**
    * TCP_USER_TIMEOUT for the kept check connection, normally health `timeout × fall`. With it a
    * server that vanished without FIN or RST breaks the idle connection within about idle (1 s)
    * plus this, and onConnectionLost brings the next check forward. Absent: keepalive alone
@@ -169,7 +174,7 @@ class PostgresCheck {
     if (attempt !== undefined) this.timedOut(attempt, 'check aborted');
   };
 
-  private connect(attempt: Attempt): void {
+  private connect(attempt: Attempt, ssl = this.opts.ssl ?? false): void {
     const opts = this.opts;
     const client = new Client({
       host: opts.host,
@@ -178,7 +183,7 @@ class PostgresCheck {
       // '' rather than undefined: pg would otherwise consult PGPASSWORD and ~/.pgpass.
       password: opts.password ?? '',
       database: opts.database,
-      ssl: opts.ssl ?? false,
+      ssl,
       application_name: 'pgwarden-check',
       connectionTimeoutMillis: opts.timeoutMs,
       statement_timeout: opts.timeoutMs,
@@ -211,6 +216,11 @@ class PostgresCheck {
       },
       (err: unknown) => {
         if (this.attempt !== attempt) return;
+        if (ssl !== false && opts.sslFallback === true && serverRefusedTls(err)) {
+          dropClient(client);
+          attempt.phase = 'connecting';
+          return this.connect(attempt, false);
+        }
         const failure = classify(err, attempt.phase);
         this.fail(attempt, failure.layer, failure.message.includes(this.where) ? failure.message : `${this.where}: ${failure.message}`);
       },
@@ -294,6 +304,11 @@ function dropClient(client: Client): void {
 interface Classified {
   readonly layer: FailureLayer;
   readonly message: string;
+}
+
+/** pg's error when the server answers N to an SSLRequest (a server without ssl = on). */
+export function serverRefusedTls(err: unknown): boolean {
+  return err instanceof Error && err.message === 'The server does not support SSL connections';
 }
 
 /** Where did it fail? Server errors by SQLSTATE class, socket errors by errno, pg's own by text. */

@@ -51,6 +51,11 @@ export interface ListenerContext {
   clientTlsOptions(): tls.TlsOptions | undefined;
   /** TLS to the server at `host` (tls.server, like libpq's sslmode); undefined: plain TCP. */
   serverTlsOptions(host: string): ServerTlsOptions | undefined;
+  /**
+   * Under client_cert: verify, why the client's certificate is refused (after the TLS socket's
+   * 'secure'; a TLSSocket made outside a tls.Server does not check it itself); undefined: fine.
+   */
+  clientCertificateError(socket: tls.TLSSocket): Error | undefined;
   readonly proxy: ProxyConfig;
   readonly failover: FailoverConfig;
   readonly health: HealthConfig;

@@ -108,7 +108,14 @@ export class Session extends SessionLifecycle {
     this.reader.dispose();
     const raw = this.client;
     if (hello === undefined) raw.write('S');
-    const secure = tlsRelayEnd(new tls.TLSSocket(hello === undefined ? raw : prefixedStream(raw, hello), { ...options, isServer: true }));
+    const socket = new tls.TLSSocket(hello === undefined ? raw : prefixedStream(raw, hello), { ...options, isServer: true });
+    socket.once('secure', () =>
+      this.guard(() => {
+        const refused = this.ctx.clientCertificateError(socket);
+        if (refused) this.end('protocol-error', { detail: `client certificate refused: ${refused.message}` });
+      }, undefined),
+    );
+    const secure = tlsRelayEnd(socket);
     this.client = secure;
     this.clientTls = true;
     secure.reportTo(this);

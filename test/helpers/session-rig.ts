@@ -80,6 +80,10 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     topology,
     cancels,
     tls: config.tls,
+    // Plain text both ways: the TLS paths run against real servers (tls-terminate.test.ts).
+    clientTlsOptions: () => undefined,
+    clientCertificateError: () => undefined,
+    serverTlsOptions: () => undefined,
     proxy: config.proxy,
     failover: config.failover,
     health: config.health,

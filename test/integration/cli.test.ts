@@ -9,6 +9,7 @@ import t, { type Test } from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, waitFor, whoAnswers } from '../helpers/proxy';
 import { freePort } from '../../src/harness/ports';
+import { makeTlsFiles, opensslMissing } from '../helpers/tls-files';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 const EXAMPLE = path.join(__dirname, '..', '..', 'config', 'example.yaml');
@@ -49,6 +50,27 @@ t.test('a bad config: key path, hint, exit 2, no stack trace', async (t) => {
   const missing = await cli(['check', '--config', '/nonexistent/pgwarden.yaml']);
   t.equal(missing.code, 2);
   t.match(missing.stderr, /nonexistent/);
+});
+
+t.test('TLS files that cannot be used: exit 2 from check and at startup, with the key and the file', { skip: opensslMissing() ?? false }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgwarden-cli-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { f } = makeTlsFiles(dir);
+  const config = async (cert: string, key: string) =>
+    tmpConfig(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:${await freePort()}", route: primary }\nbackends:\n  - { name: pg1, host: 127.0.0.1, port: 5432 }\ntls:\n  mode: terminate\n  cert_file: ${cert}\n  key_file: ${key}\n`);
+  const good = await cli(['check', '--config', await config(f('server.pem'), f('server.key'))]);
+  t.equal(good.code, 0, good.stderr);
+  t.match(good.stdout, /\ntls certificate: CN=localhost, issued by CN=pgwarden-test-ca, valid until /);
+  const wrongKey = await config(f('server.pem'), f('client.key'));
+  for (const args of [['check', '--config', wrongKey], ['--config', wrongKey]]) {
+    const r = await cli(args);
+    t.equal(r.code, 2, args[0]);
+    t.match(r.stderr, /^cannot use the TLS files the configuration names \(1 problem\):\n {2}tls\.key_file: the key in \S+client\.key does not belong to the certificate in \S+server\.pem/);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  const r = await cli(['--config', await config(f('nope.pem'), f('server.key'))]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /tls\.cert_file: cannot read \S+nope\.pem: no such file/);
 });
 
 t.test('bad usage exits 2', async (t) => {

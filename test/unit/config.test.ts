@@ -71,6 +71,21 @@ t.test('the example file loads and documents every key', async (t) => {
   const uncommented = section.replace(/^# ?/gm, '');
   const coordination = parseConfig(`${MINIMAL}${uncommented}`, { PGWARDEN_ETCD_PASSWORD: 'etcd-secret-5' }).coordination;
   t.match(coordination, { name: 'a', members: ['a', 'b', 'c'], ttl: 10_000, onEtcdLoss: 'keep', etcd: { prefix: '/pgwarden', timeout: 1_000, password: 'etcd-secret-5' } });
+
+  // The terminate keys of `tls` are commented out (they need certificate files); uncommented, they load.
+  const tlsSection = text.slice(text.indexOf('\ntls:') + 1, text.indexOf('\nproxy:') + 1);
+  const terminate = tlsSection.replace('mode: passthrough', 'mode: terminate').replace(/^ {2}# (?=[a-z_]+:)/gm, '  ');
+  t.same(parseConfig(`${MINIMAL}${terminate}`, {}).tls, {
+    mode: 'terminate',
+    certFile: '/etc/pgwarden/server.pem',
+    keyFile: '/etc/pgwarden/server.key',
+    minVersion: 'TLSv1.2',
+    caFile: '/etc/pgwarden/client-ca.pem',
+    clientCert: 'verify',
+    client: 'require',
+    server: 'verify-full',
+    serverCaFile: '/etc/pgwarden/server-ca.pem',
+  });
 });
 
 t.test('the YAML from the design loads exactly as written', async (t) => {
@@ -134,7 +149,7 @@ t.test('a minimal file gets every default', async (t) => {
       maxReplicaLag: {},
     },
     failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000, watchInterval: 50 },
-    tls: { mode: 'passthrough' },
+    tls: { mode: 'passthrough', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' },
     logging: { level: 'info', format: 'json' },
     proxy: {
       clientLoginTimeout: 10_000,
@@ -261,7 +276,7 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
 
   const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
   t.equal(nothingClose.message, 'unknown key `tls.certificate`');
-  t.equal(nothingClose.hint, 'valid keys here: mode');
+  t.equal(nothingClose.hint, 'valid keys here: mode, cert_file, key_file, min_version, ca_file, client_cert, client, server, server_ca_file');
 
   const two = configError(t, `${MINIMAL}health: { intervall: 1s, falls: 3 }\n`);
   t.same(two.problems.map((p) => p.path), ['health.intervall', 'health.falls'], 'each unknown key is its own problem');
@@ -319,7 +334,7 @@ t.test('enums list the allowed values', async (t) => {
     'expected one of `roundrobin`, `leastconn`, `random`, got "least_conn"',
   );
   t.match(problemAt(t, `${MINIMAL}health: { check: http }\n`, 'health.check').message, /one of `postgres`, `tcp`, got "http"/);
-  t.match(problemAt(t, `${MINIMAL}tls: { mode: terminate }\n`, 'tls.mode').hint, /not supported yet/);
+  t.equal(problemAt(t, `${MINIMAL}tls: { mode: terminated }\n`, 'tls.mode').hint, 'did you mean `terminate`?');
   t.equal(problemAt(t, `${MINIMAL}logging: { level: warning }\n`, 'logging.level').hint, 'did you mean `warn`?');
   t.match(problemAt(t, `${MINIMAL}logging: { level: infoo }\n`, 'logging.level').message, /`fatal`, `error`, `warn`, `info`, `debug`, `trace`, `silent`/);
 });
@@ -929,4 +944,123 @@ t.test('coordination: describeConfig shows it without the password; a change nee
   const longer = parseConfig(`${MINIMAL}${COORDINATION.replace('ttl: 15s', 'ttl: 30s')}`, { ETCD_PASSWORD: 'etcd-secret-9' });
   t.same(diffConfig(config, longer).summary, [restart], 'changed');
   t.same(diffConfig(config, parseConfig(`${MINIMAL}${COORDINATION}`, { ETCD_PASSWORD: 'etcd-secret-9' })).summary, [], 'unchanged');
+});
+
+const TERMINATE = `tls:
+  mode: terminate
+  cert_file: /etc/pgwarden/server.pem
+  key_file: /etc/pgwarden/server.key
+`;
+
+t.test('tls: a full terminate section parses into the contract', async (t) => {
+  const config = parseConfig(
+    `${MINIMAL}${TERMINATE}  min_version: TLSv1.3
+  ca_file: /etc/pgwarden/client-ca.pem
+  client_cert: verify
+  client: require
+  server: verify-ca
+  server_ca_file: /etc/pgwarden/server-ca.pem
+`,
+    {},
+  );
+  t.strictSame(config.tls, {
+    mode: 'terminate',
+    certFile: '/etc/pgwarden/server.pem',
+    keyFile: '/etc/pgwarden/server.key',
+    minVersion: 'TLSv1.3',
+    caFile: '/etc/pgwarden/client-ca.pem',
+    clientCert: 'verify',
+    client: 'require',
+    server: 'verify-ca',
+    serverCaFile: '/etc/pgwarden/server-ca.pem',
+  });
+  t.ok(Object.isFrozen(config.tls));
+
+  t.strictSame(
+    parseConfig(`${MINIMAL}${TERMINATE}`, {}).tls,
+    { mode: 'terminate', certFile: '/etc/pgwarden/server.pem', keyFile: '/etc/pgwarden/server.key', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' },
+    'defaults for what is not written',
+  );
+  for (const server of ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const) {
+    t.equal(parseConfig(`${MINIMAL}tls: { server: ${server} }\n`, {}).tls.server, server, `server: ${server} under passthrough (health checks)`);
+  }
+  t.same(parseConfig(`${MINIMAL}tls: { mode: disable, server: verify-full }\n`, {}).tls, { mode: 'disable', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'verify-full' }, 'the system CAs');
+});
+
+t.test('tls: terminate needs a certificate and its key', async (t) => {
+  const none = configError(t, `${MINIMAL}tls: { mode: terminate }\n`);
+  t.same(none.problems.map((p) => p.path), ['tls.cert_file', 'tls.key_file']);
+  t.equal(none.problems[0]?.message, 'required key is missing when `mode` is `terminate`; expected the path of a PEM certificate');
+  t.match(none.problems[0]?.hint, /shows this certificate to clients/);
+  t.match(none.problems[1]?.message, /missing when `mode` is `terminate`; expected the path of the certificate's private key/);
+  t.equal(none.problems[0]?.line, 5, 'points at the `tls` key');
+
+  t.match(problemAt(t, `${MINIMAL}tls: { mode: terminate, key_file: k.pem }\n`, 'tls.cert_file').message, /required key is missing/);
+  t.match(problemAt(t, `${MINIMAL}tls: { mode: terminate, cert_file: c.pem }\n`, 'tls.key_file').message, /required key is missing/);
+  t.match(problemAt(t, `${MINIMAL}tls: { mode: terminate, cert_file: 5, key_file: k.pem }\n`, 'tls.cert_file').hint, /quotes/);
+});
+
+t.test('tls: keys of terminate are refused under another mode, where they would be ignored', async (t) => {
+  const keys = { cert_file: 'c.pem', key_file: 'k.pem', min_version: 'TLSv1.3', ca_file: 'ca.pem', client_cert: 'verify', client: 'require' };
+  for (const [key, value] of Object.entries(keys)) {
+    for (const mode of ['passthrough', 'disable']) {
+      const p = problemAt(t, `${MINIMAL}tls: { mode: ${mode}, ${key}: ${value} }\n`, `tls.${key}`);
+      t.equal(p.message, `applies only to \`mode: terminate\` (here \`mode: ${mode}\`), so it would be ignored`);
+      t.match(p.hint, new RegExp(`remove \`${key}\`, or set \`mode: terminate\`$`));
+    }
+  }
+  t.match(problemAt(t, `${MINIMAL}tls: { cert_file: c.pem }\n`, 'tls.cert_file').message, /here `mode: passthrough`/, 'passthrough is the default');
+  t.match(problemAt(t, `${MINIMAL}tls: { client: require }\n`, 'tls.client').hint, /`hostssl`/, 'under passthrough: where the server does it');
+  t.match(problemAt(t, `${MINIMAL}tls: { min_version: TLSv1.3 }\n`, 'tls.min_version').hint, /ssl_min_protocol_version/);
+  t.match(problemAt(t, `${MINIMAL}tls: { mode: disable, client_cert: verify }\n`, 'tls.client_cert').hint, /under `disable` no client gets TLS/);
+  t.equal(configError(t, `${MINIMAL}tls: { client: allow, client_cert: off, cert_file: c.pem }\n`).problems.length, 3, 'written defaults too: one problem per key');
+  t.equal(configError(t, `${MINIMAL}tls: { mode: terminat, cert_file: c.pem }\n`).problems.length, 1, 'only the mode when it does not parse');
+});
+
+t.test('tls: client certificates need ca_file, and ca_file needs client_cert: verify', async (t) => {
+  const missing = problemAt(t, `${MINIMAL}${TERMINATE}  client_cert: verify\n`, 'tls.ca_file');
+  t.match(missing.message, /required key is missing when `client_cert` is `verify`; expected the path of the CA that signs client certificates/);
+  const alone = problemAt(t, `${MINIMAL}${TERMINATE}  ca_file: ca.pem\n`, 'tls.ca_file');
+  t.equal(alone.message, 'is used only with `client_cert: verify`, so it would be ignored');
+  t.equal(alone.hint, 'set `client_cert: verify` to require client certificates signed by this CA, or remove `ca_file`');
+  t.match(problemAt(t, `${MINIMAL}${TERMINATE}  ca_file: ca.pem\n  client_cert: off\n`, 'tls.ca_file').message, /only with `client_cert: verify`/);
+  t.same(configError(t, `${MINIMAL}${TERMINATE}  ca_file: ca.pem\n  client_cert: yes\n`).problems.map((p) => p.path), ['tls.client_cert'], 'a client_cert that does not parse is its own problem');
+});
+
+t.test('tls: server_ca_file only where the servers\' certificates are checked', async (t) => {
+  for (const server of ['verify-ca', 'verify-full']) {
+    t.equal(parseConfig(`${MINIMAL}tls: { server: ${server}, server_ca_file: ca.pem }\n`, {}).tls.serverCaFile, 'ca.pem');
+  }
+  for (const server of ['prefer', 'require']) {
+    const p = problemAt(t, `${MINIMAL}tls: { server: ${server}, server_ca_file: ca.pem }\n`, 'tls.server_ca_file');
+    t.equal(p.message, `applies only to \`server: verify-ca\` or \`verify-full\` (here \`server: ${server}\`), so it would be ignored`);
+    t.match(p.hint, /encrypts without checking the server's certificate \(unlike libpq, not even when a CA is given\): set `server: verify-full`/);
+  }
+  t.match(problemAt(t, `${MINIMAL}tls: { server_ca_file: ca.pem }\n`, 'tls.server_ca_file').hint, /`server: disable`.*plain text/, 'disable is the default');
+  t.same(configError(t, `${MINIMAL}tls: { server: verify_full, server_ca_file: ca.pem }\n`).problems.map((p) => p.path), ['tls.server'], 'a server that does not parse is its own problem');
+});
+
+t.test('tls: words that are not ours', async (t) => {
+  const number = problemAt(t, `${MINIMAL}${TERMINATE}  min_version: 1.2\n`, 'tls.min_version');
+  t.equal(number.message, 'expected one of `TLSv1.2`, `TLSv1.3`, got 1.2');
+  t.equal(number.hint, 'did you mean `TLSv1.2`?');
+  t.equal(problemAt(t, `${MINIMAL}${TERMINATE}  min_version: tls1.3\n`, 'tls.min_version').hint, 'did you mean `TLSv1.3`?');
+  t.equal(problemAt(t, `${MINIMAL}tls: { server: verify_full }\n`, 'tls.server').hint, 'did you mean `verify-full`?');
+  t.match(problemAt(t, `${MINIMAL}tls: { server: allow }\n`, 'tls.server').hint, /libpq's `allow`.*is not offered/);
+  t.match(problemAt(t, `${MINIMAL}${TERMINATE}  client_cert: verify-full\n`, 'tls.client_cert').hint, /does not match the certificate's name to the user/);
+  t.equal(problemAt(t, `${MINIMAL}${TERMINATE}  client_cert: verify-ca\n`, 'tls.client_cert').hint, 'did you mean `verify`?');
+  t.equal(problemAt(t, `${MINIMAL}${TERMINATE}  client: required\n`, 'tls.client').hint, 'did you mean `require`?');
+  t.equal(problemAt(t, `${MINIMAL}tls: { cafile: x }\n`, 'tls.cafile').message, 'unknown key `tls.cafile` — did you mean `ca_file`?');
+});
+
+t.test('tls: describeConfig shows both legs; a change is reported by a reload', async (t) => {
+  t.match(describeConfig(parseConfig(MINIMAL, {})), /\ntls: passthrough \(a client's TLS goes through to the server\)\n {2}server: disable {2}\(health checks, pg_promote\)\n/);
+  const full = parseConfig(`${MINIMAL}${TERMINATE}  ca_file: /ca.pem\n  client_cert: verify\n  client: require\n  server: verify-full\n`, {});
+  const text = describeConfig(full);
+  t.match(text, /\ntls: terminate \(pgwarden does TLS with clients itself\)\n/);
+  t.match(text, /\n {2}cert_file: \/etc\/pgwarden\/server\.pem {2}key_file: \/etc\/pgwarden\/server\.key {2}min_version: TLSv1\.2\n/);
+  t.match(text, /\n {2}client_cert: verify \(ca_file \/ca\.pem\) {2}client: require \(clients without TLS are refused\)\n/);
+  t.match(text, /\n {2}server: verify-full {2}server_ca_file: \(system CAs\) {2}\(sessions, health checks, pg_promote\)\n/);
+  t.notMatch(text, / $/m, 'no trailing spaces');
+  t.same(diffConfig(parseConfig(MINIMAL, {}), full).summary, ['tls settings changed']);
 });

@@ -27,6 +27,7 @@ function setup(t: Test, failover: { mode: 'follow' | 'promote'; maxLagOnFailover
   const config = {
     health: { fastInterval: 100, timeout: 1000, user: 'pgwarden', database: 'postgres' },
     failover: { promoteAfter: 1000, maxLagOnFailover: 1_000_000, ...failover },
+    tls: { mode: 'passthrough', server: 'disable' },
   } as unknown as Config;
   const pokes: string[] = [];
   const loss = new PrimaryLoss({
@@ -79,7 +80,7 @@ t.test('promote mode: after promote_after, the replica that replayed the most', 
   t.match(events('failover.promote'), [{ event: 'failover.promote', backend: 'pg3', message: /^promoting pg3 \(replayed 9500\)/ }]);
   // pg_promote() on port 1 is refused: reported, nothing else happens.
   await until(() => events('failover.promote_failed').length === 1);
-  t.match(events('failover.promote_failed'), [{ backend: 'pg3' }]);
+  t.match(events('failover.promote_failed'), [{ backend: 'pg3', message: /^pg_promote\(\) on pg3 \(127\.0\.0\.1:1\) failed: .*ECONNREFUSED/ }]);
 });
 
 t.test('promote mode: a primary back within promote_after cancels the promotion', async (t) => {

@@ -4,11 +4,12 @@
 // The SQL steps (WAL positions, pg_promote) go to port 1 on loopback, which refuses at once.
 import t from 'tap';
 import { FakeClock } from '../../src/clock';
-import type { BackendConfig, HealthConfig } from '../../src/config/types';
+import type { BackendConfig, HealthConfig, TlsConfig } from '../../src/config/types';
 import { runSwitchover } from '../../src/control/switchover';
 import type { Session } from '../../src/proxy/session';
 import { Topology, type CheckerSnapshot } from '../../src/routing/topology';
 
+const DISABLED_TLS: TlsConfig = { mode: 'passthrough', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' };
 const backend = (name: string): BackendConfig => ({ name, host: '127.0.0.1', port: 1, weight: 100, backup: false });
 const primaryUp: CheckerSnapshot = { state: 'up', transitional: false, lastResult: { ok: true, role: 'primary', currentLsn: 1000n, durationMs: 1 } };
 const replicaUp: CheckerSnapshot = { state: 'up', transitional: false, lastResult: { ok: true, role: 'replica', replayLsn: 1000n, receiveLsn: 1000n, replayLagSeconds: 0, durationMs: 1 } };
@@ -50,7 +51,7 @@ t.test('drain: idle sessions after a quiet poll, busy ones at drain_timeout; a f
   const running = runSwitchover(
     {
       topology,
-      health: () => ({ user: 'pgwarden', database: 'postgres', timeout: 1000 }) as HealthConfig,
+      login: () => ({ health: { user: 'pgwarden', database: 'postgres', timeout: 1000 } as HealthConfig, tls: DISABLED_TLS }),
       drainTimeout: () => 2000,
       sessionsOn: () => sessions as unknown as Session[],
       preSwitchover: async () => ({ allowed: true }),
@@ -87,7 +88,7 @@ t.test('refusals change nothing', async (t) => {
   topology.update('pg2', replicaUp);
   const deps = {
     topology,
-    health: () => ({}) as HealthConfig,
+    login: () => ({ health: {} as HealthConfig, tls: DISABLED_TLS }),
     drainTimeout: () => 2000,
     sessionsOn: () => [],
     preSwitchover: async () => ({ allowed: false, reason: 'exit code 3' }),

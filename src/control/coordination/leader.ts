@@ -146,7 +146,7 @@ export class LeaderDuties {
       await this.publish(view, { ...base(s), epoch: s.epoch + 1, phase: 'stable', primary: p.name, timeline: p.timeline, candidate: undefined });
       return;
     }
-    const health = this.deps.config().health;
+    const login = this.deps.config();
     const target = this.deps.topology.get(candidate);
     try {
       if (!target) throw new Error(`no backend named ${candidate} in this leader's config`);
@@ -154,7 +154,7 @@ export class LeaderDuties {
       if (target.role !== 'primary') {
         if (!this.lease.valid(settings.etcd.timeout)) return;
         timeline.add('warn', 'failover.promote', `promoting ${candidate} (epoch ${s.epoch}: every live member stopped writing to ${old ?? 'the old primary'})`, { backend: candidate });
-        await promoteServer({ name: candidate, host: target.config.host, port: target.config.port }, health);
+        await promoteServer({ name: candidate, host: target.config.host, port: target.config.port }, login);
         timeline.add('info', 'failover.promoted', `${candidate} promoted`, { backend: candidate });
       }
     } catch (e) {
@@ -198,14 +198,14 @@ export class LeaderDuties {
   /** Switchover: the target must have replayed everything the drained old primary wrote. */
   private async catchUp(old: string, candidate: string): Promise<void> {
     const { topology, clock } = this.deps;
-    const health = this.deps.config().health;
+    const login = this.deps.config();
     const o = topology.get(old);
     const c = topology.get(candidate);
     if (!o || !c) throw new Error(`no backend named ${!o ? old : candidate}`);
-    const last = await currentWalLsn({ name: old, host: o.config.host, port: o.config.port }, health);
+    const last = await currentWalLsn({ name: old, host: o.config.host, port: o.config.port }, login);
     const deadline = clock.now() + Math.max(this.deps.config().failover.drainTimeout, 5_000);
     for (;;) {
-      const replayed = await replayLsn({ name: candidate, host: c.config.host, port: c.config.port }, health);
+      const replayed = await replayLsn({ name: candidate, host: c.config.host, port: c.config.port }, login);
       if (replayed !== undefined && replayed >= last) return;
       if (clock.now() > deadline) throw new Error(`${candidate} did not replay up to ${old}'s last position in time`);
       await new Promise<void>((r) => clock.setTimeout(r, CATCH_UP_POLL_MS));
