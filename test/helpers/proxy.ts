@@ -63,7 +63,9 @@ ${opts.extra ?? ''}
       }
     },
   });
-  const app = new App(config, log, opts.app);
+  // reload() reads the same text again (what it names on disk, certificates, may have changed).
+  const loadConfig = () => parseConfig(yaml, { ...process.env, TEST_CHECK_PASSWORD: CHECK_USER.password }, 'test');
+  const app = new App(config, log, { loadConfig, ...opts.app });
   await app.start();
   t.teardown(() => app.stop(0));
   return { app, rwPort, roPort, logs, rawLog: () => lines.join('') };
