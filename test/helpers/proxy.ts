@@ -18,6 +18,8 @@ export interface ProxyOptions {
   listeners?: (rw: number, ro: number) => string;
   backends?: (nodes: readonly PgNode[]) => string;
   extra?: string;
+  /** reload() re-reads the generated config (default: there is no file to reload). */
+  reloadable?: boolean;
   /** Passed to the App (e.g. a faster history sampling for the status page charts). */
   app?: AppOptions;
 }
@@ -63,9 +65,9 @@ ${opts.extra ?? ''}
       }
     },
   });
-  // reload() reads the same text again (what it names on disk, certificates, may have changed).
-  const loadConfig = () => parseConfig(yaml, { ...process.env, TEST_CHECK_PASSWORD: CHECK_USER.password }, 'test');
-  const app = new App(config, log, { loadConfig, ...opts.app });
+  // reloadable: reload() reads the same text again (the files it names, certificates, may have changed).
+  const loadConfig = opts.reloadable ? () => parseConfig(yaml, { ...process.env, TEST_CHECK_PASSWORD: CHECK_USER.password }, 'test') : undefined;
+  const app = new App(config, log, { ...(loadConfig ? { loadConfig } : {}), ...opts.app });
   await app.start();
   t.teardown(() => app.stop(0));
   return { app, rwPort, roPort, logs, rawLog: () => lines.join('') };

@@ -56,6 +56,7 @@ async function setup(t: Test, tlsExtra = '', opts: { replicas?: number; server?:
   copyFileSync(issued.certFile, certFile);
   copyFileSync(issued.keyFile, keyFile);
   const p = await startProxy(t, cluster, {
+    reloadable: true,
     extra: `tls:\n  mode: terminate\n  cert_file: ${certFile}\n  key_file: ${keyFile}\n  server: ${opts.server ?? 'require'}\n${tlsExtra}`,
     listeners: (rw, ro) => `  - { name: rw, bind: "127.0.0.1:${rw}", route: primary }\n  - { name: ro, bind: "127.0.0.1:${ro}", route: replica }`,
   });
