@@ -112,7 +112,8 @@ export class Session extends SessionLifecycle {
     socket.once('secure', () =>
       this.guard(() => {
         const refused = this.ctx.clientCertificateError(socket);
-        if (refused) this.end('protocol-error', { detail: `client certificate refused: ${refused.message}` });
+        const message = refused && `pgwarden refuses the client certificate (tls.client_cert: verify): ${refused.message}`;
+        if (message) this.end('protocol-error', { error: { sqlstate: SqlState.INVALID_AUTHORIZATION_SPECIFICATION, message }, detail: message });
       }, undefined),
     );
     const secure = tlsRelayEnd(socket);

@@ -1,7 +1,7 @@
 // A certificate authority made for one test with openssl (EC keys: milliseconds each), and the
 // certificates it issues. Everything lives in a temp dir removed in t.teardown.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
@@ -42,6 +42,7 @@ export function makeTestCa(t: Test, label = 'ca'): TestCa {
       writeFileSync(ext, `subjectAltName=${sans.join(',')}\n`);
       execFileSync('openssl', ['req', '-new', ...EC, '-subj', `/CN=${cn}`, '-keyout', keyFile, '-out', csr], { stdio: 'ignore' });
       execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-set_serial', String(++serial), '-days', '2', '-extfile', ext, '-out', certFile], { stdio: 'ignore' });
+      chmodSync(keyFile, 0o600); // libpq refuses a client key others can read
       return { certFile, keyFile };
     },
   };

@@ -203,6 +203,19 @@ t.test('tls.client require refuses plain text with 28000; TLS clients are served
   t.equal(ok.out, '1', `a TLS client is served (${ok.err})`);
 });
 
+t.test('client_cert verify: a certificate signed by ca_file is required', { skip }, async (t) => {
+  const clients = makeTestCa(t, 'clients-ca');
+  const { ca, p } = await setup(t, `  client_cert: verify\n  ca_file: ${clients.caFile}\n`);
+  const alice = clients.issue('alice', 'postgres', ['DNS:alice']);
+  const withCert = await psql(verifyFull(p.rwPort, ca.caFile, `sslcert=${alice.certFile} sslkey=${alice.keyFile}`), 'select 1');
+  t.equal(withCert.out, '1', `a client with a certificate of ca_file is served (${withCert.err})`);
+  const none = await psql(verifyFull(p.rwPort, ca.caFile, 'sslcert=/nonexistent sslkey=/nonexistent'), 'select 1');
+  t.not(none.code, 0, `a client without a certificate is refused (${none.err})`);
+  const eve = makeTestCa(t, 'stranger-ca').issue('eve', 'postgres', ['DNS:eve']);
+  const stranger = await psql(verifyFull(p.rwPort, ca.caFile, `sslcert=${eve.certFile} sslkey=${eve.keyFile}`), 'select 1');
+  t.not(stranger.code, 0, `a certificate of another CA is refused (${stranger.err})`);
+});
+
 t.test('certificates are re-read on reload; a bad one is refused and the old one stays', { skip }, async (t) => {
   const { ca, p, certFile, keyFile } = await setup(t);
   const { readFileSync } = await import('node:fs');
