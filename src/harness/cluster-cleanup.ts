@@ -18,7 +18,7 @@ while kill -0 "$parent" 2>/dev/null && [ -d "$base" ]; do sleep 1; done
 [ -d "$base" ] || exit 0
 for f in "$base"/*.pid; do
   pid=$(cat "$f" 2>/dev/null) || continue
-  grep -qaF -- "$base" "/proc/$pid/cmdline" 2>/dev/null && kill -9 -- "-$pid" "$pid"
+  grep -qaF -- "$base" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "-$pid" "$pid"
 done >/dev/null 2>&1
 for d in "$@"; do
   [ -f "$d/postmaster.pid" ] || continue
