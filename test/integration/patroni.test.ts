@@ -68,6 +68,10 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     const started = Date.now();
     // One thread per client (-j 8): see the README on pgbench -C with fewer threads than clients.
     const run = pgbench(p.rwPort, ['-C', '-c', '8', '-j', '8', '-T', '20', '-n']);
+    let pgbenchEnded = false;
+    void run.then(() => (pgbenchEnded = true));
+    let queuedAndServed = 0;
+    p.app.bus.on('session.dequeued', (e) => e.listener === 'rw' && e.outcome === 'served' && queuedAndServed++);
     await waitFor(
       'pgbench running for 5 s with committed transactions',
       async () => Date.now() - started >= 5000 && Number((await patroni.query(first, 'SELECT count(*) AS n FROM pgbench_history'))[0].n) > 100,
@@ -86,6 +90,7 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     t.equal(from.name, first.name, `switched over from ${from.name}`);
     expectedChanges.push(`${from.name} ${to.name}`);
     await waitForRouting(p, to, patroni.nodes);
+    t.notOk(pgbenchEnded, 'pgbench was still running when pgwarden routed writes to the new leader');
     p.app.setAdminState(from.name, 'ready');
 
     const { code, output } = await run;
@@ -96,6 +101,7 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     if (failed) t.equal(Number(failed[1]), 0, 'pgbench reports 0 failed transactions');
     const processed = Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? 0);
     t.ok(processed > 0, `pgbench processed ${processed} transactions`);
+    t.ok(queuedAndServed > 0, `pgbench connects waited in the rw queue through the switchover and were served: ${queuedAndServed}`);
     t.same(await whoAnswers(p.rwPort), { port: to.port, inRecovery: false }, `a new rw session lands on the new leader ${to.name}`);
     const [{ n }] = await patroni.query(to, 'SELECT count(*) AS n FROM pgbench_history');
     t.equal(Number(n), processed, `every transaction pgbench counted is on ${to.name}`);
