@@ -113,6 +113,10 @@ export const ERROR_CODES = {
   PGW_ETCD_OPTIONS: { meaning: 'invalid etcd cluster options, or a member index out of range' },
   PGW_ETCD_START_FAILED: { meaning: 'an etcd member did not start or the cluster did not become healthy; the message has the log tails' },
   PGW_ETCD_STOP_FAILED: { meaning: 'an etcd member did not exit after SIGKILL' },
+  PGW_PATRONI_BINARIES_MISSING: { meaning: 'patroni or patronictl not found (the Patroni test harness)' },
+  PGW_PATRONI_OPTIONS: { meaning: 'invalid Patroni cluster options, or a node of another cluster' },
+  PGW_PATRONI_START_FAILED: { meaning: 'a Patroni node exited, or no leader with two streaming replicas in time; the message has the log tails' },
+  PGW_PATRONI_COMMAND_FAILED: { meaning: 'a patronictl command failed; the message has its output' },
 } as const satisfies Record<`PGW_${string}`, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -2,7 +2,8 @@
 // Finds the server programs the harness runs. PostgreSQL: one directory that holds all four
 // programs, because mixing an initdb from one major version with a pg_basebackup from another
 // (or with Debian's pg_wrapper, which picks a version by itself) gives data directories that the
-// other programs refuse. etcd: etcd and etcdctl (the etcd harness, etcd.ts).
+// other programs refuse. etcd: etcd and etcdctl (the etcd harness, etcd.ts). Patroni: patroni
+// and patronictl (the Patroni harness, patroni.ts).
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -104,4 +105,31 @@ export function findEtcd(): { etcd: string; etcdctl: string } {
     throw new EtcdBinariesMissing([etcd === undefined ? 'etcd' : '', etcdctl === undefined ? 'etcdctl' : ''].filter((p) => p !== ''));
   }
   return { etcd, etcdctl };
+}
+
+// ---- Patroni ---------------------------------------------------------------------------------
+
+// Debian's patroni package installs both here.
+const PATRONI_FALLBACK_DIR = '/usr/bin';
+
+export class PatroniBinariesMissing extends PgwardenError {
+  declare readonly code: 'PGW_PATRONI_BINARIES_MISSING';
+  constructor(readonly missing: readonly string[]) {
+    super(
+      'PGW_PATRONI_BINARIES_MISSING',
+      `${missing.join(' and ')} not found in PATH or ${PATRONI_FALLBACK_DIR} — install them: apt-get install -y patroni`,
+    );
+  }
+}
+
+/** Absolute paths of patroni and patronictl (PATH first, then /usr/bin); throws PatroniBinariesMissing naming what is missing. */
+export function findPatroni(): { patroni: string; patronictl: string } {
+  const dirs = [...pathDirs(), PATRONI_FALLBACK_DIR];
+  const find = (program: string): string | undefined => dirs.map((dir) => join(dir, program)).find(isExecutable);
+  const patroni = find('patroni');
+  const patronictl = find('patronictl');
+  if (patroni === undefined || patronictl === undefined) {
+    throw new PatroniBinariesMissing([patroni === undefined ? 'patroni' : '', patronictl === undefined ? 'patronictl' : ''].filter((p) => p !== ''));
+  }
+  return { patroni, patronictl };
 }

@@ -9,10 +9,17 @@ import { isRoot } from './run';
 // A detached shell that outlives us: if this process dies without running its 'exit' handler
 // (SIGKILL, or a signal handled by someone who then re-raises it), it stops the servers and
 // removes baseDir within a second. After a normal destroy() it is killed and finds nothing.
+// Supervisors we spawned that would restart a stopped server (Patroni, patroni.ts) write their
+// pid to <baseDir>/*.pid and are SIGKILLed with their process group first, on the same terms as
+// in the pid-file watchdog below.
 const WATCHDOG_SCRIPT = `
 parent=$1; base=$2; pgctl=$3; asroot=$4; shift 4
 while kill -0 "$parent" 2>/dev/null && [ -d "$base" ]; do sleep 1; done
 [ -d "$base" ] || exit 0
+for f in "$base"/*.pid; do
+  pid=$(cat "$f" 2>/dev/null) || continue
+  grep -qaF -- "$base" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "-$pid" "$pid"
+done >/dev/null 2>&1
 for d in "$@"; do
   [ -f "$d/postmaster.pid" ] || continue
   if [ "$asroot" = 1 ]; then runuser -u postgres -- "$pgctl" stop -D "$d" -m immediate -w -t 10

@@ -1,16 +1,33 @@
 // Part of the cluster harness for the demo, tests and benchmarks (see cluster.ts); not the proxy.
 // Files of a test cluster: its base directory, files the postgres OS user must own, and the
 // tail of a server log for error messages.
-import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isRoot, postgresUserIds } from './run';
+import { isRoot, postgresUserIds, runPg } from './run';
 
 export function makeBaseDir(requested: string | undefined): string {
   if (requested === undefined) return mkdtempSync(join(tmpdir(), 'pgwarden-cluster-'));
   const dir = resolve(requested);
   mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/**
+ * Makes baseDir private (0700) and, when we are root, the postgres OS user's. Resolves with why
+ * that user cannot use it (a parent directory it may not search), or undefined when it can.
+ */
+export async function giveBaseDirToPostgres(baseDir: string): Promise<string | undefined> {
+  chmodSync(baseDir, 0o700);
+  if (!isRoot()) return undefined;
+  const { uid, gid } = postgresUserIds();
+  chownSync(baseDir, uid, gid);
+  try {
+    await runPg('test', ['-w', baseDir, '-a', '-x', baseDir]);
+    return undefined;
+  } catch {
+    return `the postgres OS user cannot write to ${baseDir}: every parent directory must be searchable by it (choose a baseDir under ${tmpdir()})`;
+  }
 }
 
 export function writeOwnedByPostgres(file: string, text: string): void {

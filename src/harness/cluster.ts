@@ -3,17 +3,17 @@
 // the benchmarks. initdb for the primary, pg_basebackup -R for each replica, pg_ctl for
 // everything that starts, stops or promotes a server. Never a mock. Only the demo command
 // (src/demo.ts), tests and benches use the harness (test/unit/layers.test.ts checks src/).
-import { appendFileSync, chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, escapeIdentifier, escapeLiteral, type QueryResult } from 'pg';
+import { escapeIdentifier, escapeLiteral } from 'pg';
 import { findPgBinDir } from './binaries';
 import { registerLive, startWatchdog, unregisterLive } from './cluster-cleanup';
+import { queryNode } from './cluster-query';
 import { NODE_CONF, quoteConf, renderHba, renderSettings } from './cluster-conf';
-import { fileSize, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
+import { fileSize, giveBaseDirToPostgres, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
 import { freePort, portRefuses } from './ports';
 import { PgClusterError, validateOptions, waitUntil, type ClusterOptions, type PgNode } from './cluster-options';
-import { childPids, isRoot, killQuietly, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
+import { childPids, killQuietly, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
 
 export { PgClusterError, type ClusterOptions, type PgClusterErrorCode, type PgNode } from './cluster-options';
 
@@ -81,22 +81,7 @@ export class PgCluster {
 
   /** Runs one statement as superuser postgres on database postgres over TCP; always closes its client. */
   async query(node: PgNode, sql: string, params?: unknown[]): Promise<any[]> {
-    const state = this.#state(node);
-    const client = new Client({ host: '127.0.0.1', port: state.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 10_000 });
-    client.on('error', () => {}); // a server dying mid-query surfaces through the awaited call below
-    try {
-      try {
-        await client.connect();
-      } catch (err) {
-        if (err instanceof Error) err.message = `${state.name} (127.0.0.1:${state.port}, data dir ${state.dataDir}): ${err.message}`;
-        throw err;
-      }
-      // A multi-statement simple query yields one QueryResult per statement: the last one's rows.
-      const result = (await client.query(sql, params)) as QueryResult | QueryResult[];
-      return Array.isArray(result) ? (result[result.length - 1]?.rows ?? []) : result.rows;
-    } finally {
-      await client.end().catch(() => {});
-    }
+    return queryNode(this.#state(node), sql, params);
   }
 
   /** pg_ctl stop -m mode -w; a no-op when the node is not running. */
@@ -310,15 +295,8 @@ export class PgCluster {
   }
 
   async #prepareBaseDir(): Promise<void> {
-    chmodSync(this.baseDir, 0o700);
-    if (!isRoot()) return;
-    const { uid, gid } = postgresUserIds();
-    chownSync(this.baseDir, uid, gid);
-    try {
-      await runPg('test', ['-w', this.baseDir, '-a', '-x', this.baseDir]);
-    } catch {
-      throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', `the postgres OS user cannot write to ${this.baseDir}: every parent directory must be searchable by it (choose a baseDir under ${tmpdir()})`);
-    }
+    const problem = await giveBaseDirToPostgres(this.baseDir);
+    if (problem !== undefined) throw new PgClusterError('PGW_PG_CLUSTER_OPTIONS', problem);
   }
 
   #state(node: PgNode): NodeState {

@@ -32,7 +32,8 @@ export interface RunningProxy {
   rawLog: () => string;
 }
 
-export async function startProxy(t: Test, cluster: PgCluster, opts: ProxyOptions = {}): Promise<RunningProxy> {
+/** `cluster`: anything with nodes (a PgCluster, a PatroniCluster); they become the backends unless `opts.backends` says otherwise. */
+export async function startProxy(t: Test, cluster: Pick<PgCluster, 'nodes'>, opts: ProxyOptions = {}): Promise<RunningProxy> {
   const rwPort = await freePort();
   const roPort = await freePort();
   const listeners =
