@@ -19,10 +19,9 @@ import { Timeline } from './control/timeline';
 import { buildStatus } from './control/status';
 import { History, readProxy } from './control/history';
 import { Topology } from './routing/topology';
-import { Router } from './routing/router';
-import { CancelRegistry, sendCancel, type CancelTarget } from './proxy/cancel-registry';
+import { CancelRegistry } from './proxy/cancel-registry';
 import { Listener } from './proxy/listener';
-import type { ListenerContext } from './proxy/listener-context';
+import { listenerContext } from './control/listener-wiring';
 import type { Session } from './proxy/session';
 import { HookRunner } from './hooks/runner';
 import type { Endpoint } from './hooks/env';
@@ -37,9 +36,6 @@ import type { ControlContext } from './control/context';
 import { applyAgentReport, reactToTopology } from './control/reactions';
 import { reload, type Reloadable } from './control/reload';
 import { closeSessions, drainAtBoundaries } from './control/drain';
-import { sessionReporting } from './control/session-reporting';
-import { realClock } from './clock';
-import { FanoutBudget } from './proxy/cancel-forwarder';
 import type { Coordinator } from './control/coordination/coordinator';
 import { coordinatorFor } from './control/coordination/wire';
 import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
@@ -327,66 +323,21 @@ export class App implements AdminController, ControlContext, Reloadable {
   }
 
   makeListener(l: ListenerConfig): Listener {
-    return new Listener(this.makeContext(l), this.log);
-  }
-
-  private makeContext(l: ListenerConfig): ListenerContext {
     const app = this;
-    const router = new Router(l, this.topology, () => this.config.failover, undefined, (waitMs, outcome) =>
-      this.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
-    );
-    return {
-      listener: l,
-      router,
-      topology: this.topology,
-      cancels: this.cancels,
-      // Read through the app so a reload's new settings apply to the next session.
-      get tls() {
-        return app.config.tls;
-      },
-      get proxy() {
-        return app.config.proxy;
-      },
-      get failover() {
-        return app.config.failover;
-      },
-      get health() {
-        return app.config.health;
-      },
-      clock: realClock,
-      log: this.log,
-      fanout: new FanoutBudget(this.config.proxy.unknownCancelRate, this.config.proxy.unknownCancelRate, realClock),
-      ...sessionReporting(l.name, {
-        log: this.log,
+    return new Listener(
+      listenerContext(l, {
+        topology: this.topology,
         bus: this.bus,
+        log: this.log,
+        cancels: this.cancels,
+        config: () => app.config,
+        tlsFiles: () => app.tlsFiles,
         poke: (backend, reason) => this.checkers.get(backend)?.poke(reason),
         sessionOpened: () => this.quietGc.sessionOpened(),
         sessionClosed: () => this.quietGc.sessionClosed(),
       }),
-      // The certificates of the last good load (a reload may replace them for the next session).
-      clientTlsOptions: () => this.tlsFiles.credentials?.options(),
-      clientCertificateError: (socket) => this.tlsFiles.credentials?.clientCertificateError(socket),
-      serverTlsOptions: (host) => {
-        const connect = this.tlsFiles.serverLeg.options(host);
-        return connect && { connect, fallbackToPlain: this.tlsFiles.serverLeg.mode === 'prefer' };
-      },
-      cancelTargets: () => this.cancelTargets(l),
-      sendCancel: (host, port, packet) => sendCancel(host, port, packet, this.config.proxy.connectTimeout),
-    };
-  }
-
-  /**
-   * Every backend this listener can route to: servers that are not down and whose role fits
-   * the route (plus the primary when a replica route falls back to it). A session may outlive
-   * its backend's candidacy (lag, weight), so candidacy itself is not the test.
-   */
-  private cancelTargets(l: ListenerConfig): CancelTarget[] {
-    const fits = (role?: string) =>
-      l.route === 'any' || role === undefined || role === l.route || (l.fallback === 'primary' && role === 'primary');
-    return this.topology
-      .backends()
-      .filter((v) => v.state !== 'down' && fits(v.role))
-      .map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port }));
+      this.log,
+    );
   }
 
   logListenerReady(l: Listener): void {

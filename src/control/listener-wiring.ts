@@ -1,0 +1,78 @@
+// What one listener's sessions get from the running proxy (ListenerContext): its router, the
+// settings read through the proxy so that a reload applies to the next session, the
+// certificates of the last good load, session reporting, and the cancel targets.
+import { realClock } from '../clock';
+import type { Config, ListenerConfig } from '../config/types';
+import type { Bus } from '../events';
+import type { Logger } from '../logger';
+import type { TlsFiles } from '../net/tls-credentials';
+import { FanoutBudget } from '../proxy/cancel-forwarder';
+import { sendCancel, type CancelRegistry, type CancelTarget } from '../proxy/cancel-registry';
+import type { ListenerContext } from '../proxy/listener-context';
+import { Router } from '../routing/router';
+import type { Topology } from '../routing/topology';
+import { sessionReporting } from './session-reporting';
+
+export interface WiredProxy {
+  readonly topology: Topology;
+  readonly bus: Bus;
+  readonly log: Logger;
+  readonly cancels: CancelRegistry;
+  /** The running config and TLS files (a reload replaces them). */
+  config(): Config;
+  tlsFiles(): TlsFiles;
+  poke(backend: string, reason: string): void;
+  sessionOpened(): void;
+  sessionClosed(): void;
+}
+
+export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerContext {
+  const router = new Router(l, p.topology, () => p.config().failover, undefined, (waitMs, outcome) =>
+    p.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
+  );
+  const rate = p.config().proxy.unknownCancelRate;
+  return {
+    listener: l,
+    router,
+    topology: p.topology,
+    cancels: p.cancels,
+    get tls() {
+      return p.config().tls;
+    },
+    get proxy() {
+      return p.config().proxy;
+    },
+    get failover() {
+      return p.config().failover;
+    },
+    get health() {
+      return p.config().health;
+    },
+    clock: realClock,
+    log: p.log,
+    fanout: new FanoutBudget(rate, rate, realClock),
+    ...sessionReporting(l.name, { log: p.log, bus: p.bus, poke: p.poke, sessionOpened: p.sessionOpened, sessionClosed: p.sessionClosed }),
+    clientTlsOptions: () => p.tlsFiles().credentials?.options(),
+    clientCertificateError: (socket) => p.tlsFiles().credentials?.clientCertificateError(socket),
+    serverTlsOptions: (host) => {
+      const leg = p.tlsFiles().serverLeg;
+      const connect = leg.options(host);
+      return connect && { connect, fallbackToPlain: leg.mode === 'prefer' };
+    },
+    cancelTargets: () => cancelTargets(l, p.topology),
+    sendCancel: (host, port, packet) => sendCancel(host, port, packet, p.config().proxy.connectTimeout),
+  };
+}
+
+/**
+ * Every backend this listener can route to: servers that are not down and whose role fits
+ * the route (plus the primary when a replica route falls back to it). A session may outlive
+ * its backend's candidacy (lag, weight), so candidacy itself is not the test.
+ */
+function cancelTargets(l: ListenerConfig, topology: Topology): CancelTarget[] {
+  const fits = (role?: string) => l.route === 'any' || role === undefined || role === l.route || (l.fallback === 'primary' && role === 'primary');
+  return topology
+    .backends()
+    .filter((v) => v.state !== 'down' && fits(v.role))
+    .map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port }));
+}
