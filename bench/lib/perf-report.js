@@ -10,8 +10,11 @@ function median(values) {
   return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
-/** Per workload and target: median TPS, min and max over rounds, median latency and proxy CPU, ratios to direct and to HAProxy. */
-function summarise(runs, workloads, targets) {
+/**
+ * Per workload and target: median TPS, min and max over rounds, median latency, proxy CPU and
+ * proxy CPU per transaction, and the TPS ratio to each of `references` (field name → target).
+ */
+function summarise(runs, workloads, targets, references = { vsDirect: 'direct', vsHaproxy: 'haproxy' }) {
   const summary = {};
   for (const w of workloads) {
     const row = {};
@@ -25,13 +28,13 @@ function summarise(runs, workloads, targets) {
         tpsMax: Math.max(...tps),
         latencyMs: median(mine.map((r) => r.latencyMs)),
         proxyCpuPercent: median(mine.map((r) => r.proxyCpuPercent ?? NaN)),
+        proxyCpuUsPerTransaction: median(mine.map((r) => (r.proxyCpuSeconds == null ? NaN : (r.proxyCpuSeconds * 1e6) / r.transactions))),
         failed: mine.reduce((sum, r) => sum + (r.failed || 0), 0),
         rounds: mine.length,
       };
     }
     for (const target of Object.keys(row)) {
-      row[target].vsDirect = row.direct ? row[target].tps / row.direct.tps : null;
-      row[target].vsHaproxy = row.haproxy ? row[target].tps / row.haproxy.tps : null;
+      for (const [field, reference] of Object.entries(references)) row[target][field] = row[reference] ? row[target].tps / row[reference].tps : null;
     }
     summary[w.id] = row;
   }
@@ -60,21 +63,55 @@ function throughputTable(result, workloads) {
 
 function memoryTable(result) {
   const lines = [
-    '| target | idle sessions | RSS before | RSS with sessions | anonymous before → with | bytes per session (settled) | bytes per added session | bytes per session (1 s after) | note |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| target | client | idle sessions | RSS before | RSS with sessions | anonymous before → with | bytes per session (settled) | bytes per added session | bytes per session (1 s after) | note |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const m of result.memory) {
+    const client = m.clientTls ? 'TLS' : 'plain';
     if (m.skipped) {
-      lines.push(`| ${m.target} | ${num(m.requested)} | – | – | – | – | – | – | skipped: ${m.skipped} |`);
+      lines.push(`| ${m.target} | ${client} | ${num(m.requested)} | – | – | – | – | – | – | skipped: ${m.skipped} |`);
       continue;
     }
     const note = m.established < m.requested ? `${num(m.requested)} asked; ${m.limitedBy}` : (m.note ?? '');
     const early = m.bytesPerSession1s === undefined ? '–' : num(m.bytesPerSession1s);
     const added = m.bytesPerSessionAdded === undefined ? '–' : num(m.bytesPerSessionAdded);
     const anon = m.anon === undefined ? '–' : `${mib(m.anonBefore)} → ${mib(m.anon)}`;
-    lines.push(`| ${m.target} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${anon} | ${num(m.bytesPerSession)} | ${added} | ${early} | ${note} |`);
+    lines.push(`| ${m.target} | ${client} | ${num(m.established)} | ${mib(m.rssBefore)} | ${mib(m.rss)} | ${anon} | ${num(m.bytesPerSession)} | ${added} | ${early} | ${note} |`);
   }
   return lines.join('\n');
+}
+
+/** The TLS phase: the throughput table's columns with CPU per transaction, ratios to PgBouncer, and the target's verdicts. */
+function tlsTable(result, workloads) {
+  const t = result.tls;
+  if (!t) return '_not measured_';
+  const skipped = t.skipped.length ? `Skipped: ${t.skipped.map((s) => `${s.target} (${s.reason})`).join('; ')}.\n\n` : '';
+  const negotiated = Object.entries(t.targets)
+    .filter(([, x]) => x.protocol)
+    .map(([name, x]) => `${name} ${x.protocol} ${x.cipher}`)
+    .join('; ');
+  const lines = [
+    '| workload | target | TPS (median) | TPS min–max | mean latency | proxy CPU | proxy CPU per transaction | vs direct TLS | vs PgBouncer TLS |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const w of workloads) {
+    for (const [target, s] of Object.entries(t.summary[w.id] ?? {})) {
+      const proxy = target !== 'direct';
+      lines.push(
+        `| ${w.label} | ${target} | ${num(s.tps)} | ${num(s.tpsMin)}–${num(s.tpsMax)} | ${num(s.latencyMs, 3)} ms | ` +
+          `${proxy ? `${num(s.proxyCpuPercent)} %` : '–'} | ${proxy ? `${num(s.proxyCpuUsPerTransaction)} µs` : '–'} | ${ratio(s.vsDirect)} | ${ratio(s.vsPgbouncer)} |`,
+      );
+    }
+  }
+  const label = (id) => workloads.find((w) => w.id === id)?.label ?? id;
+  const verdicts = Object.entries(t.target.verdicts)
+    .map(([id, v]) => `${label(id)} ${v.ratio === null ? 'not measured' : `${ratio(v.ratio)}: ${v.met ? 'MET' : 'NOT MET'}`}`)
+    .join('; ');
+  return (
+    `${skipped}Clients ${t.clients}; server leg ${t.serverLeg} for both proxies.${negotiated ? ` Negotiated: ${negotiated}.` : ''}\n\n` +
+    `${lines.join('\n')}\n\n` +
+    `Target: pgwarden ≥ ${t.target.ratio.toFixed(2)}× PgBouncer in the same run (select-only): ${verdicts || 'not measured'}.`
+  );
 }
 
 function healthTable(result) {
@@ -106,8 +143,8 @@ function header(result) {
   );
 }
 
-/** The three generated blocks, keyed by the README marker name. */
-function renderSections(result, workloads) {
+/** The generated blocks, keyed by the README marker name. */
+function renderSections(result, workloads, tlsWorkloads) {
   const settings = result.settings;
   return {
     throughput:
@@ -116,6 +153,10 @@ function renderSections(result, workloads) {
       throughputTable(result, workloads),
     memory: `${header(result)}\n\n${memoryTable(result)}`,
     'health-check': `${header(result)}\n\n${healthTable(result)}`,
+    tls:
+      `${header(result)}\n\n` +
+      `pgbench -j 2, ${settings.transactions ? `${settings.transactions} transactions per client` : `${settings.seconds} s`} per run, scale ${settings.scale}, ${settings.rounds} round(s) (targets interleaved; round 2 in reverse order).\n\n` +
+      tlsTable(result, tlsWorkloads),
   };
 }
 

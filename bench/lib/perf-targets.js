@@ -1,6 +1,8 @@
 // The proxies under test, each a separate process on a free port in front of the same primary:
-// pgwarden (dist/cli.js), HAProxy in `mode tcp` and PgBouncer in session mode. A proxy whose
-// binary is not installed is reported as missing, never replaced by something else.
+// pgwarden (dist/cli.js), HAProxy in `mode tcp` and PgBouncer in session mode; pgwarden and
+// PgBouncer also with TLS to their clients (`tls`: the certificate of perf-tls.js) and plain text
+// to the server. A proxy whose binary is not installed is reported as missing, never replaced by
+// something else.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { chmodSync, existsSync, writeFileSync } = require('node:fs');
@@ -35,9 +37,11 @@ function programVersion(file, args, pattern) {
 /**
  * pgwarden with one `route: primary` listener and every given backend (the first is the
  * primary; the replica is there because a real deployment has one and its checks run too).
- * `health` is the body of the health section (YAML, indented two spaces).
+ * `health` is the body of the health section (YAML, indented two spaces). With `tls`
+ * ({certFile, keyFile}) it terminates its clients' TLS (`tls.mode: terminate`) and speaks
+ * plain text to the server (`tls.server: disable`); plain-text clients are still served.
  */
-async function startPgwarden(dir, backends, { health = '  user: postgres', file = 'pgwarden.yaml' } = {}) {
+async function startPgwarden(dir, backends, { health = '  user: postgres', file = 'pgwarden.yaml', tls } = {}) {
   const port = await freePort();
   const cfg = path.join(dir, file);
   writeFileSync(
@@ -47,11 +51,12 @@ async function startPgwarden(dir, backends, { health = '  user: postgres', file 
       `health:\n${health}\n` +
       // 10,000 idle sessions are opened 64 at a time; the queue must not reject them.
       `failover:\n  queue_size: 20000\n` +
+      (tls ? `tls:\n  mode: terminate\n  cert_file: ${tls.certFile}\n  key_file: ${tls.keyFile}\n  server: disable\n` : '') +
       `logging:\n  level: warn\n`,
   );
   const server = spawnServer('pgwarden', process.execPath, [CLI, '--config', cfg]);
   await waitForPort(port, server);
-  return { name: 'pgwarden', port, server, version: require('../../package.json').version };
+  return { name: 'pgwarden', port, server, version: require('../../package.json').version, tls: tls !== undefined };
 }
 
 /**
@@ -84,11 +89,13 @@ async function startHaproxy(dir, primaryPort, checks) {
  * PgBouncer in session mode. It refuses to run as root, so when we are root it runs as the
  * postgres OS user (the config directory must then be readable by it). pool_size covers
  * pgbench -c 64; max_client_conn covers the 10,000 idle sessions, which in session mode need a
- * server connection only once they send a query.
+ * server connection only once they send a query. With `tls` ({certFile, keyFile}) its clients
+ * must use TLS (`client_tls_sslmode = require`) and the server leg stays plain text (PgBouncer's
+ * `server_tls_sslmode` defaults to disable).
  */
-async function startPgbouncer(dir, primaryPort, { poolSize = 80 } = {}) {
+async function startPgbouncer(dir, primaryPort, { poolSize = 80, tls } = {}) {
   const bin = findProgram('pgbouncer');
-  if (bin === undefined) return { name: 'pgbouncer', missing: 'pgbouncer is not installed (apt-get install pgbouncer)' };
+  if (bin === undefined) return { name: 'pgbouncer', missing: 'pgbouncer is not installed (apt-get install pgbouncer)', tls: tls !== undefined };
   const port = await freePort();
   const cfg = path.join(dir, 'pgbouncer.ini');
   const users = path.join(dir, 'pgbouncer-users.txt');
@@ -100,17 +107,19 @@ async function startPgbouncer(dir, primaryPort, { poolSize = 80 } = {}) {
       `auth_type = trust\nauth_file = ${users}\npool_mode = session\n` +
       `default_pool_size = ${poolSize}\nmax_client_conn = 11000\nmax_db_connections = 0\n` +
       `ignore_startup_parameters = extra_float_digits,application_name\n` +
-      `log_connections = 0\nlog_disconnections = 0\nlog_pooler_errors = 1\nverbose = 0\n`,
+      `log_connections = 0\nlog_disconnections = 0\nlog_pooler_errors = 1\nverbose = 0\n` +
+      (tls ? `client_tls_sslmode = require\nclient_tls_key_file = ${tls.keyFile}\nclient_tls_cert_file = ${tls.certFile}\n` : ''),
   );
   let user;
   if (isRoot()) {
     user = postgresUserIds();
     chmodSync(dir, 0o755);
-    for (const f of [cfg, users]) chmodSync(f, 0o644);
+    // The key too: a throw-away key in the run's temp dir, which PgBouncer (as postgres) must read.
+    for (const f of [cfg, users, ...(tls ? [tls.certFile, tls.keyFile] : [])]) chmodSync(f, 0o644);
   }
   const server = spawnServer('pgbouncer', bin, [cfg], { user });
   await waitForPort(port, server);
-  return { name: 'pgbouncer', port, server, version: programVersion(bin, ['--version'], /PgBouncer (\S+)/) };
+  return { name: 'pgbouncer', port, server, version: programVersion(bin, ['--version'], /PgBouncer (\S+)/), tls: tls !== undefined };
 }
 
 module.exports = { findProgram, startPgwarden, startHaproxy, startPgbouncer };

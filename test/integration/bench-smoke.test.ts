@@ -10,6 +10,8 @@ import t from 'tap';
 const RUN = path.join(__dirname, '..', '..', 'bench', 'run');
 const TARGETS = ['direct', 'pgwarden', 'haproxy', 'pgbouncer'];
 const WORKLOADS = ['select-c8', 'select-c64', 'tpcb-c8', 'tpcb-c64', 'connect-c8'];
+const TLS_TARGETS = ['direct', 'pgwarden', 'pgbouncer'];
+const TLS_WORKLOADS = ['select-c8', 'select-c64', 'connect-c8'];
 
 t.setTimeout(900_000);
 
@@ -61,6 +63,29 @@ t.test('bench/run --quick exits 0 and writes a results JSON', async (t) => {
     }
   }
   for (const proxy of missing) t.ok(result.memory.every((m: { target: string; skipped?: string }) => m.target !== proxy || m.skipped), `${proxy} memory skipped`);
+
+  // TLS (sslmode=require): to the primary itself, through pgwarden (terminate) and PgBouncer.
+  const noCertificate = result.tls.skipped.find((s: { target: string }) => s.target === 'all');
+  if (noCertificate) t.comment(`TLS phase skipped: ${noCertificate.reason}`);
+  else {
+    const tlsMeasured = TLS_TARGETS.filter((name) => measured.includes(name));
+    for (const target of tlsMeasured) t.match(result.tls.targets[target]?.protocol, /^TLSv1\.[23]$/, `${target}: a TLS session negotiated`);
+    for (const w of TLS_WORKLOADS) {
+      for (const target of tlsMeasured) {
+        const s = result.tls.summary[w]?.[target];
+        t.ok(s, `TLS summary for ${w} / ${target}`);
+        if (!s) continue;
+        t.type(s.tps, 'number');
+        if (target !== 'direct') t.type(s.proxyCpuPercent, 'number', `TLS proxy CPU for ${target}`);
+      }
+    }
+    const verdict = result.tls.target.verdicts['select-c8'];
+    if (measured.includes('pgbouncer')) t.type(verdict.ratio, 'number', 'pgwarden against PgBouncer with TLS');
+    for (const proxy of ['pgwarden', 'pgbouncer'].filter((p) => measured.includes(p))) {
+      const rows = result.memory.filter((m: { target: string; clientTls: boolean }) => m.target === proxy && m.clientTls);
+      t.ok(rows.length > 0 && rows.every((m: { established: number }) => m.established > 0), `${proxy}: idle TLS sessions established`);
+    }
+  }
 
   t.equal(result.healthCheck.backends, 10);
   t.equal(result.healthCheck.intervalMs, 250);
