@@ -198,7 +198,6 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     for (const f of connects.filter((a) => !a.ok)) t.comment(`failed connect ${f.id}: ${f.start - killAt} → ${f.end - killAt} ms after the kill: ${f.error}`);
     t.ok(inGap.length > 0, 'clients connected during the gap');
     t.same(inGap.filter((a) => !a.ok).map((a) => a.id), [], 'every connect during the gap succeeded, on the new primary');
-    t.ok(longest < QUEUE_TIMEOUT_MS, 'each within queue_timeout (it waited in the queue, it was not refused)');
     t.same(connects.filter((a) => a.start > killAt && !a.ok).map((a) => a.id), [], 'no connect after the kill failed');
   });
 
