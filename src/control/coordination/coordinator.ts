@@ -13,7 +13,9 @@ import { LeaseKeeper } from './lease-keeper';
 import { MemberDuties } from './member';
 
 const TICK_MS = 500;
-const SETTLE_MS = 10_000;
+// How long a switchover waits, after the leader published the new primary, for every live member
+// to route writes there before it answers anyway (a member whose checks cannot see it).
+const SETTLE_MS = 30_000;
 
 export class Coordinator {
   private readonly lease: LeaseKeeper;
