@@ -21,8 +21,7 @@
 // (first packet, SSL negotiation, startup answers) keeps using the stream API; pause() and
 // resume() work as usual (Node stops and restarts the handle's reads for `onread` sockets).
 import net from 'node:net';
-
-const SHARED = Buffer.allocUnsafe(64 * 1024);
+import { SHARED_READ_BUFFER as SHARED } from './user-buffer-read';
 
 /** Looks at every relayed chunk without keeping it (the frame tracker). */
 export interface ChunkWatcher {

@@ -5,12 +5,15 @@
 // than through a subclass: the server leg's socket is made by tls.connect, which cannot make a
 // subclass, and one way for both sides is simpler to follow.
 //
-// TLS sockets read through the stream machinery ('data' events): the shared read buffer of
-// RelaySocket applies to the raw socket underneath, where the encrypted bytes arrive. The
-// relay itself is the same: chunks written to the other end after the watcher's look, reads
-// paused while the other end is full and resumed on its 'drain'.
+// Once relaying, a TLS socket reads its decrypted bytes into the buffer shared with RelaySocket
+// (net/user-buffer-read.ts): Node's TLSSocket has no `onread` option when it wraps a socket,
+// so the same two fields are set on it at relayTo(). Until then, and for anything the stream
+// had already buffered, chunks come as 'data' events. The relay itself is the same as for
+// RelaySocket: chunks written to the other end after the watcher's look, reads paused while
+// the other end is full and resumed on its 'drain'.
 import type tls from 'node:tls';
 import type { ChunkWatcher, RelayEnd, SocketOwner } from './relay-socket';
+import { readIntoSharedBuffer } from './user-buffer-read';
 
 interface TlsRelayState {
   relayDst?: RelayEnd;
@@ -37,6 +40,7 @@ function relayTo(this: TlsEnd, dst: RelayEnd, watcher?: ChunkWatcher): void {
   dst.waitingReader = this;
   dst.on('drain', resumeWaitingReader);
   this.on('data', relayData);
+  readIntoSharedBuffer(this, readShared);
   if (!dst.writableNeedDrain) this.resume();
 }
 
@@ -65,10 +69,26 @@ function reportTo(this: TlsEnd, owner: SocketOwner): void {
 }
 
 function relayData(this: TlsEnd, chunk: Buffer): void {
-  const dst = this.relayDst;
-  if (dst === undefined) return;
-  this.relayWatcher?.feed(chunk);
-  if (!dst.write(chunk)) this.pause();
+  if (this.relayDst !== undefined && !relayChunk(this, chunk)) this.pause();
+}
+
+/** A chunk along the relay; false when the other end is full (reads must stop). */
+function relayChunk(s: TlsEnd, chunk: Buffer): boolean {
+  const dst = s.relayDst;
+  if (dst === undefined) {
+    // After unrelay(): the reads still land here; give them out as the stream would.
+    s.emit('data', chunk);
+    return true;
+  }
+  s.relayWatcher?.feed(chunk);
+  return dst.write(chunk);
+}
+
+/** The shared-buffer read callback (Node calls it as a method of the socket); false stops the reads. */
+function readShared(this: TlsEnd, n: number, buf: Buffer): boolean {
+  const chunk = Buffer.allocUnsafe(n);
+  buf.copy(chunk, 0, 0, n);
+  return relayChunk(this, chunk);
 }
 
 function resumeWaitingReader(this: RelayEnd): void {
