@@ -373,7 +373,37 @@ Medians of an even number of trials are the mean of the two middle values. Every
 write (ms, in the order measured): ${each('firstWriteMs')}.
 Every failed attempts count: ${each('failedAttempts')}.
 ${failed.length ? `\nFailed trials:\n\n${failed.join('\n')}\n` : ''}
-READING_PLACEHOLDER
+Reading it. Patroni's share (promotion done) is about the same whichever proxy is in front: after a
+\`kill -9\` Patroni on the dead leader's node sees its postmaster gone on its next loop (1 s), with
+\`primary_start_timeout: 0\` gives up the leader key, and the synchronous standby takes it and
+promotes; after a switchover the promotion follows the old leader's shutdown checkpoint.
+pgwarden in follow mode polls the role of every healthy replica every 50 ms from the first failed
+check of the primary on, so it routes to the new leader about when it is promoted (its
+\`primary.changed\` can even come before the postmaster's "ready to accept connections" line: a
+session sees \`pg_is_in_recovery()\` false once the startup process has ended recovery, a moment
+before the postmaster logs it). Clients that connect in the gap wait in its queue
+(\`queue_timeout\`, 30 s) and are served then. In a switchover, a client that reaches the old
+leader between the start of its fast shutdown and pgwarden's next failed check gets 57P03 "the
+database system is shutting down" (one arrival in most trials); the drain of README "Behind
+Patroni" avoids that. The writer's failed attempts through pgwarden are the write in flight at
+the fault, 57P03 refusals from the stopping leader (switchover), and its own 1 s connect timeout
+while it waits in the queue. pgwarden's share after a kill (promotion done → first write) is
+longer than after a switchover and than in "Failover"; the commit itself is not the cause (the
+connected→committed column) and where the rest goes is not measured yet.
+
+HAProxy as Patroni's documentation configures it checks \`/primary\` every 3 s and marks a server
+UP after 2 passing checks and DOWN after 3 failing ones: the new leader takes sessions 3–6 s
+after its promotion, and the old leader stays UP for up to 9 s after the fault. Patroni brings
+it back as a replica within seconds (right after its shutdown in a switchover; after a kill it
+restarts it, with \`pg_rewind\` when needed), so while HAProxy still counts it UP, sessions balanced to it connect to a
+replica and their writes fail with 25006 "cannot execute INSERT in a read-only transaction":
+most of HAProxy's failed attempts and failed arrivals are those; the rest are 57P03 from the
+stopping or starting server and connections HAProxy closes while no server is UP. HAProxy has no
+queue: a client that arrives in the gap is served only if it lands on the new leader after
+HAProxy marked it UP. HAProxy marks the old leader DOWN (3 failed checks 3 s apart) about when
+its first write reaches the new leader or later (in most trials after the measured window): until
+then it balances sessions round robin between the two servers it counts UP, and the writes that
+go to the old leader fail.
 
 Raw results: \`bench/results/${path.basename(jsonFile)}\`.
 `;
