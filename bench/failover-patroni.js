@@ -387,9 +387,14 @@ leader between the start of its fast shutdown and pgwarden's next failed check g
 database system is shutting down" (one arrival in most trials); the drain of README "Behind
 Patroni" avoids that. The writer's failed attempts through pgwarden are the write in flight at
 the fault, 57P03 refusals from the stopping leader (switchover), and its own 1 s connect timeout
-while it waits in the queue. pgwarden's share after a kill (promotion done → first write) is
-longer than after a switchover and than in "Failover"; the commit itself is not the cause (the
-connected→committed column) and where the rest goes is not measured yet.
+while it waits in the queue. pgwarden's share (promotion done → first write) is longer here than
+in "Failover", and longer after a kill than after a switchover; the commit is not the cause (the
+connected→committed column). The likely cause is the queue itself: every client queued in the gap
+(13–15 arrivals after a kill, 7–8 after a switchover, one every 200 ms) is sent to the new leader
+at the same moment, each a new server process to fork and authenticate on 2 busy cores, and the
+writer's session waits its turn among them. In one kill measured by hand on the same cluster
+setup with the writer alone (no arrivals, pgwarden's debug log of each session's phases), the
+queued write connected 50 ms after \`primary.changed\` and the share was 23 ms.
 
 HAProxy as Patroni's documentation configures it checks \`/primary\` every 3 s and marks a server
 UP after 2 passing checks and DOWN after 3 failing ones: the new leader takes sessions 3–6 s
