@@ -31,6 +31,7 @@
 // writes "## Failover behind Patroni" into bench/README.md and the raw results into
 // bench/results/failover-patroni-<date>.json.
 'use strict';
+const { execFile } = require('node:child_process');
 const { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -228,10 +229,9 @@ async function measure(cluster, target, fault) {
   }
 }
 
+/** The program's output, or undefined when it fails. */
 function execText(file, args) {
-  return new Promise((resolve) => {
-    require('node:child_process').execFile(file, args, (err, stdout) => resolve(err ? undefined : stdout.trim()));
-  });
+  return new Promise((resolve) => execFile(file, args, (err, stdout) => resolve(err ? undefined : stdout.trim())));
 }
 
 // ---- numbers ---------------------------------------------------------------------------------
