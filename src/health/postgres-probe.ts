@@ -2,7 +2,9 @@
 // SCRAM), then one query (check-query.ts) that reports the server's role and WAL positions.
 // Each failure is named by the layer where it happened, HAProxy style, so an operator sees
 // "L7AUTH" rather than "down" and knows to look at pg_hba.conf or the password instead of the
-// network. `poll` is the failover watch's role poll on the same kept connection.
+// network. `poll` is the failover watch's role poll on the same kept connection. A check's result
+// also says where its time went (connect, tls, auth, query: phase-timer.ts), for the
+// check-latency-by-layer histogram; it changes nothing in how the check decides.
 import net from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { Client } from 'pg';
