@@ -167,4 +167,4 @@ function parseStat(csv) {
   return lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [cols[i], v])));
 }
 
-module.exports = { startPgwarden, startHaproxy, haproxyVersion, haproxyConfig };
+module.exports = { startPgwarden, startHaproxy, haproxyVersion, haproxyConfig, statsCommand, parseStat };

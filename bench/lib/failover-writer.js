@@ -19,7 +19,7 @@ class WriteLoop {
    */
   constructor(opts) {
     this.opts = { everyMs: 20, connectTimeoutMs: 1000, queryTimeoutMs: 1000, ...opts };
-    /** @type {{ start: number, end: number, ok: boolean, serverPort?: number, error?: string }[]} */
+    /** @type {{ start: number, connected?: number, end: number, ok: boolean, serverPort?: number, error?: string }[]} */
     this.attempts = [];
     this.running = false;
     this.done = Promise.resolve();
@@ -66,6 +66,7 @@ class WriteLoop {
     const record = { start, end: 0, ok: false };
     try {
       await client.connect();
+      record.connected = Date.now();
       const { rows } = await client.query(`INSERT INTO ${TABLE} (target) VALUES ($1) RETURNING inet_server_port() AS port`, [this.opts.target]);
       record.ok = true;
       record.serverPort = rows[0]?.port;
@@ -79,6 +80,43 @@ class WriteLoop {
   }
 }
 
+/**
+ * Clients that arrive on their own schedule: every `everyMs` a new client connects (without
+ * waiting for the ones before) and writes once, with a long connect timeout — an application
+ * that is willing to wait for its connection. Each arrival is recorded like a WriteLoop attempt;
+ * bench/failover-patroni counts those that arrived while no server took writes.
+ */
+class Arrivals {
+  /** @param {{ port: number, target: string, everyMs?: number, connectTimeoutMs?: number, queryTimeoutMs?: number }} opts */
+  constructor(opts) {
+    this.opts = { everyMs: 200, connectTimeoutMs: 15_000, queryTimeoutMs: 2000, ...opts };
+    /** @type {{ start: number, end: number, ok: boolean, serverPort?: number, error?: string }[]} */
+    this.arrivals = [];
+    this.pending = new Set();
+    this.timer = undefined;
+  }
+
+  start() {
+    this.timer = setInterval(() => {
+      const p = this.arrive();
+      this.pending.add(p);
+      p.finally(() => this.pending.delete(p));
+    }, this.opts.everyMs);
+  }
+
+  /** No new arrivals; resolves once every arrival in progress has ended (each has its timeouts). */
+  async stop() {
+    clearInterval(this.timer);
+    await Promise.all([...this.pending]);
+  }
+
+  async arrive() {
+    const loop = new WriteLoop(this.opts);
+    await loop.attempt();
+    this.arrivals.push(loop.attempts[0]);
+  }
+}
+
 // "57P01 terminating connection ..." or "ECONNREFUSED": enough to tell the failure kinds apart
 // in the raw JSON without storing whole stacks.
 function shortError(err) {
@@ -87,4 +125,4 @@ function shortError(err) {
   return code ? `${code} ${message}` : message;
 }
 
-module.exports = { WriteLoop, CREATE_TABLE };
+module.exports = { WriteLoop, Arrivals, CREATE_TABLE };

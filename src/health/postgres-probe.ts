@@ -2,14 +2,17 @@
 // SCRAM), then one query (check-query.ts) that reports the server's role and WAL positions.
 // Each failure is named by the layer where it happened, HAProxy style, so an operator sees
 // "L7AUTH" rather than "down" and knows to look at pg_hba.conf or the password instead of the
-// network. `poll` is the failover watch's role poll on the same kept connection.
+// network. `poll` is the failover watch's role poll on the same kept connection. A check's result
+// also says where its time went (connect, tls, auth, query: phase-timer.ts), for the
+// check-latency-by-layer histogram; it changes nothing in how the check decides.
 import net from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { Client } from 'pg';
 import { ServerSqlState } from '../errors';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { CheckSession, queryMessage, type RoundTrip } from './check-session';
 import { CHECK_QUERY, checkRowToResult } from './check-query';
+import { PhaseTimer } from './phase-timer';
 import type { FailureLayer, Probe, ProbeResult } from './types';
 
 export interface PostgresProbeOptions {
@@ -81,6 +84,8 @@ interface Attempt {
   readonly signal: AbortSignal;
   readonly resolve: (result: ProbeResult) => void;
   phase: Phase;
+  /** Where the time goes (connect, tls, auth, query): a check's result carries it. */
+  readonly timer: PhaseTimer;
   /** The pg Client while connecting and authenticating. */
   client?: Client;
 }
@@ -130,7 +135,8 @@ class PostgresCheck {
         resolve({ ok: false, layer: 'L7QUERY', message: `no kept check connection to ${this.where} to poll on`, durationMs: 0 });
         return;
       }
-      const attempt: Attempt = { kind, startedAt, signal, resolve, phase: session ? 'querying' : 'connecting' };
+      const attempt: Attempt = { kind, startedAt, signal, resolve, phase: session ? 'querying' : 'connecting', timer: new PhaseTimer() };
+      if (session) attempt.timer.enter('query');
       if (signal.aborted) {
         this.attempt = attempt;
         return this.timedOut(attempt, 'check aborted');
@@ -176,6 +182,7 @@ class PostgresCheck {
 
   private connect(attempt: Attempt, ssl = this.opts.ssl ?? false): void {
     const opts = this.opts;
+    attempt.timer.enter('connect');
     const client = new Client({
       host: opts.host,
       port: opts.port,
@@ -198,15 +205,23 @@ class PostgresCheck {
     });
     // Still the TCP socket here (a TLS upgrade wraps it later); the options live on its descriptor.
     const raw = client.connection.stream as net.Socket;
+    const current = (): boolean => this.attempt === attempt;
     client.connection.once('connect', () => {
       if (attempt.phase === 'connecting') attempt.phase = 'authenticating';
+      // With TLS, pg sends the SSLRequest now; the handshake follows the server's 'S'.
+      if (current()) attempt.timer.enter(ssl === false ? 'auth' : 'tls');
       if (raw instanceof net.Socket) applyKeepalive(raw, checkKeepalive(opts.userTimeoutMs));
+    });
+    // pg emits sslconnect once it has wrapped the socket, before the handshake: its end is the TLSSocket's secureConnect.
+    client.connection.once('sslconnect', () => {
+      (client.connection.stream as TLSSocket).once('secureConnect', () => current() && attempt.timer.enter('auth'));
     });
     client.connect().then(
       () => {
         if (this.attempt !== attempt) return; // timed out or aborted meanwhile: already torn down
         attempt.client = undefined;
         attempt.phase = 'querying';
+        attempt.timer.enter('query');
         const session = new CheckSession(client, raw, QUERY_MESSAGE, {
           onReply: (outcome) => this.onReply(session, outcome),
           onLost: (reason) => this.onLost(session, reason),
@@ -287,7 +302,7 @@ class PostgresCheck {
       this.session?.close(true);
       this.session = undefined;
     }
-    attempt.resolve(result);
+    attempt.resolve(attempt.kind === 'check' ? { ...result, phases: attempt.timer.finish() } : result);
   }
 
   private elapsed(attempt: Attempt): number {

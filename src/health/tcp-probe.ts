@@ -1,6 +1,7 @@
 // `check: tcp`: a backend is healthy when it accepts a TCP connection (HAProxy's plain L4 check).
 // The role cannot be detected this way, so it comes from the backend's configuration.
 import net from 'node:net';
+import { PhaseTimer } from './phase-timer';
 import type { DetectedRole, FailureLayer, Probe, ProbeResult } from './types';
 
 export function tcpProbe(host: string, port: number, timeoutMs: number, role: DetectedRole): Probe {
@@ -10,6 +11,8 @@ export function tcpProbe(host: string, port: number, timeoutMs: number, role: De
 function connectOnce(host: string, port: number, timeoutMs: number, role: DetectedRole, signal: AbortSignal): Promise<ProbeResult> {
   const startedAt = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedAt);
+  const timer = new PhaseTimer();
+  timer.enter('connect');
   return new Promise<ProbeResult>((resolve) => {
     let settled = false;
     const socket = new net.Socket();
@@ -19,7 +22,7 @@ function connectOnce(host: string, port: number, timeoutMs: number, role: Detect
       clearTimeout(deadline);
       signal.removeEventListener('abort', onAbort);
       socket.destroy();
-      resolve(result);
+      resolve({ ...result, phases: timer.finish() });
     };
     const fail = (layer: FailureLayer, message: string): void => finish({ ok: false, layer, message, durationMs: elapsed() });
     const onAbort = (): void => fail('L4TOUT', `connect to ${host}:${port} aborted before it completed`);

@@ -15,6 +15,20 @@ export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Obje
 
 export type DetectedRole = 'primary' | 'replica';
 
+/**
+ * The phases of one check, in order: TCP connect, TLS handshake, startup and authentication
+ * (until ReadyForQuery, so the backend's fork is in it), and the check query's round trip. A
+ * check on the kept connection has only `query`; a tcp check only `connect`.
+ */
+export type CheckPhase = 'connect' | 'tls' | 'auth' | 'query';
+export const CHECK_PHASES: readonly CheckPhase[] = Object.freeze(['connect', 'tls', 'auth', 'query']);
+
+/**
+ * Milliseconds spent in each phase that ran, the one a failure ended in included (a refused
+ * connect or a timeout shows where the time went). Only checks carry them, never role polls.
+ */
+export type PhaseTimings = Readonly<Partial<Record<CheckPhase, number>>>;
+
 export interface ProbeSuccess {
   readonly ok: true;
   /** Role reported by the server (postgres check) or taken from the config (tcp check). */
@@ -29,6 +43,7 @@ export interface ProbeSuccess {
   /** Seconds since the last replayed transaction, 0 when fully caught up. */
   readonly replayLagSeconds?: number;
   readonly durationMs: number;
+  readonly phases?: PhaseTimings;
 }
 
 export interface ProbeFailure {
@@ -37,6 +52,7 @@ export interface ProbeFailure {
   /** Human-readable detail, e.g. "connect ECONNREFUSED 127.0.0.1:5432". Never contains a password. */
   readonly message: string;
   readonly durationMs: number;
+  readonly phases?: PhaseTimings;
 }
 
 export type ProbeResult = ProbeSuccess | ProbeFailure;

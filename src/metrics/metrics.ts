@@ -15,6 +15,7 @@
 // is an alert rule and no numeric code has to be looked up.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Bus, BusEvents } from '../events';
+import { CHECK_PHASES } from '../health/types';
 import type { HostStatus } from '../host/status';
 
 /**
@@ -75,6 +76,8 @@ const ROLES = ['primary', 'replica', 'unknown'] as const;
 
 /** Seconds. Checks and queue waits are usually milliseconds; failover events are seconds. */
 const CHECK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** A phase of a check can be far below a millisecond (the query on a kept connection on loopback). */
+const CHECK_PHASE_BUCKETS = [0.0001, 0.00025, 0.0005, ...CHECK_BUCKETS];
 const QUEUE_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const DETECTION_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 const SWITCHOVER_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
@@ -141,6 +144,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
 
     // ---- backends: events ----
     checkDuration: new Histogram({ name: 'pgwarden_check_duration_seconds', help: 'Health check duration.', labelNames: ['backend'], buckets: CHECK_BUCKETS, registers }),
+    checkPhase: new Histogram({ name: 'pgwarden_check_phase_seconds', help: 'Health check time by phase: connect (TCP), tls, auth (startup and authentication until ready for queries), query; a check on the kept connection has only query, and a failed check counts the phase it failed in.', labelNames: ['backend', 'phase'], buckets: CHECK_PHASE_BUCKETS, registers }),
     checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT).', labelNames: ['backend', 'layer'], registers }),
     rolePolls: new Counter({ name: 'pgwarden_role_polls_total', help: 'Role polls of healthy replicas while there is no primary or it fails its checks (failover.watch_interval), by what they saw (outcome): replica, primary or failed.', labelNames: ['backend', 'outcome'], registers }),
     stateChanges: new Counter({ name: 'pgwarden_backend_state_changes_total', help: 'Health state changes, by the state entered.', labelNames: ['backend', 'state'], registers }),
@@ -258,6 +262,10 @@ export class Metrics {
     return {
       check: ({ backend, result }) => {
         m.checkDuration.observe({ backend }, seconds(result.durationMs));
+        for (const phase of CHECK_PHASES) {
+          const ms = result.phases?.[phase];
+          if (ms !== undefined) m.checkPhase.observe({ backend, phase }, seconds(ms));
+        }
         m.checks.inc({ backend, layer: result.ok ? 'ok' : result.layer });
       },
       poll: ({ backend, result }) => m.rolePolls.inc({ backend, outcome: result.ok ? result.role : 'failed' }),

@@ -45,7 +45,10 @@ t.test('tls.server against a real server', { skip: opensslMissing() ?? false }, 
   });
 
   await t.test('verify-full by IP and by name; a CA that did not sign the certificate fails (L6TLS)', async (t) => {
-    t.match(await probe(tlsOf('verify-full', serverCert)), { ok: true, role: 'primary' }, '127.0.0.1: the IP SAN');
+    const ok = await probe(tlsOf('verify-full', serverCert));
+    t.match(ok, { ok: true, role: 'primary' }, '127.0.0.1: the IP SAN');
+    t.same(Object.keys(ok.phases ?? {}), ['connect', 'tls', 'auth', 'query'], 'a TLS check times its handshake as a phase of its own');
+    t.match(await probe(tlsOf('verify-full', otherCa)), { ok: false, layer: 'L6TLS', phases: { connect: Number, tls: Number } }, 'a failed handshake ends in the tls phase');
     t.match(await probe(tlsOf('verify-full', serverCert), 'localhost'), { ok: true }, 'localhost: the DNS SAN');
     t.match(await probe(tlsOf('verify-full', otherCa)), { ok: false, layer: 'L6TLS' });
     t.match(await probe(tlsOf('verify-ca', otherCa)), { ok: false, layer: 'L6TLS' });

@@ -152,7 +152,7 @@ t.test('dashboard: Grafana shape and a Prometheus datasource variable', async (t
   const all = dashboardExprs(dashboard).map((e) => e.expr).join('\n');
   for (const m of [
     'pgwarden_backend_state', 'pgwarden_backend_role', 'pgwarden_primary_changes_total', 'pgwarden_listener_queued_sessions', 'pgwarden_queue_wait_seconds_bucket',
-    'pgwarden_listener_active_sessions', 'pgwarden_backend_active_sessions', 'pgwarden_backend_replication_lag_bytes', 'pgwarden_check_duration_seconds_bucket',
+    'pgwarden_listener_active_sessions', 'pgwarden_backend_active_sessions', 'pgwarden_backend_replication_lag_bytes', 'pgwarden_check_duration_seconds_bucket', 'pgwarden_check_phase_seconds_bucket',
     'pgwarden_checks_total', 'pgwarden_failure_detection_seconds_count', 'pgwarden_switchover_duration_seconds_count', 'pgwarden_hook_runs_total',
     'pgwarden_host_cpu_load_percent', 'pgwarden_sessions_ended_total', 'pgwarden_cancel_requests_total',
   ]) {

@@ -113,8 +113,8 @@ t.test('backend and listener gauges come from status() at scrape time', async (t
 t.test('counters and histograms follow the bus', async (t) => {
   const { bus, metrics } = setup(t);
   bus.emit('check', { backend: 'pg1', result: { ok: true, role: 'primary', durationMs: 3 } });
-  bus.emit('check', { backend: 'pg1', result: { ok: true, role: 'primary', durationMs: 30 } });
-  bus.emit('check', { backend: 'pg3', result: { ok: false, layer: 'L4CON', message: 'refused', durationMs: 1 } });
+  bus.emit('check', { backend: 'pg1', result: { ok: true, role: 'primary', durationMs: 30, phases: { connect: 0.4, auth: 28, query: 1.6 } } });
+  bus.emit('check', { backend: 'pg3', result: { ok: false, layer: 'L4CON', message: 'refused', durationMs: 1, phases: { connect: 1 } } });
   bus.emit('session.start', { listener: 'rw', backend: 'pg1' });
   bus.emit('session.start', { listener: 'rw', backend: 'pg1' });
   bus.emit('session.end', { listener: 'rw', backend: 'pg1', cause: 'client-terminate', durationMs: 1500, bytesFromClient: 100, bytesToClient: 4000 });
@@ -142,6 +142,12 @@ t.test('counters and histograms follow the bus', async (t) => {
   t.equal(v.get('pgwarden_check_duration_seconds_count{backend="pg1"}'), 2);
   t.equal(v.get('pgwarden_check_duration_seconds_sum{backend="pg1"}'), 0.033);
   t.equal(v.get('pgwarden_check_duration_seconds_bucket{backend="pg1",le="0.005"}'), 1);
+  t.equal(v.get('pgwarden_check_phase_seconds_count{backend="pg1",phase="auth"}'), 1, 'one series per phase that ran');
+  t.equal(v.get('pgwarden_check_phase_seconds_sum{backend="pg1",phase="auth"}'), 0.028);
+  t.equal(v.get('pgwarden_check_phase_seconds_bucket{backend="pg1",le="0.0005",phase="connect"}'), 1, 'sub-millisecond buckets');
+  t.equal(v.get('pgwarden_check_phase_seconds_count{backend="pg1",phase="query"}'), 1);
+  t.notOk(v.has('pgwarden_check_phase_seconds_count{backend="pg1",phase="tls"}'), 'no TLS phase, no TLS series');
+  t.equal(v.get('pgwarden_check_phase_seconds_count{backend="pg3",phase="connect"}'), 1, 'a failed check counts the phase it failed in');
   t.equal(v.get('pgwarden_checks_total{backend="pg1",layer="ok"}'), 2);
   t.equal(v.get('pgwarden_checks_total{backend="pg3",layer="L4CON"}'), 1);
   t.equal(v.get('pgwarden_sessions_total{backend="pg1",listener="rw"}'), 2);
@@ -177,7 +183,7 @@ t.test('counters and histograms follow the bus', async (t) => {
 
 t.test('every metric is pgwarden_*, with low-cardinality labels only; process metrics included', async (t) => {
   const { metrics } = setup(t);
-  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'member', 'le']);
+  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'member', 'phase', 'le']);
   const v = await scrape(metrics);
   t.ok(v.has('pgwarden_process_cpu_user_seconds_total'), 'default process metrics, prefixed');
   t.ok(v.has('pgwarden_nodejs_eventloop_lag_seconds'));
