@@ -22,6 +22,7 @@ import { watchStartup } from './startup-watch';
 import { MessageBoundaries } from './boundaries';
 import { forwardCancel } from './cancel-forwarder';
 import { RecentFailures } from './recent-failures';
+import { cannotConnectNow } from './startup-refusal';
 import { FirstPacketReader } from './first-packet-reader';
 import { tlsRelayEnd } from '../net/tls-relay';
 import { prefixedStream } from '../net/prefixed-stream';
@@ -186,6 +187,13 @@ export class Session extends SessionLifecycle {
 
   private attemptSettled(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome): void {
     if (!outcome.ok) return this.redispatch(view, purpose, firstBytes, outcome);
+    const refusal = purpose === 'startup' ? cannotConnectNow(outcome.answer!) : undefined;
+    if (refusal !== undefined) {
+      // 57P03 before authentication: the client has seen nothing, so this is a refused connect.
+      outcome.socket.destroy();
+      const error = new BackendConnectError('L7QUERY', `${view.name} refused the session with 57P03: ${refusal}`);
+      return this.redispatch(view, purpose, firstBytes, { ok: false, error });
+    }
     this.backend = outcome.socket;
     outcome.socket.reportTo(this);
     if (purpose === 'direct-tls') return this.relayOpaque();
