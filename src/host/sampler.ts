@@ -186,7 +186,3 @@ export function workerSource(): HostSampleSource & { close(): void } {
     },
   });
 }
-
-function round1(value: number): number {
-  return Number.isFinite(value) ? Math.round(value * 10) / 10 : 0;
-}
