@@ -68,6 +68,8 @@ export class PatroniWatch {
   private readonly get: (target: PatroniTarget) => Promise<PatroniMember>;
   private readonly ca: Buffer | undefined;
   private readonly restReasons = new Map<string, string>();
+  /** Backend → Patroni member name, from the DCS members' conn_url (Patroni 3.0 does not name itself in GET /patroni). */
+  private readonly dcsNames = new Map<string, string>();
   private readonly polling = new Set<string>();
   private readonly draining = new Set<string>();
   private pollTimer: { clear(): void } | undefined;
@@ -178,7 +180,8 @@ export class PatroniWatch {
   private applyRest(backend: string, m: PatroniMember): void {
     if (this.stopped || this.deps.topology.get(backend) === undefined) return;
     const before = this.deps.topology.get(backend)?.patroni;
-    this.deps.topology.setPatroni(backend, { ...m, at: Date.now() });
+    const known = m.name ?? (m.reachable ? this.dcsNames.get(backend) : undefined);
+    this.deps.topology.setPatroni(backend, { ...m, ...(known !== undefined && { name: known }), at: Date.now() });
     const was = before === undefined ? undefined : summary(before);
     const is = summary(m);
     if (was !== is) {
@@ -237,6 +240,10 @@ export class PatroniWatch {
 
   private onDcs(view: PatroniDcsView): void {
     this.dcsView = view;
+    for (const [member, address] of view.members) {
+      const v = this.deps.topology.backends().find((b) => b.config.host === address.host && b.config.port === address.port);
+      if (v) this.dcsNames.set(v.name, member);
+    }
     this.scheduledTimer?.clear();
     this.scheduledTimer = undefined;
     const f = view.failover;

@@ -1,8 +1,9 @@
 // Patroni's keys in its DCS (etcd v3), read through the same store as coordination
 // (etcd-store.ts: deadlines on every call, a prefix read, a watch that nudges on any change).
 // Under `<namespace>/<scope>/`: `leader` holds the leader's member name, `members/<name>` each
-// member's JSON (conn_url), and `failover` exists from the moment a switchover or failover is
-// requested (`patronictl switchover`, POST /switchover) until Patroni has done or dropped it.
+// member's JSON (conn_url), and `failover` names a leader or a candidate from the moment a
+// switchover or failover is requested (`patronictl switchover`, POST /switchover) until Patroni
+// has done or dropped it (then it deletes the key or empties it to `{}`).
 // That key is the earliest sign of a switchover: Patroni's leader checkpoints and stops with a
 // fast shutdown right after it, and nothing in its REST API shows it before the stop.
 import type { PatroniConfig } from '../config/types';
@@ -74,7 +75,10 @@ export function dcsView(snapshot: StoreSnapshot): PatroniDcsView {
   }
   const leader = snapshot.keys.get('leader')?.value.trim();
   const failover = snapshot.keys.get('failover');
-  const parsed = failover === undefined ? undefined : parseFailoverKey(failover.value);
+  // Patroni ends a switchover by writing `{}` rather than deleting the key; like Patroni's own
+  // Failover (its __len__), a key naming neither a leader nor a candidate is no request.
+  const request = failover === undefined ? undefined : parseFailoverKey(failover.value);
+  const parsed = request?.leader !== undefined || request?.candidate !== undefined ? request : undefined;
   return { ...(leader && { leader }), ...(parsed && { failover: parsed }), members };
 }
 

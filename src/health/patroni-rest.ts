@@ -17,8 +17,14 @@ export interface PatroniMember {
   /** false: no usable answer (the other fields are absent); `error` says why. */
   readonly reachable: boolean;
   readonly error?: string;
-  /** Patroni's own name for the member (patroni.name). */
+  /**
+   * Patroni's name for the member: patroni.name where Patroni reports it (3.1 and later), else
+   * the member whose conn_url in the DCS is this server (filled in by the watch).
+   */
   readonly name?: string;
+  /** patroni.scope and patroni.version. */
+  readonly scope?: string;
+  readonly version?: string;
   /** master / primary, replica, demoted, standby_leader, uninitialized … */
   readonly role?: string;
   /** running, streaming, starting, stopping, stopped, restarting, crashed … */
@@ -71,6 +77,8 @@ export function parsePatroni(body: string): PatroniMember {
   return {
     reachable: true,
     ...(typeof patroni.name === 'string' && { name: patroni.name }),
+    ...(typeof patroni.scope === 'string' && { scope: patroni.scope }),
+    ...(typeof patroni.version === 'string' && { version: patroni.version }),
     ...(typeof json.role === 'string' && { role: json.role }),
     ...(typeof json.state === 'string' && { state: json.state }),
     ...(typeof json.timeline === 'number' && { timeline: json.timeline }),

@@ -43,7 +43,10 @@ export interface PatroniStatus {
   at: string;
   reachable: boolean;
   error?: string;
+  /** Patroni's member name (from its REST API, or the DCS member whose conn_url is this server). */
   name?: string;
+  scope?: string;
+  version?: string;
   role?: string;
   state?: string;
   timeline?: number;
