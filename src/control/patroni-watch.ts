@@ -6,10 +6,11 @@
 //   stopping, restarting or starting (patroni-rest.ts, patroniDrainReason) is drained. An
 //   unanswered request only logs: the SQL checks stay the judge of health.
 // - DCS (optional, etcd v3): the `failover` key appears the moment a switchover is requested,
-//   before the leader's CHECKPOINT and fast shutdown. The current leader is drained at once (at
-//   scheduled_at for a scheduled one): new write sessions wait in the no-primary queue, sessions
-//   on it close at their transaction boundary, so nothing is left on it when Patroni stops it.
-//   The drain clears itself once the key is gone and either the leader key still names the old
+//   before the leader's CHECKPOINT and fast shutdown. The current leader is drained at once
+//   (SCHEDULED_LEAD_MS before scheduled_at for a scheduled one): new write sessions wait in the
+//   no-primary queue, sessions on it close at their transaction boundary, so nothing is left on
+//   it when Patroni stops it. The drain clears itself once the key is gone (or `{}`) and either
+//   the leader key still names the old
 //   leader (cancelled or refused) or pgwarden no longer routes writes to it (it moved on). A
 //   read or watch that fails logs once and drops the DCS drain: REST and SQL decide alone.
 // Draining closes sessions with the same routine as a planned switchover (drain.ts).
@@ -27,6 +28,11 @@ import { TlsFilesError } from '../errors';
 import type { Timeline } from './timeline';
 
 const DRAIN_POLL_MS = 50;
+/**
+ * A scheduled switchover is drained this long before its time: Patroni acts at scheduled_at
+ * (its HA loop sleeps until then), and the drain must be under way before its CHECKPOINT.
+ */
+export const SCHEDULED_LEAD_MS = 2_000;
 
 /** Patroni's DCS as the watch needs it (coordination/patroni-dcs.ts PatroniDcs is one). */
 export interface DcsSource {
@@ -162,6 +168,12 @@ export class PatroniWatch {
   private pollAll(): void {
     if (this.stopped) return;
     const p = this.settings();
+    if (p === undefined && this.restReasons.size > 0) {
+      // A reload removed health.patroni: what its REST API said no longer drains anything.
+      const names = [...this.restReasons.keys()];
+      this.restReasons.clear();
+      for (const name of names) this.refresh(name);
+    }
     if (p !== undefined) {
       for (const v of this.deps.topology.backends()) {
         if (this.polling.has(v.name)) continue; // the previous answer is still coming
@@ -176,7 +188,7 @@ export class PatroniWatch {
     this.pollTimer = this.later(() => this.pollAll(), p?.interval ?? this.deps.config().health.interval);
   }
 
-  /** Apply one answer of GET /patroni (exported for the unit tests through a fake `get`). */
+  /** Apply one answer of GET /patroni. */
   private applyRest(backend: string, m: PatroniMember): void {
     if (this.stopped || this.deps.topology.get(backend) === undefined) return;
     const before = this.deps.topology.get(backend)?.patroni;
@@ -189,7 +201,7 @@ export class PatroniWatch {
       if (m.reachable) this.deps.log.info({ event: 'patroni.member', backend, member: m.name, role: m.role, state: m.state, timeline: m.timeline, pendingRestart: m.pendingRestart, noFailover: m.noFailover, pause: m.pause }, `Patroni on ${backend}: ${is}${was ? ` (was ${was})` : ''}`);
       else this.deps.log.warn({ event: 'patroni.unreachable', backend, error: m.error }, `Patroni's REST API on ${backend} does not answer (${m.error}); the SQL checks alone decide`);
     }
-    const reason = patroniDrainReason(m, Date.now());
+    const reason = patroniDrainReason(m, this.now());
     if (reason === undefined) this.restReasons.delete(backend);
     else this.restReasons.set(backend, reason);
     this.refresh(backend);
@@ -247,13 +259,17 @@ export class PatroniWatch {
     this.scheduledTimer?.clear();
     this.scheduledTimer = undefined;
     const f = view.failover;
-    const due = f !== undefined && (f.scheduledAt === undefined || f.scheduledAt <= this.now());
+    const due = f !== undefined && this.isDue(f);
     if (f !== undefined && !due) {
-      // Act at scheduled_at: read again then (the key may have been cancelled by then).
-      this.scheduledTimer = this.later(() => this.readDcs(), f.scheduledAt! - this.now());
+      // Act shortly before scheduled_at: read again then (the key may have been cancelled by then).
+      this.scheduledTimer = this.later(() => this.readDcs(), f.scheduledAt! - SCHEDULED_LEAD_MS - this.now());
     }
     if (due && this.dcsDrain === undefined) this.beginDcsDrain(view, f);
     else this.maybeEndDcsDrain();
+  }
+
+  private isDue(f: PatroniFailoverKey): boolean {
+    return f.scheduledAt === undefined || f.scheduledAt - SCHEDULED_LEAD_MS <= this.now();
   }
 
   /** The backend of a Patroni member: by the name its REST API reported, its conn_url, or the same name. */
@@ -288,7 +304,7 @@ export class PatroniWatch {
     const d = this.dcsDrain;
     if (d === undefined) return;
     const f = this.dcsView?.failover;
-    if (f !== undefined && (f.scheduledAt === undefined || f.scheduledAt <= this.now())) return; // still under way
+    if (f !== undefined && this.isDue(f)) return; // still under way
     if (d.member !== undefined && this.dcsView?.leader === d.member) {
       this.endDcsDrain(`Patroni kept ${d.member} as the leader (the switchover was cancelled or refused)`);
     } else if (this.deps.topology.primary()?.name !== d.backend) {
