@@ -254,7 +254,9 @@ export class PatroniWatch {
     this.dcsView = view;
     for (const [member, address] of view.members) {
       const v = this.deps.topology.backends().find((b) => b.config.host === address.host && b.config.port === address.port);
-      if (v) this.dcsNames.set(v.name, member);
+      if (v === undefined) continue;
+      this.dcsNames.set(v.name, member);
+      if (v.patroni?.reachable && v.patroni.name === undefined) this.deps.topology.setPatroni(v.name, { ...v.patroni, name: member });
     }
     this.scheduledTimer?.clear();
     this.scheduledTimer = undefined;
