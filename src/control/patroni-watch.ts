@@ -12,7 +12,8 @@
 //   it when Patroni stops it. The drain clears itself once the key is gone (or `{}`) and either
 //   the leader key still names the old
 //   leader (cancelled or refused) or pgwarden no longer routes writes to it (it moved on). A
-//   read or watch that fails logs once and drops the DCS drain: REST and SQL decide alone.
+//   read or watch that fails logs once; no new advance drain starts while etcd is silent, and
+//   one under way is dropped after drain_timeout of silence: REST and SQL decide alone.
 // Draining closes sessions with the same routine as a planned switchover (drain.ts).
 import { readFileSync } from 'node:fs';
 import type { Clock } from '../clock';
@@ -81,6 +82,7 @@ export class PatroniWatch {
   private pollTimer: { clear(): void } | undefined;
   private dcsTimer: { clear(): void } | undefined;
   private scheduledTimer: { clear(): void } | undefined;
+  private dropTimer: { clear(): void } | undefined;
   private stopWatch: (() => void) | undefined;
   private dcsView: PatroniDcsView | undefined;
   private dcsDrain: DcsDrain | undefined;
@@ -120,7 +122,7 @@ export class PatroniWatch {
   async stop(): Promise<void> {
     this.stopped = true;
     this.deps.topology.off('primary', this.onPrimary);
-    for (const t of [this.pollTimer, this.dcsTimer, this.scheduledTimer]) t?.clear();
+    for (const t of [this.pollTimer, this.dcsTimer, this.scheduledTimer, this.dropTimer]) t?.clear();
     this.stopWatch?.();
     await this.deps.dcs?.close().catch(() => undefined);
   }
@@ -224,6 +226,8 @@ export class PatroniWatch {
           if (this.dcsReachable !== true) this.deps.log.info({ event: 'patroni.dcs_reachable' }, `Patroni's DCS answers: watching ${this.status().dcs?.key}`);
           this.dcsReachable = true;
           this.dcsError = undefined;
+          this.dropTimer?.clear();
+          this.dropTimer = undefined;
           this.onDcs(view);
         },
         (err: Error) => this.dcsFailed(err.message),
@@ -247,7 +251,14 @@ export class PatroniWatch {
     }
     this.dcsReachable = false;
     this.dcsError = message;
-    if (this.dcsDrain) this.endDcsDrain(`Patroni's DCS does not answer (${message})`);
+    // A switchover already seen goes on without us: one slow read must not route sessions back
+    // to a leader Patroni is about to stop. Only an etcd silent for drain_timeout drops it.
+    if (this.dcsDrain && this.dropTimer === undefined) {
+      this.dropTimer = this.later(() => {
+        this.dropTimer = undefined;
+        if (this.dcsReachable === false) this.endDcsDrain(`Patroni's DCS has not answered for ${this.deps.config().failover.drainTimeout} ms (${this.dcsError})`);
+      }, this.deps.config().failover.drainTimeout);
+    }
   }
 
   private onDcs(view: PatroniDcsView): void {

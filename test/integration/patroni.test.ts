@@ -118,7 +118,7 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     await waitForRouting(p, to, patroni.nodes);
     for (const e of p.app.timeline.recent().filter((e) => /^(patroni|primary|backend)\./.test(e.event))) t.comment(`${e.time} ${e.event}: ${e.message}`);
     const advance = p.app.timeline.recent().filter((e) => e.event === 'patroni.switchover');
-    t.same(advance.map((e) => e.backend), [first.name], `the failover key drained ${first.name} in advance`);
+    t.ok(advance.some((e) => e.backend === first.name), `the failover key drained ${first.name} in advance`);
     await waitFor(`the advance drain of ${from.name} is over`, () => p.app.topology.get(from.name)?.patroniDrain === undefined, 60_000);
     t.equal(p.app.topology.get(from.name)?.adminState, 'ready', "the operator's admin state was never touched");
 

@@ -215,7 +215,7 @@ t.test('watch: the failover key drains the leader at once; the drain ends when t
   t.equal(topology.primary()?.name, 'b');
 });
 
-t.test('watch: a cancelled switchover ends the drain at once; a failing DCS drops it', async (t) => {
+t.test('watch: a cancelled switchover ends the drain at once; a DCS silent for drain_timeout drops it', async (t) => {
   const { clock, topology, dcs, watch } = setup(t);
   watch.start();
   await clock.advanceAsync(0);
@@ -231,8 +231,17 @@ t.test('watch: a cancelled switchover ends the drain at once; a failing DCS drop
   t.ok(topology.get('a')?.patroniDrain);
   dcs.failing = 'etcd did not answer within 1000 ms';
   await clock.advanceAsync(INTERVAL);
-  t.equal(topology.get('a')?.patroniDrain, undefined, 'etcd unreachable: back to REST and SQL alone');
   t.match(watch.status(), { dcs: { reachable: false, error: 'etcd did not answer within 1000 ms' } });
+  t.ok(topology.get('a')?.patroniDrain, 'one failed read does not end a switchover already seen');
+  dcs.failing = undefined;
+  await clock.advanceAsync(INTERVAL);
+  t.match(watch.status(), { dcs: { reachable: true } });
+  dcs.failing = 'etcd did not answer within 1000 ms';
+  // The first failed read comes within one interval; drain_timeout (10 s) counts from it.
+  await clock.advanceAsync(10_000 - 1);
+  t.ok(topology.get('a')?.patroniDrain, 'still drained before drain_timeout of silence');
+  await clock.advanceAsync(2 * INTERVAL);
+  t.equal(topology.get('a')?.patroniDrain, undefined, 'etcd silent for drain_timeout: back to REST and SQL alone');
   dcs.failing = undefined;
   await clock.advanceAsync(INTERVAL);
   t.ok(topology.get('a')?.patroniDrain, 'etcd back, the request still there: drained again');
