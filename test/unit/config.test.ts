@@ -609,6 +609,12 @@ t.test('health.patroni: REST port and scheme, interval and timeout from health, 
   t.match(problemAt(t, etcd('endpoints: [https://a:2379], tls: { cert_file: /c.pem }'), 'health.patroni.dcs.etcd.tls.key_file').message, 'required key is missing');
   t.equal(problemAt(t, etcd('endpoints: [http://a:2379], password_env: ETCD_PW'), 'health.patroni.dcs.etcd.password_env', { ETCD_PW: 'x' }).message, 'needs `user` beside it');
   t.equal(problemAt(t, etcd('endpoints: [http://a:2379], user: u, password_env: ETCD_PW'), 'health.patroni.dcs.etcd.password_env').message, 'environment variable `ETCD_PW` is not set');
+
+  const described = describeConfig(parseConfig(`${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432, patroni_port: 8010 }\nhealth: { patroni: { dcs: { scope: main, etcd: { endpoints: [http://e:2379] } } } }\n`, {}));
+  t.match(described, /patroni_port=8010/);
+  t.match(described, /patroni: http:\/\/<backend host>:8008\/patroni\s+interval: 1s\s+timeout: 1s/);
+  t.match(described, /dcs: etcd http:\/\/e:2379\s+key: \/service\/main\/failover/);
+  t.notMatch(describeConfig(parseConfig(MINIMAL, {})), /patroni/);
 });
 
 t.test('failover: mode, on_down and the promote and switchover limits', async (t) => {
