@@ -125,7 +125,18 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
     const { code, output } = await run;
     for (const line of output.split('\n').filter((l) => /^(tps|number of|pgbench: error|client \d+ aborted)/.test(l))) t.comment(`pgbench: ${line}`);
     t.equal(code, 0, 'pgbench exits 0');
-    if (/aborted/.test(output)) t.comment(patroni.logTails(60));
+    if (/aborted/.test(output)) {
+      // Which sessions on the old leader ended other than by the client's Terminate, and when
+      // each began (its end minus its duration), against the moment the advance drain began.
+      const drainAt = p.app.timeline.recent().find((e) => e.event === 'patroni.drain' && e.backend === from.name)?.time;
+      t.comment(`advance drain of ${from.name} began at ${drainAt}`);
+      for (const l of p.logs.filter((l) => l.event === 'session.end' && l.backend === from.name && l.cause !== 'client-terminate')) {
+        const end = Date.parse(String(l.time));
+        t.comment(`session on ${from.name}: began ${new Date(end - Number(l.durationMs)).toISOString()}, ended ${l.time}: ${l.cause} in ${l.phase}${l.detail ? ` (${l.detail})` : ''}`);
+      }
+      const leaderLog = readFileSync(from.logFile, 'utf8').split('\n');
+      for (const line of leaderLog.filter((l) => /switchover|[Dd]emot|checkpoint|shut ?down|terminat/.test(l)).slice(-30)) t.comment(`${from.name}: ${line}`);
+    }
     t.notMatch(output, /aborted/, 'no client aborted', { output });
     const failed = /number of failed transactions: (\d+)/.exec(output);
     if (failed) t.equal(Number(failed[1]), 0, 'pgbench reports 0 failed transactions');
