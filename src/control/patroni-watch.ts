@@ -359,6 +359,9 @@ export class PatroniWatch {
       timeoutMs: this.deps.config().failover.drainTimeout,
       pollMs: DRAIN_POLL_MS,
       reason: 'patroni',
+      // A session still waiting for the server's first answer has seen nothing of it: it goes
+      // back to the queue rather than start a transaction Patroni's fast shutdown would end.
+      rerouteUnanswered: true,
       idleMessage: `terminating connection: ${why()} on server ${backend}; reconnect to continue`,
       timeoutMessage: `terminating connection: ${why()} on server ${backend}: drain_timeout reached`,
       ...(this.deps.clock && { clock: this.deps.clock }),
