@@ -5,42 +5,29 @@
 // - REST: every `interval`, GET /patroni on each backend's host. A member Patroni is demoting,
 //   stopping, restarting or starting (patroni-rest.ts, patroniDrainReason) is drained. An
 //   unanswered request only logs: the SQL checks stay the judge of health.
-// - DCS (optional, etcd v3): the `failover` key appears the moment a switchover is requested,
-//   before the leader's CHECKPOINT and fast shutdown. The current leader is drained at once
-//   (SCHEDULED_LEAD_MS before scheduled_at for a scheduled one): new write sessions wait in the
-//   no-primary queue, sessions on it close at their transaction boundary, so nothing is left on
-//   it when Patroni stops it. The drain clears itself once the key is gone (or `{}`) and either
-//   the leader key still names the old
-//   leader (cancelled or refused) or pgwarden no longer routes writes to it (it moved on). A
-//   read or watch that fails logs once; no new advance drain starts while etcd is silent, and
-//   one under way is dropped after drain_timeout of silence: REST and SQL decide alone.
-// Draining closes sessions with the same routine as a planned switchover (drain.ts).
+// - DCS (optional, etcd v3; patroni-switchover.ts): the `failover` key appears the moment a
+//   switchover is requested, before the leader's CHECKPOINT and fast shutdown, and the current
+//   leader is drained at once; that drain clears itself when Patroni is done.
+// While the overlay holds, new sessions go elsewhere or wait in the queue (a drained primary:
+// the no-primary queue), and the backend's sessions are closed at their transaction boundary
+// with the routine a planned switchover uses (drain.ts), so nothing is left on the server when
+// Patroni stops it; sessions still waiting for its first answer go back to the queue.
 import { readFileSync } from 'node:fs';
-import type { Clock } from '../clock';
+import { realClock, type Clock } from '../clock';
 import type { Config, PatroniConfig } from '../config/types';
-import type { PatroniDcsView, PatroniFailoverKey } from '../coordination/patroni-dcs';
+import { TlsFilesError } from '../errors';
 import { patroniDrainReason, patroniGet, type PatroniMember, type PatroniTarget } from '../health/patroni-rest';
 import type { Logger } from '../logger';
 import type { Session } from '../proxy/session';
 import type { PatroniClusterStatus } from '../routing/status-snapshot';
 import type { Topology } from '../routing/topology';
 import { drainAtBoundaries } from './drain';
-import { TlsFilesError } from '../errors';
+import { PatroniSwitchoverWatch, type DcsSource } from './patroni-switchover';
 import type { Timeline } from './timeline';
 
-const DRAIN_POLL_MS = 50;
-/**
- * A scheduled switchover is drained this long before its time: Patroni acts at scheduled_at
- * (its HA loop sleeps until then), and the drain must be under way before its CHECKPOINT.
- */
-export const SCHEDULED_LEAD_MS = 2_000;
+export { SCHEDULED_LEAD_MS, type DcsSource } from './patroni-switchover';
 
-/** Patroni's DCS as the watch needs it (coordination/patroni-dcs.ts PatroniDcs is one). */
-export interface DcsSource {
-  read(): Promise<PatroniDcsView>;
-  watch(onChange: () => void): () => void;
-  close(): Promise<void>;
-}
+const DRAIN_POLL_MS = 50;
 
 export interface PatroniWatchDeps {
   topology: Topology;
@@ -57,14 +44,6 @@ export interface PatroniWatchDeps {
   clock?: Clock;
 }
 
-interface DcsDrain {
-  readonly backend: string;
-  /** Patroni's name of the leader being moved, when known. */
-  readonly member?: string;
-  readonly failover: PatroniFailoverKey;
-  readonly reason: string;
-}
-
 function summary(m: PatroniMember): string {
   if (!m.reachable) return 'unreachable';
   const extras = [m.pendingRestart && 'pending restart', m.noFailover && 'nofailover', m.pause && 'paused', m.scheduledRestartAt !== undefined && 'restart scheduled'].filter(Boolean);
@@ -73,30 +52,29 @@ function summary(m: PatroniMember): string {
 
 export class PatroniWatch {
   private readonly get: (target: PatroniTarget) => Promise<PatroniMember>;
-  private readonly ca: Buffer | undefined;
+  private readonly clock: Clock;
+  private readonly switchover: PatroniSwitchoverWatch | undefined;
   private readonly restReasons = new Map<string, string>();
-  /** Backend → Patroni member name, from the DCS members' conn_url (Patroni 3.0 does not name itself in GET /patroni). */
-  private readonly dcsNames = new Map<string, string>();
   private readonly polling = new Set<string>();
   private readonly draining = new Set<string>();
   private pollTimer: { clear(): void } | undefined;
-  private dcsTimer: { clear(): void } | undefined;
-  private scheduledTimer: { clear(): void } | undefined;
-  private dropTimer: { clear(): void } | undefined;
-  private stopWatch: (() => void) | undefined;
-  private dcsView: PatroniDcsView | undefined;
-  private dcsDrain: DcsDrain | undefined;
-  /** undefined until the first read; then whether the last one worked. */
-  private dcsReachable: boolean | undefined;
-  private dcsError: string | undefined;
-  private reading = false;
-  private readAgain = false;
   private stopped = false;
-  private readonly onPrimary = (): void => this.maybeEndDcsDrain();
+  private readonly onPrimary = (): void => this.switchover?.maybeEnd();
 
-  constructor(private readonly deps: PatroniWatchDeps, ca?: Buffer) {
+  constructor(private readonly deps: PatroniWatchDeps, private readonly ca?: Buffer) {
     this.get = deps.get ?? patroniGet;
-    this.ca = ca;
+    this.clock = deps.clock ?? realClock;
+    if (deps.dcs) {
+      this.switchover = new PatroniSwitchoverWatch({
+        topology: deps.topology,
+        timeline: deps.timeline,
+        log: deps.log,
+        config: deps.config,
+        dcs: deps.dcs,
+        clock: this.clock,
+        changed: (backend) => this.refresh(backend),
+      });
+    }
   }
 
   /** Reads `ca_file` once, like tls.server_ca_file: a file that cannot be read is a startup error (TlsFilesError, exit 2). */
@@ -113,56 +91,23 @@ export class PatroniWatch {
   start(): void {
     this.deps.topology.on('primary', this.onPrimary);
     this.pollAll();
-    if (this.deps.dcs) {
-      this.stopWatch = this.deps.dcs.watch(() => this.readDcs());
-      this.readDcs();
-    }
+    this.switchover?.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.deps.topology.off('primary', this.onPrimary);
-    for (const t of [this.pollTimer, this.dcsTimer, this.scheduledTimer, this.dropTimer]) t?.clear();
-    this.stopWatch?.();
-    await this.deps.dcs?.close().catch(() => undefined);
+    this.pollTimer?.clear();
+    await this.switchover?.stop();
   }
 
   /** The DCS part of /status (the REST part is per backend). */
   status(): PatroniClusterStatus {
-    const dcs = this.deps.dcs === undefined ? undefined : this.settings()?.dcs;
-    if (dcs === undefined) return {};
-    const f = this.dcsView?.failover;
-    return {
-      dcs: {
-        key: `${dcs.namespace}/${dcs.scope}/failover`,
-        reachable: this.dcsReachable === true,
-        ...(this.dcsError !== undefined && { error: this.dcsError }),
-        ...(this.dcsView?.leader !== undefined && { leader: this.dcsView.leader }),
-        ...(f && {
-          failover: {
-            ...(f.leader !== undefined && { leader: f.leader }),
-            ...(f.candidate !== undefined && { candidate: f.candidate }),
-            ...(f.scheduledAt !== undefined && { scheduledAt: new Date(f.scheduledAt).toISOString() }),
-          },
-        }),
-        ...(this.dcsDrain && { draining: this.dcsDrain.backend }),
-      },
-    };
+    return this.switchover?.status() ?? {};
   }
 
   private settings(): PatroniConfig | undefined {
     return this.deps.config().health.patroni;
-  }
-
-  private now(): number {
-    return this.deps.clock?.now() ?? Date.now();
-  }
-
-  private later(fn: () => void, ms: number): { clear(): void } {
-    if (this.deps.clock) return this.deps.clock.setTimeout(fn, ms);
-    const handle = setTimeout(fn, Math.max(0, ms));
-    handle.unref();
-    return { clear: () => clearTimeout(handle) };
   }
 
   // ---- REST ------------------------------------------------------------------------------
@@ -187,14 +132,14 @@ export class PatroniWatch {
           .finally(() => this.polling.delete(v.name));
       }
     }
-    this.pollTimer = this.later(() => this.pollAll(), p?.interval ?? this.deps.config().health.interval);
+    this.pollTimer = this.clock.setTimeout(() => this.pollAll(), p?.interval ?? this.deps.config().health.interval);
   }
 
   /** Apply one answer of GET /patroni. */
   private applyRest(backend: string, m: PatroniMember): void {
     if (this.stopped || this.deps.topology.get(backend) === undefined) return;
     const before = this.deps.topology.get(backend)?.patroni;
-    const known = m.name ?? (m.reachable ? this.dcsNames.get(backend) : undefined);
+    const known = m.name ?? (m.reachable ? this.switchover?.memberName(backend) : undefined);
     this.deps.topology.setPatroni(backend, { ...m, ...(known !== undefined && { name: known }), at: Date.now() });
     const was = before === undefined ? undefined : summary(before);
     const is = summary(m);
@@ -203,140 +148,16 @@ export class PatroniWatch {
       if (m.reachable) this.deps.log.info({ event: 'patroni.member', backend, member: m.name, role: m.role, state: m.state, timeline: m.timeline, pendingRestart: m.pendingRestart, noFailover: m.noFailover, pause: m.pause }, `Patroni on ${backend}: ${is}${was ? ` (was ${was})` : ''}`);
       else this.deps.log.warn({ event: 'patroni.unreachable', backend, error: m.error }, `Patroni's REST API on ${backend} does not answer (${m.error}); the SQL checks alone decide`);
     }
-    const reason = patroniDrainReason(m, this.now());
+    const reason = patroniDrainReason(m, this.clock.now());
     if (reason === undefined) this.restReasons.delete(backend);
     else this.restReasons.set(backend, reason);
     this.refresh(backend);
   }
 
-  // ---- DCS -------------------------------------------------------------------------------
-
-  private readDcs(): void {
-    if (this.stopped || this.deps.dcs === undefined) return;
-    if (this.reading) {
-      this.readAgain = true;
-      return;
-    }
-    this.reading = true;
-    this.dcsTimer?.clear();
-    this.deps.dcs
-      .read()
-      .then(
-        (view) => {
-          if (this.dcsReachable !== true) this.deps.log.info({ event: 'patroni.dcs_reachable' }, `Patroni's DCS answers: watching ${this.status().dcs?.key}`);
-          this.dcsReachable = true;
-          this.dcsError = undefined;
-          this.dropTimer?.clear();
-          this.dropTimer = undefined;
-          this.onDcs(view);
-        },
-        (err: Error) => this.dcsFailed(err.message),
-      )
-      .finally(() => {
-        this.reading = false;
-        if (this.stopped) return;
-        if (this.readAgain) {
-          this.readAgain = false;
-          this.readDcs();
-          return;
-        }
-        // The watch is the fast path; this read is the backstop for a watch that missed a change.
-        this.dcsTimer = this.later(() => this.readDcs(), this.settings()?.interval ?? 1_000);
-      });
-  }
-
-  private dcsFailed(message: string): void {
-    if (this.dcsReachable !== false) {
-      this.deps.log.warn({ event: 'patroni.dcs_unreachable', error: message }, `Patroni's DCS does not answer (${message}): no advance drain on a switchover until it does; REST and SQL checks decide`);
-    }
-    this.dcsReachable = false;
-    this.dcsError = message;
-    // A switchover already seen goes on without us: one slow read must not route sessions back
-    // to a leader Patroni is about to stop. Only an etcd silent for drain_timeout drops it.
-    if (this.dcsDrain && this.dropTimer === undefined) {
-      this.dropTimer = this.later(() => {
-        this.dropTimer = undefined;
-        if (this.dcsReachable === false) this.endDcsDrain(`Patroni's DCS has not answered for ${this.deps.config().failover.drainTimeout} ms (${this.dcsError})`);
-      }, this.deps.config().failover.drainTimeout);
-    }
-  }
-
-  private onDcs(view: PatroniDcsView): void {
-    this.dcsView = view;
-    for (const [member, address] of view.members) {
-      const v = this.deps.topology.backends().find((b) => b.config.host === address.host && b.config.port === address.port);
-      if (v === undefined) continue;
-      this.dcsNames.set(v.name, member);
-      if (v.patroni?.reachable && v.patroni.name === undefined) this.deps.topology.setPatroni(v.name, { ...v.patroni, name: member });
-    }
-    this.scheduledTimer?.clear();
-    this.scheduledTimer = undefined;
-    const f = view.failover;
-    const due = f !== undefined && this.isDue(f);
-    if (f !== undefined && !due) {
-      // Act shortly before scheduled_at: read again then (the key may have been cancelled by then).
-      this.scheduledTimer = this.later(() => this.readDcs(), f.scheduledAt! - SCHEDULED_LEAD_MS - this.now());
-    }
-    if (due && this.dcsDrain === undefined) this.beginDcsDrain(view, f);
-    else this.maybeEndDcsDrain();
-  }
-
-  private isDue(f: PatroniFailoverKey): boolean {
-    return f.scheduledAt === undefined || f.scheduledAt - SCHEDULED_LEAD_MS <= this.now();
-  }
-
-  /** The backend of a Patroni member: by the name its REST API reported, its conn_url, or the same name. */
-  private backendOf(member: string | undefined, view: PatroniDcsView): string | undefined {
-    if (member === undefined) return undefined;
-    const backends = this.deps.topology.backends();
-    const byRest = backends.find((v) => v.patroni?.name === member);
-    if (byRest) return byRest.name;
-    const address = view.members.get(member);
-    const byAddress = address && backends.find((v) => v.config.host === address.host && v.config.port === address.port);
-    if (byAddress) return byAddress.name;
-    return backends.find((v) => v.name === member)?.name;
-  }
-
-  private beginDcsDrain(view: PatroniDcsView, f: PatroniFailoverKey): void {
-    // Patroni demotes the member holding the leader key, whatever the request names.
-    const member = view.leader ?? f.leader;
-    const backend = this.backendOf(member, view) ?? this.deps.topology.primary()?.name;
-    if (backend === undefined) {
-      this.deps.log.warn({ event: 'patroni.switchover_unmapped', member, candidate: f.candidate }, `Patroni switchover requested from ${member ?? 'an unknown leader'}, which is none of the backends, and pgwarden has no primary: nothing to drain`);
-      return;
-    }
-    const to = f.candidate ?? 'a replica Patroni picks';
-    const reason = `Patroni switchover from ${member ?? backend} to ${to} requested`;
-    this.dcsDrain = { backend, ...(member !== undefined && { member }), failover: f, reason };
-    this.deps.timeline.add('info', 'patroni.switchover', `Patroni was asked to move the leader from ${member ?? backend} to ${to}: draining ${backend} before Patroni stops it`, { backend, member, candidate: f.candidate });
-    this.refresh(backend);
-  }
-
-  /** The key is gone and Patroni either kept the leader or pgwarden has moved its writes on. */
-  private maybeEndDcsDrain(): void {
-    const d = this.dcsDrain;
-    if (d === undefined) return;
-    const f = this.dcsView?.failover;
-    if (f !== undefined && this.isDue(f)) return; // still under way
-    if (d.member !== undefined && this.dcsView?.leader === d.member) {
-      this.endDcsDrain(`Patroni kept ${d.member} as the leader (the switchover was cancelled or refused)`);
-    } else if (this.deps.topology.primary()?.name !== d.backend) {
-      this.endDcsDrain(`Patroni's switchover is over and ${d.backend} no longer takes writes`);
-    }
-  }
-
-  private endDcsDrain(why: string): void {
-    const d = this.dcsDrain;
-    if (d === undefined) return;
-    this.dcsDrain = undefined;
-    this.deps.timeline.add('info', 'patroni.switchover_end', `${why}: the advance drain of ${d.backend} ends`, { backend: d.backend });
-    this.refresh(d.backend);
-  }
-
   // ---- the overlay -------------------------------------------------------------------------
 
   private refresh(backend: string): void {
-    const reason = this.dcsDrain?.backend === backend ? this.dcsDrain.reason : this.restReasons.get(backend);
+    const reason = this.switchover?.reasonFor(backend) ?? this.restReasons.get(backend);
     const before = this.deps.topology.get(backend)?.patroniDrain;
     if (!this.deps.topology.setPatroniDrain(backend, reason)) return;
     if (reason !== undefined && before === undefined) {
@@ -345,7 +166,7 @@ export class PatroniWatch {
     } else if (reason === undefined) {
       this.deps.timeline.add('info', 'patroni.ready', `backend ${backend} takes new sessions again (${before})`, { backend });
     }
-    if (reason === undefined || before === undefined) this.maybeEndDcsDrain();
+    if (reason === undefined || before === undefined) this.switchover?.maybeEnd();
   }
 
   /** Close the backend's sessions at their transaction boundaries while the overlay holds (up to drain_timeout). */
