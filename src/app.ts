@@ -39,6 +39,8 @@ import { closeSessions, drainAtBoundaries } from './control/drain';
 import type { Coordinator } from './control/coordination/coordinator';
 import { coordinatorFor } from './control/coordination/wire';
 import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
+import { PatroniWatch } from './control/patroni-watch';
+import { PatroniDcs } from './coordination/patroni-dcs';
 
 const VERSION: string = require('../package.json').version;
 
@@ -74,6 +76,8 @@ export class App implements AdminController, ControlContext, Reloadable {
   private readonly primaryLoss: PrimaryLoss;
   private readonly roleWatch: RoleWatch;
   private readonly coordinator?: Coordinator;
+  /** `health.patroni`: Patroni's view of each member and its switchover key. */
+  readonly patroni?: PatroniWatch;
   private readonly recorder: History;
   /**
    * The files config.tls names as the last good load read them: pgwarden's certificate under
@@ -118,6 +122,17 @@ export class App implements AdminController, ControlContext, Reloadable {
     });
     this.bus.on('coordination.etcd', () => this.roleWatch.refresh());
     if (config.coordination) this.coordinator = coordinatorFor(config.coordination, this, (b, reason) => this.checkers.get(b)?.poke(reason));
+    const patroni = config.health.patroni;
+    if (patroni) {
+      this.patroni = PatroniWatch.create({
+        topology: this.topology,
+        timeline: this.timeline,
+        log,
+        config: () => this.config,
+        sessions: (b) => this.sessions(b),
+        ...(patroni.dcs && { dcs: new PatroniDcs(patroni.dcs) }),
+      });
+    }
     for (const b of config.backends) this.checkers.set(b.name, this.makeChecker(b));
     for (const l of config.listeners) this.listeners.push(this.makeListener(l));
     this.recorder = new History({ bus: this.bus, read: () => readProxy(this.topology, this.listeners, this.sessions()), ...opts.history });
@@ -132,6 +147,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     keepYoungGenerationSmall();
     for (const c of this.checkers.values()) c.start();
     this.coordinator?.start();
+    this.patroni?.start();
     try {
       for (const l of this.listeners) await l.listen();
       this.observability = await startObservability({
@@ -185,7 +201,8 @@ export class App implements AdminController, ControlContext, Reloadable {
       agentReports: this.agentReports,
       host: this.hostStatus,
     });
-    return coordination ? { ...snapshot, coordination } : snapshot;
+    const patroni = this.patroni?.status();
+    return { ...snapshot, ...(coordination && { coordination }), ...(patroni && { patroni }) };
   }
 
   history(): HistorySnapshot {
@@ -277,6 +294,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     if (leftAtDeadline > 0) this.log.warn({ event: 'shutdown.closed_sessions', sessions: leftAtDeadline }, 'closed sessions still open at shutdown_timeout');
     // Leaving the cluster last: the lease is revoked, so the others stop waiting for this member.
     await this.coordinator?.close();
+    await this.patroni?.stop();
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
     this.recorder.stop();

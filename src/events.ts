@@ -28,7 +28,7 @@ export interface BusEvents {
   /** A session left the wait queue. */
   'session.dequeued': { listener: string; waitMs: number; outcome: 'served' | 'timeout' | 'full' | 'gone' | 'shutdown' };
   /** Sessions closed by pgwarden itself (drain on down, maint, switchover, reload, shutdown). */
-  'session.closed_by_proxy': { listener: string; backend?: string; reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced'; inTransaction: boolean };
+  'session.closed_by_proxy': { listener: string; backend?: string; reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced' | 'patroni'; inTransaction: boolean };
   /** Every health probe result. */
   'check': { backend: string; result: ProbeResult };
   /** A role poll of a replica during a failover (failover.watch_interval); not a check. */

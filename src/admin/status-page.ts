@@ -146,6 +146,20 @@ function card(b) {
     ag.append(el('div', 'sub', ago(b.agent.at)));
     row(dl, 'agent', ag);
   }
+  if (b.patroniDrain) head.append(el('span', 'pill drain', 'PATRONI DRAIN', { title: b.patroniDrain }));
+  if (b.patroni) {
+    var p = b.patroni;
+    var flags = [];
+    if (p.pendingRestart) flags.push('pending restart');
+    if (p.noFailover) flags.push('nofailover');
+    if (p.pause) flags.push('paused');
+    if (p.scheduledRestart) flags.push('restart at ' + clock(p.scheduledRestart));
+    var pd = el('dd', p.reachable ? null : 'bad', p.reachable
+      ? (p.name || '?') + ': ' + (p.role || '?') + ' \u00b7 ' + (p.state || '?') + (p.timeline !== undefined ? ' \u00b7 timeline ' + p.timeline : '') + (flags.length ? ' \u00b7 ' + flags.join(', ') : '')
+      : 'unreachable' + (p.error ? ': ' + p.error : ''));
+    pd.append(el('div', 'sub', (b.patroniDrain ? 'draining: ' + b.patroniDrain + ' \u00b7 ' : '') + ago(p.at)));
+    row(dl, 'patroni', pd);
+  }
   c.append(dl);
   return c;
 }

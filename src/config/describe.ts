@@ -30,7 +30,7 @@ function listenerRow(l: ListenerConfig): string[] {
 }
 
 function backendRow(b: BackendConfig): string[] {
-  return [b.name, address(b.host, b.port), `weight=${b.weight}`, b.backup ? 'backup' : '', b.role === undefined ? '' : `role=${b.role}`];
+  return [b.name, address(b.host, b.port), `weight=${b.weight}`, b.backup ? 'backup' : '', b.role === undefined ? '' : `role=${b.role}`, b.patroniPort === undefined ? '' : `patroni_port=${b.patroniPort}`];
 }
 
 function lagLimit(config: Config): string {
@@ -121,6 +121,18 @@ function failoverLines(config: Config): string[] {
   ];
 }
 
+function patroniLines(config: Config): string[] {
+  const p = config.health.patroni;
+  if (p === undefined) return [];
+  const dcs = p.dcs;
+  return [
+    `  patroni: ${p.scheme}://<backend host>:${p.port}/patroni  interval: ${formatDuration(p.interval)}  timeout: ${formatDuration(p.timeout)}`,
+    dcs === undefined
+      ? '    dcs: none (no advance drain on a switchover)'
+      : `    dcs: etcd ${dcs.etcd.endpoints.join(', ')}  key: ${dcs.namespace}/${dcs.scope}/failover  user: ${dcs.etcd.user ?? '(none)'}`,
+  ];
+}
+
 export function describeConfig(config: Config): string {
   const { health, proxy } = config;
   const lines: string[] = [];
@@ -141,6 +153,7 @@ export function describeConfig(config: Config): string {
     health.agent === undefined
       ? '  agent: none'
       : `  agent: port ${health.agent.port}  interval: ${formatDuration(health.agent.interval)}  timeout: ${formatDuration(health.agent.timeout)}`,
+    ...patroniLines(config),
   );
 
   const { thresholds } = config.host;

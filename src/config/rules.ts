@@ -2,12 +2,14 @@
 // to itself, `fallback` only where it means something, fast_interval <= interval, the check
 // password and the admin token, roles for tcp checks, ports the admin API or the agent
 // would share with a listener or a server, and coordination (this instance among the
-// members, how etcd is reached, lease timing). The `tls` section's rules are in tls-rules.ts. Pure.
+// members, how etcd is reached, lease timing). The `tls` section's rules are in tls-rules.ts,
+// `health.patroni`'s in patroni-rules.ts. Pure.
 //
 // These run on a partly parsed document (values that failed to parse are left as written),
 // so every read is guarded: a rule only judges values that parsed, and the value that did
 // not parse already has its own problem.
 
+import { patroniRules } from './patroni-rules';
 import { tlsRules } from './tls-rules';
 import { formatDuration } from './units';
 
@@ -328,6 +330,7 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
   secretFromEnv(health, CHECK_PASSWORD, env, report);
   tcpCheckNeeds(doc, health, report);
   agentPort(doc, health, report);
+  patroniRules(doc, health, env, report);
   promoteNeeds(isMapping(doc.failover) ? doc.failover : {}, health, report);
   if (isMapping(doc.tls)) tlsRules(doc.tls, report);
   if (isMapping(doc.admin)) {

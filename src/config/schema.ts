@@ -152,6 +152,48 @@ const backend = section('backends[]', {
   weight: f.integer(0, 1000).default(100),
   backup: f.flag().default(false),
   role: f.oneOf(['primary', 'replica'], ROLE_ALIASES).optional(),
+  // Only with `health.patroni` (rules.ts): this server's Patroni REST port when it is not `health.patroni.port`.
+  patroni_port: f.port().optional(),
+});
+
+const PEM_FILE = 'the path of a PEM file';
+
+export const PATRONI_SCHEMES = ['http', 'https'] as const;
+
+const patroniEtcd = section(
+  'health.patroni.dcs.etcd',
+  {
+    endpoints: nonEmptyList(f.httpUrl(), 'endpoint', '`endpoints: [http://127.0.0.1:2379]`', true),
+    timeout: f.duration('positive').default(1_000),
+    user: f.text('an etcd user name').optional(),
+    password_env: f.envName().optional(),
+    tls: presentSection(
+      section('health.patroni.dcs.etcd.tls', {
+        ca_file: f.text(PEM_FILE).optional(),
+        cert_file: f.text(PEM_FILE).optional(),
+        key_file: f.text(PEM_FILE).optional(),
+      }),
+    ),
+  },
+  { password: 'the etcd password is read only from the environment: name its variable in `password_env`' },
+);
+
+const patroni = section('health.patroni', {
+  port: f.port().default(8008),
+  scheme: f.oneOf(PATRONI_SCHEMES, { tls: 'https', ssl: 'https' }).default('http'),
+  // Only for `scheme: https` (rules.ts).
+  ca_file: f.text(PEM_FILE).optional(),
+  // Default `health.interval`, applied in to-config.ts.
+  interval: f.duration('positive').optional(),
+  // Default `health.timeout`, applied in to-config.ts.
+  timeout: f.duration('positive').optional(),
+  dcs: presentSection(
+    section('health.patroni.dcs', {
+      etcd: z.preprocess((value) => (value === null || value === undefined ? {} : value), patroniEtcd),
+      namespace: f.keyPrefix().default('/service'),
+      scope: f.text("Patroni's `scope`: the cluster's name"),
+    }),
+  ),
 });
 
 const health = section('health', {
@@ -176,6 +218,7 @@ const health = section('health', {
       timeout: f.duration('positive').default(1_000),
     }),
   ),
+  patroni: presentSection(patroni),
 });
 
 const failover = section('failover', {
@@ -234,8 +277,6 @@ const admin = section('admin', {
   token: f.secret('a token (in quotes if it looks like a number)').optional(),
   token_env: f.envName().optional(),
 });
-
-const PEM_FILE = 'the path of a PEM file';
 
 const tls = section('tls', {
   mode: f

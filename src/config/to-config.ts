@@ -3,7 +3,7 @@
 // defaults that depend on other keys, deeply frozen. Pure.
 
 import { HOOK_EVENTS, type ParsedDocument } from './schema';
-import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold, TlsConfig } from './types';
+import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold, PatroniConfig, TlsConfig } from './types';
 
 /** `health.fast_interval` when not written, unless `interval` is shorter. */
 const DEFAULT_FAST_INTERVAL_MS = 250;
@@ -88,11 +88,48 @@ function coordinationOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): Coordinati
   };
 }
 
+/** `health.patroni`, or undefined when absent; interval and timeout default to the health check's. */
+function patroniOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): PatroniConfig | undefined {
+  const p = doc.health.patroni;
+  if (p === undefined) return undefined;
+  const dcs = p.dcs;
+  let dcsConfig: PatroniConfig['dcs'];
+  if (dcs !== undefined) {
+    const { etcd } = dcs;
+    const password = secret(undefined, etcd.password_env, env);
+    const tls = {
+      ...(etcd.tls?.ca_file === undefined ? {} : { caFile: etcd.tls.ca_file }),
+      ...(etcd.tls?.cert_file === undefined ? {} : { certFile: etcd.tls.cert_file }),
+      ...(etcd.tls?.key_file === undefined ? {} : { keyFile: etcd.tls.key_file }),
+    };
+    dcsConfig = {
+      namespace: dcs.namespace,
+      scope: dcs.scope,
+      etcd: {
+        endpoints: etcd.endpoints,
+        timeout: etcd.timeout,
+        ...(etcd.user === undefined ? {} : { user: etcd.user }),
+        ...(password === undefined ? {} : { password }),
+        ...(Object.keys(tls).length === 0 ? {} : { tls }),
+      },
+    };
+  }
+  return {
+    port: p.port,
+    scheme: p.scheme,
+    ...(p.ca_file === undefined ? {} : { caFile: p.ca_file }),
+    interval: p.interval ?? doc.health.interval,
+    timeout: p.timeout ?? doc.health.timeout,
+    ...(dcsConfig === undefined ? {} : { dcs: dcsConfig }),
+  };
+}
+
 export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
   const { health, failover, logging, proxy, admin } = doc;
   const password = secret(health.password, health.password_env, env);
   const token = admin === undefined ? undefined : secret(admin.token, admin.token_env, env);
   const coordination = coordinationOf(doc, env);
+  const patroni = patroniOf(doc, env);
   const config: Config = {
     listeners: doc.listeners.map((l) => ({
       name: l.name,
@@ -110,6 +147,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       weight: b.weight,
       backup: b.backup,
       ...(b.role === undefined ? {} : { role: b.role }),
+      ...(b.patroni_port === undefined ? {} : { patroniPort: b.patroni_port }),
     })),
     health: {
       check: health.check,
@@ -125,6 +163,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       jitter: health.jitter,
       maxReplicaLag: health.max_replica_lag ?? {},
       ...(health.agent === undefined ? {} : { agent: { port: health.agent.port, interval: health.agent.interval, timeout: health.agent.timeout } }),
+      ...(patroni === undefined ? {} : { patroni }),
     },
     failover: {
       queueTimeout: failover.queue_timeout,

@@ -31,6 +31,8 @@ export interface BackendConfig {
   readonly backup: boolean;
   /** Role for `tcp` checks (a `postgres` check detects the role itself). */
   readonly role?: ConfiguredRole;
+  /** This server's Patroni REST port when it differs from `health.patroni.port`. */
+  readonly patroniPort?: number;
 }
 
 export interface HealthConfig {
@@ -51,6 +53,34 @@ export interface HealthConfig {
   readonly maxReplicaLag: { readonly bytes?: number; readonly ms?: number };
   /** HAProxy agent-check: a small agent on each database host reports up/drain/down/weight%. */
   readonly agent?: { readonly port: number; readonly interval: number; readonly timeout: number };
+  /** Patroni beside each server: its REST API per backend, and optionally its DCS (absent: SQL checks only). */
+  readonly patroni?: PatroniConfig;
+}
+
+/** `health.patroni`: what Patroni says of each member, and the switchover key it writes to etcd. */
+export interface PatroniConfig {
+  /** REST port on each backend's host (a backend's own `patroni_port` wins). */
+  readonly port: number;
+  readonly scheme: 'http' | 'https';
+  /** https: CA of the REST API's certificate (absent: the system's CAs). */
+  readonly caFile?: string;
+  /** REST poll period (ms). */
+  readonly interval: number;
+  /** Deadline of one REST request (ms). */
+  readonly timeout: number;
+  /** Patroni's DCS (etcd v3): the `<namespace>/<scope>/failover` key announces a switchover. */
+  readonly dcs?: {
+    readonly namespace: string;
+    readonly scope: string;
+    readonly etcd: {
+      readonly endpoints: readonly string[];
+      readonly timeout: number;
+      readonly user?: string;
+      /** Resolved from `password_env`; never logged. */
+      readonly password?: string;
+      readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
+    };
+  };
 }
 
 export type FailoverMode = 'follow' | 'promote';

@@ -29,8 +29,17 @@ export function diffConfig(before: Config, after: Config): ConfigDiff {
       .map((k) => `${k} settings changed`),
     ...(!isDeepStrictEqual(before.admin, after.admin) ? ['admin settings changed (take effect after a restart)'] : []),
     ...(!isDeepStrictEqual(before.coordination, after.coordination) ? ['coordination settings changed (take effect after a restart)'] : []),
+    ...(patroniNeedsRestart(before, after) ? ['health.patroni added, removed, or its `dcs` or `ca_file` changed (take effect after a restart)'] : []),
   ];
   return { backends, listeners, health, summary };
+}
+
+/** What the running Patroni watch cannot take from a reload: it is built at start with its DCS client and CA. */
+function patroniNeedsRestart(before: Config, after: Config): boolean {
+  const a = before.health.patroni;
+  const b = after.health.patroni;
+  if ((a === undefined) !== (b === undefined)) return true;
+  return a !== undefined && b !== undefined && (!isDeepStrictEqual(a.dcs, b.dcs) || a.caFile !== b.caFile);
 }
 
 function diffNamed<T extends { name: string }>(before: readonly T[], after: readonly T[]) {

@@ -21,6 +21,11 @@ export interface DrainOptions {
   timeoutMessage: string;
   /** Time for the deadline and the sweeps (a FakeClock in tests); default real time with a ref'd pause. */
   clock?: Clock;
+  /**
+   * At every sweep, send sessions whose server has not answered yet back to routing (the client
+   * has seen nothing of it) instead of letting them log in and start a transaction there.
+   */
+  rerouteUnanswered?: boolean;
 }
 
 export interface DrainResult {
@@ -44,6 +49,7 @@ export async function drainAtBoundaries(o: DrainOptions): Promise<DrainResult> {
   const idle = new IdleCloser();
   let closedIdle = 0;
   while (now() < deadline && o.sessions().length > 0) {
+    if (o.rerouteUnanswered) for (const s of o.sessions()) if (s.awaitingServer) s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason);
     closedIdle += idle.sweep(o.sessions(), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason));
     await pause(Math.min(o.pollMs, Math.max(1, deadline - now())));
   }

@@ -2,9 +2,9 @@
 // topology and listeners. Read-only.
 import type { RecentEvent } from '../events';
 import type { HostStatus } from '../host/status';
-import type { BackendStatus, ListenerStatus, StatusSnapshot } from '../routing/status-snapshot';
+import type { BackendStatus, ListenerStatus, PatroniStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { candidatesFor } from '../routing/candidates';
-import type { Topology } from '../routing/topology';
+import type { BackendView, Topology } from '../routing/topology';
 import type { Listener } from '../proxy/listener';
 
 export interface StatusSources {
@@ -15,6 +15,11 @@ export interface StatusSources {
   events: RecentEvent[];
   host?: HostStatus;
   agentReports: ReadonlyMap<string, { at: number; reachable: boolean; raw?: string }>;
+}
+
+function patroniStatus(m: NonNullable<BackendView['patroni']>): PatroniStatus {
+  const { at, scheduledRestartAt, ...rest } = m;
+  return { ...rest, at: new Date(at).toISOString(), ...(scheduledRestartAt !== undefined && { scheduledRestart: new Date(scheduledRestartAt).toISOString() }) };
 }
 
 export function buildStatus(src: StatusSources): StatusSnapshot {
@@ -47,6 +52,8 @@ export function buildStatus(src: StatusSources): StatusSnapshot {
         },
       }),
       ...(agent && { agent: { at: new Date(agent.at).toISOString(), report: agent.raw ?? '', reachable: agent.reachable } }),
+      ...(v.patroni && { patroni: patroniStatus(v.patroni) }),
+      ...(v.patroniDrain !== undefined && { patroniDrain: v.patroniDrain }),
     };
   });
   const listeners: ListenerStatus[] = src.listeners.map((l) => {

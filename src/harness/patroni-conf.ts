@@ -21,6 +21,9 @@ export interface NodeConfInput {
 
 // Patroni's own accounts. pg_hba.conf trusts everyone but the check user from loopback, so the
 // passwords only matter to a test that asks for them.
+/** Patroni's `namespace` for every test cluster: its keys are under `<namespace>/<scope>/` in etcd. */
+export const PATRONI_NAMESPACE = '/pgwarden-test';
+
 export const PATRONI_SUPERUSER = { username: 'postgres', password: 'patroni-super-3b7e' };
 export const PATRONI_REPLICATION = { username: 'replicator', password: 'patroni-repl-5d21' };
 
@@ -44,7 +47,7 @@ export function renderPatroniConf(n: NodeConfInput): string {
     .filter((line) => line !== '' && !line.startsWith('#'));
   const conf = {
     scope: n.scope,
-    namespace: '/pgwarden-test/',
+    namespace: `${PATRONI_NAMESPACE}/`,
     name: n.name,
     log: { level: 'INFO' },
     restapi: { listen: `127.0.0.1:${n.restPort}`, connect_address: `127.0.0.1:${n.restPort}` },

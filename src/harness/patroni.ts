@@ -22,7 +22,7 @@ import { waitUntil } from './cluster-options';
 import { queryNode } from './cluster-query';
 import { giveBaseDirToPostgres, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
 import { EtcdCluster } from './etcd';
-import { renderPatroniConf } from './patroni-conf';
+import { PATRONI_NAMESPACE, renderPatroniConf } from './patroni-conf';
 import { PatroniClusterError, patroniFreeEnv, validatePatroniOptions, type PatroniClusterOptions, type PatroniNode } from './patroni-options';
 import { clusterMembers, restGet, type ClusterMember } from './patroni-rest';
 import { freePort, portRefuses } from './ports';
@@ -125,6 +125,16 @@ export class PatroniCluster {
   /** Patroni's scope: the cluster's name in the DCS. */
   get scope(): string {
     return this.#scope;
+  }
+
+  /** Patroni's namespace (no trailing slash): the cluster's keys are under `<namespace>/<scope>/` in etcd. */
+  get namespace(): string {
+    return PATRONI_NAMESPACE;
+  }
+
+  /** The etcd v3 client URLs Patroni uses as its DCS. */
+  etcdEndpoints(): string[] {
+    return [...this.etcd.endpoints()];
   }
 
   /** The node by name (p1, p2, p3). */

@@ -55,6 +55,10 @@ export interface BackendReading {
   effectiveWeight: number;
   sessions: number;
   lastCheck?: { ok: boolean };
+  /** `health.patroni`: the member as GET /patroni showed it last. */
+  patroni?: { reachable: boolean; state?: string; timeline?: number; pendingRestart: boolean };
+  /** Set while Patroni is taking the backend away (no new sessions). */
+  patroniDrain?: string;
 }
 
 export interface ListenerReading {
@@ -73,6 +77,13 @@ const BACKEND_STATES: readonly BackendReading['state'][] = ['init', 'up', 'down'
 const ADMIN_STATES: readonly BackendReading['adminState'][] = ['ready', 'drain', 'maint'];
 /** `unknown` until the first successful check tells the role. */
 const ROLES = ['primary', 'replica', 'unknown'] as const;
+/** Patroni's member states worth a series of their own; any other is `other`, no answer `unreachable`. */
+const PATRONI_STATES = ['running', 'streaming', 'starting', 'stopping', 'stopped', 'restarting', 'crashed', 'other', 'unreachable'] as const;
+
+function patroniState(p: NonNullable<BackendReading['patroni']>): (typeof PATRONI_STATES)[number] {
+  if (!p.reachable) return 'unreachable';
+  return (PATRONI_STATES as readonly string[]).includes(p.state ?? '') ? (p.state as (typeof PATRONI_STATES)[number]) : 'other';
+}
 
 /** Seconds. Checks and queue waits are usually milliseconds; failover events are seconds. */
 const CHECK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -140,6 +151,12 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     backendEffectiveWeight: perBackend('pgwarden_backend_effective_weight', 'Weight after the agent report (equals the weight without an agent).', (b) => b.effectiveWeight),
     backendSessions: perBackend('pgwarden_backend_active_sessions', 'Client sessions connected to this backend now.', (b) => b.sessions),
     backendLastCheckOk: perBackend('pgwarden_backend_last_check_success', '1 when the last check succeeded, 0 when it failed (absent before the first).', (b) => (b.lastCheck ? Number(b.lastCheck.ok) : undefined)),
+    patroniState: viewGauge('pgwarden_patroni_member_state', "health.patroni: the member's state in Patroni's REST API (GET /patroni), 1 for the current one (running, streaming, starting, stopping, stopped, restarting, crashed, other, unreachable), 0 for the others.", ['backend', 'state'], (g, s) => {
+      for (const b of s.backends) if (b.patroni) for (const st of PATRONI_STATES) g.set({ backend: b.name, state: st }, patroniState(b.patroni) === st ? 1 : 0);
+    }),
+    patroniDraining: perBackend('pgwarden_patroni_draining', 'health.patroni: 1 while Patroni is taking this backend away (demote, restart, a switchover announced in its DCS) and it takes no new sessions.', (b) => (b.patroni || b.patroniDrain !== undefined ? Number(b.patroniDrain !== undefined) : undefined)),
+    patroniPendingRestart: perBackend('pgwarden_patroni_pending_restart', 'health.patroni: 1 when Patroni reports that PostgreSQL needs a restart for a changed setting.', (b) => (b.patroni?.reachable ? Number(b.patroni.pendingRestart) : undefined)),
+    patroniTimeline: perBackend('pgwarden_patroni_timeline', "health.patroni: the member's timeline as Patroni reports it.", (b) => b.patroni?.timeline),
     primaryKnown: viewGauge('pgwarden_primary_available', '1 when some backend is the primary, 0 while there is none.', [], (g, s) => g.set(s.primary ? 1 : 0)),
 
     // ---- backends: events ----
@@ -173,7 +190,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     fenced: new Counter({ name: 'pgwarden_fencing_events_total', help: 'Backends fenced by the split-brain rule.', labelNames: ['backend'], registers }),
     detection: new Histogram({ name: 'pgwarden_failure_detection_seconds', help: 'From the first failed check to the backend being marked down.', labelNames: ['backend'], buckets: DETECTION_BUCKETS, registers }),
     switchover: new Histogram({ name: 'pgwarden_switchover_duration_seconds', help: 'Planned switchovers, by outcome (ok, failed).', labelNames: ['outcome'], buckets: SWITCHOVER_BUCKETS, registers }),
-    closedByProxy: new Counter({ name: 'pgwarden_sessions_closed_by_proxy_total', help: 'Sessions pgwarden closed itself, by reason (down, maint, switchover, reload, shutdown, fenced).', labelNames: ['listener', 'reason'], registers }),
+    closedByProxy: new Counter({ name: 'pgwarden_sessions_closed_by_proxy_total', help: 'Sessions pgwarden closed itself, by reason (down, maint, switchover, reload, shutdown, fenced, patroni).', labelNames: ['listener', 'reason'], registers }),
     closedInTransaction: new Counter({ name: 'pgwarden_sessions_closed_in_transaction_total', help: 'Of those, sessions that were inside a transaction when closed.', labelNames: ['listener', 'reason'], registers }),
 
     // ---- coordination (several instances through etcd; no series without `coordination:`) ----

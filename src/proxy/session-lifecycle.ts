@@ -103,6 +103,14 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
     return this.phase === 'relaying';
   }
 
+  /**
+   * Connected to its backend, whose first answer has not come yet: the client has seen nothing
+   * of that server, so closeAtBoundary sends it back to routing (except at shutdown).
+   */
+  get awaitingServer(): boolean {
+    return this.phase === 'connecting';
+  }
+
   /** Between transactions with nothing in flight (never under TLS passthrough: bytes are opaque). */
   get isIdle(): boolean {
     return this.phase === 'relaying' && this.boundaries !== undefined && this.boundaries.isIdle;

@@ -60,6 +60,7 @@ function whyNot(v: BackendView, wanted: 'primary' | 'replica', topo: Topology, e
   if (v.adminState === 'drain') return 'draining';
   if (v.fenced) return 'fenced (split brain)';
   if (v.agentState !== undefined) return `agent reports ${v.agentState}`;
+  if (v.patroniDrain !== undefined) return `draining (${v.patroniDrain})`;
   if (v.effectiveWeight === 0) return 'has weight 0';
   if (wanted === 'primary') return v.role === 'replica' ? 'in recovery' : 'primary (split brain)';
   if (v.role === 'primary') return 'is the primary';

@@ -31,6 +31,30 @@ export interface BackendStatus {
   lastCheck?: { ok: boolean; at: string; durationMs: number; layer?: FailureLayer; message?: string };
   /** Last agent report, when `health.agent` is configured. */
   agent?: { at: string; report: string; reachable: boolean };
+  /** What Patroni's REST API said last, when `health.patroni` is configured. */
+  patroni?: PatroniStatus;
+  /** Why Patroni is taking this server away (no new sessions until it clears); absent: it is not. */
+  patroniDrain?: string;
+}
+
+/** One backend's member as GET /patroni showed it. */
+export interface PatroniStatus {
+  /** When pgwarden last asked (ISO time). */
+  at: string;
+  reachable: boolean;
+  error?: string;
+  /** Patroni's member name (from its REST API, or the DCS member whose conn_url is this server). */
+  name?: string;
+  scope?: string;
+  version?: string;
+  role?: string;
+  state?: string;
+  timeline?: number;
+  pendingRestart: boolean;
+  noFailover: boolean;
+  scheduledRestart?: string;
+  pause: boolean;
+  syncStandby: boolean;
 }
 
 export interface ListenerStatus {
@@ -58,6 +82,24 @@ export interface StatusSnapshot {
   host?: HostStatus;
   /** Present when this instance coordinates with others through etcd. */
   coordination?: CoordinationStatus;
+  /** Present with `health.patroni` (each backend's member is in `backends[].patroni`). */
+  patroni?: PatroniClusterStatus;
+}
+
+/** `health.patroni`: what pgwarden reads from Patroni's DCS, when `dcs` is configured. */
+export interface PatroniClusterStatus {
+  dcs?: {
+    /** The key watched: `<namespace>/<scope>/failover`. */
+    key: string;
+    reachable: boolean;
+    error?: string;
+    /** The member holding Patroni's leader key. */
+    leader?: string;
+    /** A switchover or failover requested and not yet done. */
+    failover?: { leader?: string; candidate?: string; scheduledAt?: string };
+    /** The backend drained in advance of that switchover. */
+    draining?: string;
+  };
 }
 
 /** Several instances through etcd (status of this member's view). */

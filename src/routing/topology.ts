@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
+import type { PatroniMember } from '../health/patroni-rest';
 import type { AdminState } from './status-snapshot';
 import { decideUnderAuthority, type PrimaryAuthority } from './primary-authority';
 
@@ -23,6 +24,13 @@ export interface BackendView {
   /** Agent report: weight percentage and state override (HAProxy agent-check). */
   agentWeightPercent?: number;
   agentState?: 'up' | 'drain' | 'down' | 'maint';
+  /** `health.patroni`: what Patroni's REST API said last, and when (wall clock). */
+  patroni?: PatroniMember & { readonly at: number };
+  /**
+   * Why Patroni is taking this server away (demoting, restarting, a switchover announced in its
+   * DCS): no new sessions until it clears. An overlay of its own, never the operator's adminState.
+   */
+  patroniDrain?: string;
   /** Weight after the agent's percentage. */
   effectiveWeight: number;
   /** Monotonic ms of the first failed check in the current failure streak (detection latency). */
@@ -219,9 +227,25 @@ export class Topology extends EventEmitter {
     this.emit('change');
   }
 
+  /** The last GET /patroni of this backend (status only: routing reads patroniDrain). */
+  setPatroni(name: string, member: (PatroniMember & { readonly at: number }) | undefined): void {
+    const v = this.views.get(name);
+    if (v) v.patroni = member;
+  }
+
+  /** Set (a reason) or clear (undefined) the Patroni drain overlay; emits 'change' when it changes. */
+  setPatroniDrain(name: string, reason: string | undefined): boolean {
+    const v = this.views.get(name);
+    if (!v || v.patroniDrain === reason) return false;
+    const wasDraining = v.patroniDrain !== undefined;
+    v.patroniDrain = reason;
+    if (wasDraining !== (reason !== undefined)) this.emit('change');
+    return true;
+  }
+
   /** Can this backend take a new session at all (role and lag aside)? */
   routable(v: BackendView): boolean {
-    return v.state === 'up' && v.adminState === 'ready' && !v.fenced && v.agentState === undefined && v.effectiveWeight > 0;
+    return v.state === 'up' && v.adminState === 'ready' && !v.fenced && v.agentState === undefined && v.patroniDrain === undefined && v.effectiveWeight > 0;
   }
 
   sessionOpened(name: string): void {

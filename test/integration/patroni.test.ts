@@ -1,7 +1,8 @@
 // pgwarden in front of Patroni (issue 16, point 1): a real three-node Patroni cluster on one etcd
 // member, synchronous_mode on, and pgwarden in follow mode with the three nodes as backends.
 // Patroni decides every change; pgwarden only follows it. One cluster for the whole file, in
-// order: (a) a `patronictl switchover` under pgbench -C, (b) a kill -9 of the leader's
+// order: (a) a plain `patronictl switchover` under pgbench -C, with health.patroni (REST and the
+// DCS failover key) and no drain by hand, (b) a kill -9 of the leader's
 // postmaster and Patroni's own failover to the synchronous standby under a writer that records
 // what was acknowledged, (c) on_primary_change ran once for each of the two changes.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -46,8 +47,16 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
   const dir = mkdtempSync(path.join(tmpdir(), 'pgwarden-patroni-hooks-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const changes = path.join(dir, 'primary-changes');
+  // health.patroni: every node's REST API (each on a port of its own here, all on 127.0.0.1) and
+  // Patroni's etcd, where `patronictl switchover` writes the failover key before the leader stops.
   const p = await startProxy(t, patroni, {
-    health: healthConfig(),
+    backends: (nodes) => nodes.map((n) => `  - { name: ${n.name}, host: 127.0.0.1, port: ${n.port}, patroni_port: ${patroni.node(n.name).restPort} }`).join('\n'),
+    health: healthConfig(`  patroni:
+    interval: 500ms
+    dcs:
+      scope: ${patroni.scope}
+      namespace: ${patroni.namespace}
+      etcd: { endpoints: [${patroni.etcdEndpoints().join(', ')}] }`),
     failover: `  mode: follow
   queue_timeout: ${QUEUE_TIMEOUT_MS / 1000}s
   queue_size: 200`,
@@ -60,15 +69,35 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
   await waitForRouting(p, first, patroni.nodes);
   const expectedChanges: string[] = [];
 
-  await t.test('(a) patronictl switchover under pgbench -C: no failed transaction, every one on the new leader', async (t) => {
+  await t.test('(a) plain patronictl switchover under pgbench -C: no failed transaction, every one on the new leader', async (t) => {
+    await waitFor(
+      "/status shows every node's Patroni member and a reachable DCS",
+      () => {
+        const s = p.app.status();
+        return s.patroni?.dcs?.reachable === true && s.backends.every((b) => b.patroni?.reachable === true && b.patroni.name === b.name);
+      },
+      30_000,
+    ).catch((err: Error) => {
+      const s = p.app.status();
+      t.comment(JSON.stringify({ dcs: s.patroni, members: s.backends.map((b) => b.patroni) }));
+      for (const l of p.logs.filter((l) => String(l.event).startsWith('patroni.'))) t.comment(JSON.stringify(l));
+      throw err;
+    });
+    const before = p.app.status();
+    t.equal(before.patroni?.dcs?.leader, first.name, `the DCS leader key names ${first.name}`);
+    t.same(
+      before.backends.map((b) => [b.name, b.patroni?.role === 'master' || b.patroni?.role === 'primary' ? 'leader' : b.patroni?.role]),
+      patroni.nodes.map((n) => [n.name, n === first ? 'leader' : 'replica']),
+      "/status: each backend's Patroni role",
+    );
     const init = await pgbench(p.rwPort, ['-i', '-s', '1', '-q']);
     t.equal(init.code, 0, 'pgbench -i through rw', { output: init.output });
     const target = (await patroni.members()).find((m) => m.role === 'sync_standby')!;
     t.ok(target, `the synchronous standby, the only replica Patroni switches over to in synchronous_mode: ${target?.name}`);
     const started = Date.now();
     // One thread per client (-j 8): see the README on pgbench -C with fewer threads than clients.
-    // 45 s: longer than the wait below can take (30 s at most) before the drain starts, so
-    // pgbench is surely reconnecting through the drain and the switchover whatever the load.
+    // 45 s: longer than the wait below can take (30 s at most) plus the switchover, so pgbench is
+    // surely reconnecting through the advance drain and the switchover whatever the load.
     const run = pgbench(p.rwPort, ['-C', '-c', '8', '-j', '8', '-T', '45', '-n']);
     let queuedAndServed = 0;
     p.app.bus.on('session.dequeued', (e) => e.listener === 'rw' && e.outcome === 'served' && queuedAndServed++);
@@ -77,24 +106,37 @@ t.test('pgwarden follows Patroni: switchover, kill -9 of the leader, on_primary_
       async () => Date.now() - started >= 5000 && Number((await patroni.query(first, 'SELECT count(*) AS n FROM pgbench_history'))[0].n) > 100,
       30_000,
     );
-    // A Patroni switchover stops the old leader with a fast shutdown: every session still on it
-    // is terminated (57P01), a transaction in flight with it, and a connect that reaches it
-    // while it shuts down is refused (57P03). pgwarden cannot see the switchover coming, so the
-    // operator drains the leader in pgwarden first: new write sessions wait in the queue, the
-    // ones on the leader finish (pgbench -C: one transaction each), and only then does Patroni
-    // switch. The old leader is made ready again once it is back as a replica.
-    p.app.setAdminState(first.name, 'drain');
-    await waitFor(`no session left on ${first.name}`, () => p.app.sessions(first.name).length === 0, 30_000);
+    // No drain by hand: Patroni stops the old leader with a fast shutdown right after its
+    // CHECKPOINT, and pgwarden sees the switchover coming only through the failover key in
+    // Patroni's etcd. It drains the leader from that moment: new write sessions wait in the
+    // queue, the ones on the leader finish (pgbench -C: one transaction each), and none is left
+    // when Patroni stops it.
     const { from, to, output: ctl } = await patroni.switchover(target.name);
     t.comment(`patronictl: ${ctl.split('\n').find((l) => /switched over/i.test(l)) ?? ctl.trim()}`);
     t.equal(from.name, first.name, `switched over from ${from.name}`);
     expectedChanges.push(`${from.name} ${to.name}`);
     await waitForRouting(p, to, patroni.nodes);
-    p.app.setAdminState(from.name, 'ready');
+    for (const e of p.app.timeline.recent().filter((e) => /^(patroni|primary|backend)\./.test(e.event))) t.comment(`${e.time} ${e.event}: ${e.message}`);
+    const advance = p.app.timeline.recent().filter((e) => e.event === 'patroni.switchover');
+    t.ok(advance.some((e) => e.backend === first.name), `the failover key drained ${first.name} in advance`);
+    await waitFor(`the advance drain of ${from.name} is over`, () => p.app.topology.get(from.name)?.patroniDrain === undefined, 60_000);
+    t.equal(p.app.topology.get(from.name)?.adminState, 'ready', "the operator's admin state was never touched");
 
     const { code, output } = await run;
     for (const line of output.split('\n').filter((l) => /^(tps|number of|pgbench: error|client \d+ aborted)/.test(l))) t.comment(`pgbench: ${line}`);
     t.equal(code, 0, 'pgbench exits 0');
+    if (/aborted/.test(output)) {
+      // Which sessions on the old leader ended other than by the client's Terminate, and when
+      // each began (its end minus its duration), against the moment the advance drain began.
+      const drainAt = p.app.timeline.recent().find((e) => e.event === 'patroni.drain' && e.backend === from.name)?.time;
+      t.comment(`advance drain of ${from.name} began at ${drainAt}`);
+      for (const l of p.logs.filter((l) => l.event === 'session.end' && l.backend === from.name && l.cause !== 'client-terminate')) {
+        const end = Date.parse(String(l.time));
+        t.comment(`session on ${from.name}: began ${new Date(end - Number(l.durationMs)).toISOString()}, ended ${l.time}: ${l.cause} in ${l.phase}${l.detail ? ` (${l.detail})` : ''}`);
+      }
+      const leaderLog = readFileSync(from.logFile, 'utf8').split('\n');
+      for (const line of leaderLog.filter((l) => /switchover|[Dd]emot|checkpoint|shut ?down|terminat/.test(l)).slice(-30)) t.comment(`${from.name}: ${line}`);
+    }
     t.notMatch(output, /aborted/, 'no client aborted', { output });
     const failed = /number of failed transactions: (\d+)/.exec(output);
     if (failed) t.equal(Number(failed[1]), 0, 'pgbench reports 0 failed transactions');

@@ -269,10 +269,10 @@ t.test('unknown keys are rejected with a "did you mean" hint', async (t) => {
   const misplaced = problemAt(t, `${MINIMAL}health: { queue_timeout: 5s }\n`, 'health.queue_timeout');
   t.equal(misplaced.message, 'unknown key `health.queue_timeout`');
   t.equal(misplaced.hint, '`queue_timeout` belongs under `failover`');
-  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host`, `health.agent` or `proxy.client_keepalive`');
+  t.equal(problemAt(t, `${MINIMAL}interval: 1s\n`, 'interval').hint, '`interval` belongs under `health`, `host`, `health.patroni`, `health.agent` or `proxy.client_keepalive`');
   const elsewhere = problemAt(t, `${MINIMAL}failover: { timeout: 1s }\n`, 'failover.timeout');
   t.equal(elsewhere.message, 'unknown key `failover.timeout`', 'no abbreviation guess when the key exists elsewhere');
-  t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.agent`, each entry of `hooks.<event>` or `coordination.etcd`');
+  t.equal(elsewhere.hint, '`timeout` belongs under `health`, `health.patroni`, `health.agent`, each entry of `hooks.<event>`, `coordination.etcd` or `health.patroni.dcs.etcd`');
 
   const nothingClose = problemAt(t, `${MINIMAL}tls: { certificate: x.pem }\n`, 'tls.certificate');
   t.equal(nothingClose.message, 'unknown key `tls.certificate`');
@@ -567,6 +567,54 @@ t.test('health.agent: optional, port required, defaults for the rest', async (t)
   const clash = problemAt(t, `${MINIMAL}health: { agent: { port: 5432 } }\n`, 'health.agent.port');
   t.equal(clash.message, '5432 is the PostgreSQL port of backends[0]; the agent check would talk to PostgreSQL');
   t.match(clash.hint, /port of its own/);
+});
+
+t.test('health.patroni: REST port and scheme, interval and timeout from health, optional DCS', async (t) => {
+  t.notOk('patroni' in parseConfig(MINIMAL, {}).health, 'no Patroni unless configured');
+  t.same(parseConfig(`${MINIMAL}health: { interval: 2s, timeout: 500ms, patroni: }\n`, {}).health.patroni, { port: 8008, scheme: 'http', interval: 2_000, timeout: 500 }, 'an empty `patroni:` is on with every default');
+  const full = parseConfig(
+    `${MINIMAL}health: { patroni: { port: 8009, scheme: https, ca_file: /ca.pem, interval: 500ms, timeout: 300ms, dcs: { scope: main, namespace: /service/, etcd: { endpoints: [http://10.0.0.9:2379], user: pgw, password_env: ETCD_PW } } } }\n`,
+    { ETCD_PW: 'etcd-pw-7' },
+  ).health.patroni;
+  t.same(full, {
+    port: 8009,
+    scheme: 'https',
+    caFile: '/ca.pem',
+    interval: 500,
+    timeout: 300,
+    dcs: { namespace: '/service', scope: 'main', etcd: { endpoints: ['http://10.0.0.9:2379'], timeout: 1_000, user: 'pgw', password: 'etcd-pw-7' } },
+  });
+  t.equal(parseConfig(`${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432, patroni_port: 8010 }\nhealth: { patroni: {} }\n`, {}).backends[0]!.patroniPort, 8010);
+
+  const scope = problemAt(t, `${MINIMAL}health: { patroni: { dcs: { etcd: { endpoints: [http://e:2379] } } } }\n`, 'health.patroni.dcs.scope');
+  t.match(scope.message, /required key is missing; expected Patroni's `scope`/);
+  t.match(problemAt(t, `${MINIMAL}health: { patroni: { dcs: { scope: main } } }\n`, 'health.patroni.dcs.etcd.endpoints').message, 'at least one endpoint is required');
+  t.match(problemAt(t, `${MINIMAL}health: { patroni: { scheme: ftp } }\n`, 'health.patroni.scheme').message, /http/);
+  t.equal(problemAt(t, `${MINIMAL}health: { patroni: { prot: 8008 } }\n`, 'health.patroni.prot').message, 'unknown key `health.patroni.prot` — did you mean `port`?');
+  t.match(problemAt(t, `${MINIMAL}health: { patroni: { dcs: { scope: main, etcd: { endpoints: [http://e:2379], password: x } } } }\n`, 'health.patroni.dcs.etcd.password').hint, /password_env/);
+
+  const clash = problemAt(t, `${MINIMAL}health: { patroni: { port: 5432 } }\n`, 'health.patroni.port');
+  t.equal(clash.message, "5432 is the PostgreSQL port of `pg1` (backends[0]); pgwarden would ask PostgreSQL for Patroni's REST API");
+  t.match(clash.hint, /patroni_port/);
+  const own = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432, patroni_port: 5432 }\nhealth: { patroni: {} }\n`, 'backends[0].patroni_port');
+  t.match(own.message, /PostgreSQL port of `pg1`/);
+  const alone = problemAt(t, `${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432, patroni_port: 8008 }\n`, 'backends[0].patroni_port');
+  t.equal(alone.message, 'applies only with `health.patroni`');
+  t.match(alone.hint, /health: \{ patroni:/);
+  t.match(problemAt(t, `${MINIMAL}health: { patroni: { ca_file: /ca.pem } }\n`, 'health.patroni.ca_file').message, 'applies only to `scheme: https`');
+
+  const etcd = (inner: string) => `${MINIMAL}health: { patroni: { dcs: { scope: main, etcd: { ${inner} } } } }\n`;
+  t.match(problemAt(t, etcd('endpoints: [http://a:2379, https://b:2379]'), 'health.patroni.dcs.etcd.endpoints').message, 'mixes http:// and https://');
+  t.match(problemAt(t, etcd('endpoints: [http://a:2379], tls: { ca_file: /ca.pem }'), 'health.patroni.dcs.etcd.tls').message, 'applies only to https:// endpoints');
+  t.match(problemAt(t, etcd('endpoints: [https://a:2379], tls: { cert_file: /c.pem }'), 'health.patroni.dcs.etcd.tls.key_file').message, 'required key is missing');
+  t.equal(problemAt(t, etcd('endpoints: [http://a:2379], password_env: ETCD_PW'), 'health.patroni.dcs.etcd.password_env', { ETCD_PW: 'x' }).message, 'needs `user` beside it');
+  t.equal(problemAt(t, etcd('endpoints: [http://a:2379], user: u, password_env: ETCD_PW'), 'health.patroni.dcs.etcd.password_env').message, 'environment variable `ETCD_PW` is not set');
+
+  const described = describeConfig(parseConfig(`${LISTENERS}backends:\n  - { name: pg1, host: 127.0.0.1, port: 5432, patroni_port: 8010 }\nhealth: { patroni: { dcs: { scope: main, etcd: { endpoints: [http://e:2379] } } } }\n`, {}));
+  t.match(described, /patroni_port=8010/);
+  t.match(described, /patroni: http:\/\/<backend host>:8008\/patroni\s+interval: 1s\s+timeout: 1s/);
+  t.match(described, /dcs: etcd http:\/\/e:2379\s+key: \/service\/main\/failover/);
+  t.notMatch(describeConfig(parseConfig(MINIMAL, {})), /patroni/);
 });
 
 t.test('failover: mode, on_down and the promote and switchover limits', async (t) => {
@@ -924,7 +972,7 @@ t.test('coordination: unknown keys', async (t) => {
   t.equal(problemAt(t, coordinationWith('{ endpoints: [http://e:2379] }', '  memebrs: [a]\n'), 'coordination.memebrs').message, 'unknown key `coordination.memebrs` — did you mean `members`?');
   t.equal(problemAt(t, coordinationWith('{ endpoint: [http://e:2379] }'), 'coordination.etcd.endpoint').message, 'unknown key `coordination.etcd.endpoint` — did you mean `endpoints`?');
   t.equal(problemAt(t, coordinationWith('{ endpoints: [https://e:2379], tls: { cafile: x } }'), 'coordination.etcd.tls.cafile').message, 'unknown key `coordination.etcd.tls.cafile` — did you mean `ca_file`?');
-  t.equal(problemAt(t, `${MINIMAL}etcd: { endpoints: [http://e:2379] }\n`, 'etcd').hint, '`etcd` belongs under `coordination`');
+  t.equal(problemAt(t, `${MINIMAL}etcd: { endpoints: [http://e:2379] }\n`, 'etcd').hint, '`etcd` belongs under `coordination` or `health.patroni.dcs`');
 });
 
 t.test('coordination: describeConfig shows it without the password; a change needs a restart', async (t) => {

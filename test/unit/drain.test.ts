@@ -12,6 +12,7 @@ interface Fake {
   inTransaction: boolean;
   isIdle: boolean;
   idleMark: number | undefined;
+  awaitingServer?: boolean;
   closed?: { sqlstate: string; message: string; reason: string };
   closeAtBoundary(sqlstate: string, message: string, reason: string): void;
 }
@@ -68,4 +69,18 @@ t.test('returns as soon as nothing is left, and at once with timeout 0', async (
   const r = await drainAtBoundaries({ sessions: () => open as unknown as Session[], timeoutMs: 0, pollMs: 10, reason: 'shutdown', idleMessage: 'x', timeoutMessage: 'shutting down' });
   t.same(r, { closedIdle: 0, closedInTransaction: 1, leftAtDeadline: 1 });
   t.equal(busy.closed?.reason, 'shutdown');
+});
+
+t.test('rerouteUnanswered: a session whose server has not answered yet goes back to routing at the first sweep', async (t) => {
+  const open: Fake[] = [];
+  const waiting = fake('waiting', { isEstablished: false, isIdle: false, idleMark: undefined, awaitingServer: true }, open);
+  const busy = fake('busy', { inTransaction: true, isIdle: false, idleMark: undefined }, open);
+  const done = drainAtBoundaries({ sessions: () => open as unknown as Session[], timeoutMs: 60_000, pollMs: 10, reason: 'patroni', idleMessage: 'idle bye', timeoutMessage: 'deadline bye', rerouteUnanswered: true });
+  t.same(waiting.closed, { sqlstate: '57P01', message: 'idle bye', reason: 'patroni' }, 'closeAtBoundary at once (for a session awaiting its server, that is a redispatch)');
+  t.equal(busy.closed, undefined, 'a busy session is left to finish');
+  busy.inTransaction = false;
+  busy.isIdle = true;
+  busy.idleMark = 2;
+  t.same(await done, { closedIdle: 1, closedInTransaction: 0, leftAtDeadline: 0 });
+  t.equal(busy.closed?.message, 'idle bye');
 });
