@@ -131,6 +131,7 @@ const VARIANTS = {
   // the 5-byte headers both ways in C; `native+rfq` also calls a JS function per ReadyForQuery.
   native: { native: true },
   'native+rfq': { native: true, rfq: true },
+  'native 2 processes': { native: true, processes: 2 }, // as HAProxy's two threads
   // The reference, in the same run: HAProxy in mode tcp (two threads, its default here).
   haproxy: { external: 'haproxy' },
 };
@@ -179,18 +180,18 @@ function serveNative(v, port, pgPort) {
 function serve(name, port, pgPort) {
   const v = VARIANTS[name];
   if (v.external === 'haproxy') return serveHaproxy(port, pgPort);
-  if (v.native) return serveNative(v, port, pgPort);
   if (v.processes) {
     const cluster = require('node:cluster');
     if (cluster.isPrimary) {
       for (let i = 0; i < v.processes; i++) cluster.fork();
       process.on('SIGTERM', () => {
-        for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
+        for (const w of Object.values(cluster.workers)) w.process.kill(v.native ? 'SIGTERM' : 'SIGKILL'); // native: its workers report onEnd's totals
         process.exit(0);
       });
       return;
     }
   }
+  if (v.native) return serveNative(v, port, pgPort);
   const noDelay = v.noDelay ?? true;
   const hwm = v.hwm ? { highWaterMark: v.hwm } : {};
   const server = net.createServer({ noDelay, pauseOnConnect: Boolean(v.onread), ...hwm }, (client) => {
