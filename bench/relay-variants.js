@@ -170,10 +170,16 @@ function serveNative(v, port, pgPort) {
     });
   });
   server.listen(port, '127.0.0.1');
-  // What the sessions reported through onEnd, when the driver stops this process.
+  // What the sessions reported through onEnd, once all have ended (up to 5 s after the driver
+  // stops this process: PostgreSQL's backends close their side as they exit).
   process.on('SIGTERM', () => {
-    console.error(`  native: ${ended.sessions}/${sessions} sessions ended, ${ended.ready} ReadyForQuery, ${ended.up} B up, ${ended.down} B down, ${ended.errors} errors`);
-    process.exit(0);
+    const t0 = Date.now();
+    const report = () => {
+      if (ended.sessions < sessions && Date.now() - t0 < 5000) return void setTimeout(report, 20);
+      console.error(`  native: ${ended.sessions}/${sessions} sessions ended (${Date.now() - t0} ms after SIGTERM), ${ended.ready} ReadyForQuery, ${ended.up} B up, ${ended.down} B down, ${ended.errors} errors`);
+      process.exit(0);
+    };
+    report();
   });
 }
 
@@ -293,7 +299,6 @@ async function drive() {
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         results.get(key(name, clients)).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
         console.log(`round ${round} ${key(name, clients).padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
-        if (VARIANTS[name].native) await new Promise((r) => setTimeout(r, 300)); // pgbench's last closes reach onEnd
         proc.kill('SIGTERM');
         await new Promise((r) => proc.once('exit', r));
       }

@@ -8,9 +8,10 @@
 // a descriptor of each socket of its own; the caller then destroy()s its net.Sockets, which
 // closes the original fds (libuv removes them from its epoll set first) without touching the
 // connections, since the dups keep them open. Bytes are then relayed with one uv_poll_t per fd:
-// one recv() into a per-direction buffer per readable event and a send() straight away; what
-// send() could not take stays in the buffer, the source's readable interest is dropped and the
-// destination's writable interest raised until the buffer has drained (backpressure).
+// one recv() per readable event into a buffer shared by all sessions of the thread, and a send()
+// straight away; only what send() could not take is copied into a buffer of the direction's own
+// (so an idle session holds no buffer), the source's readable interest is dropped and the
+// destination's writable interest raised until that buffer has drained (backpressure).
 //
 // End of a direction (recv() returns 0): the FIN is passed on with shutdown(SHUT_WR) on the other
 // socket once that direction's buffer is empty, and the other direction goes on (half-close).
@@ -37,7 +38,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define BUF_SIZE (16 * 1024) // per direction, HAProxy's default tune.bufsize
+#define BUF_SIZE (16 * 1024) // the most one recv() takes: HAProxy's default tune.bufsize
 #define SSL_REQUEST_CODE 80877103
 #define GSSENC_REQUEST_CODE 80877104
 
@@ -57,10 +58,10 @@ typedef struct {
   uint8_t broken;       // boundaries unknown from here on
 } tracker_t;
 
-/** One direction: bytes read from fd[from] that wait to be sent to the other fd. */
+/** One direction: from fd[i] to the other fd. */
 typedef struct {
-  char buf[BUF_SIZE];
-  size_t off, len; // pending bytes are buf[off, len)
+  char *pending;   // bytes read that the other fd has not taken yet, or NULL
+  size_t off, len; // pending[off, len) still to send
   uint64_t bytes;  // relayed so far
   int eof;         // recv() returned 0
   int shut;        // FIN passed on (shutdown(SHUT_WR) on the other fd)
@@ -81,6 +82,10 @@ typedef struct {
 } relay_t;
 
 static void on_poll(uv_poll_t *poll, int status, int events);
+
+// Every read lands here and is sent on at once. Poll callbacks never nest (JavaScript called from
+// track() cannot make a relay read), so one buffer per thread serves all its sessions.
+static _Thread_local char scratch[BUF_SIZE];
 
 // ---- message boundaries -----------------------------------------------------------------------
 
@@ -171,6 +176,8 @@ static void on_closed(uv_handle_t *handle) {
   if (--r->open_handles > 0) return;
   close(r->fd[CLIENT]);
   close(r->fd[SERVER]);
+  free(r->dir[CLIENT].pending);
+  free(r->dir[SERVER].pending);
   napi_env env = r->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -208,8 +215,8 @@ static void update_polls(relay_t *r) {
   for (int i = 0; i < 2; i++) {
     dir_t *in = &r->dir[i], *out = &r->dir[1 - i]; // in: read from fd[i]; out: written to fd[i]
     int want = 0;
-    if (!in->eof && in->len == 0) want |= UV_READABLE; // reading waits while its data is pending
-    if (out->len > 0) want |= UV_WRITABLE;
+    if (!in->eof && !in->pending) want |= UV_READABLE; // reading waits while its data is pending
+    if (out->pending) want |= UV_WRITABLE;
     if (want == r->events[i]) continue;
     r->events[i] = want;
     int rc = want ? uv_poll_start(&r->poll[i], want, on_poll) : uv_poll_stop(&r->poll[i]);
@@ -217,20 +224,33 @@ static void update_polls(relay_t *r) {
   }
 }
 
-/** Sends direction `side`'s pending bytes; passes its FIN on once it is drained. 0 or -errno. */
+/** send()s until all is sent or the socket is full: the bytes sent, or -errno. */
+static ssize_t send_some(int fd, const char *p, size_t n) {
+  size_t sent = 0;
+  while (sent < n) {
+    ssize_t k = send(fd, p + sent, n - sent, MSG_NOSIGNAL);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break; // the rest when it is writable
+      return -errno;
+    }
+    sent += k;
+  }
+  return sent;
+}
+
+/** Sends direction `side`'s pending bytes; passes its FIN on once none are left. 0 or -errno. */
 static int flush(relay_t *r, int side) {
   dir_t *d = &r->dir[side];
   int to = r->fd[1 - side];
-  while (d->off < d->len) {
-    ssize_t n = send(to, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0; // the rest when it is writable
-      return -errno;
-    }
-    d->off += n;
+  if (d->pending) {
+    ssize_t k = send_some(to, d->pending + d->off, d->len - d->off);
+    if (k < 0) return k;
+    if ((d->off += k) < d->len) return 0;
+    free(d->pending);
+    d->pending = NULL;
+    d->off = d->len = 0;
   }
-  d->off = d->len = 0;
   if (d->eof && !d->shut) {
     d->shut = 1;
     if (shutdown(to, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
@@ -242,17 +262,24 @@ static int flush(relay_t *r, int side) {
 static int pump(relay_t *r, int side) {
   dir_t *d = &r->dir[side];
   ssize_t n;
-  do n = recv(r->fd[side], d->buf, BUF_SIZE, 0);
+  do n = recv(r->fd[side], scratch, BUF_SIZE, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   if (n == 0) {
     d->eof = 1; // half-close: flush() passes the FIN on
-  } else {
-    d->len = n;
-    d->bytes += n;
-    track(r, side, (const uint8_t *)d->buf, n);
+    return flush(r, side);
   }
-  return flush(r, side);
+  d->bytes += n;
+  track(r, side, (const uint8_t *)scratch, n);
+  ssize_t k = send_some(r->fd[1 - side], scratch, n);
+  if (k < 0) return k;
+  if (k < n) { // keep the rest; update_polls() then waits for writable instead of reading more
+    if (!(d->pending = malloc(n - k))) return UV_ENOMEM;
+    memcpy(d->pending, scratch + k, n - k);
+    d->off = 0;
+    d->len = n - k;
+  }
+  return 0;
 }
 
 static void on_poll(uv_poll_t *poll, int status, int events) {
@@ -267,7 +294,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   }
   // Writable first: drain what waits for this fd, which lets the other side be read again.
   if (!err && (events & UV_WRITABLE)) err = flush(r, 1 - side);
-  if (!err && (events & UV_READABLE) && r->dir[side].len == 0 && !r->closing) err = pump(r, side);
+  if (!err && (events & UV_READABLE) && !r->dir[side].pending && !r->closing) err = pump(r, side);
   if (r->closing) return; // an onReady callback may not end it, but be safe
   if (err) return finish(r, err);
   if (r->dir[CLIENT].shut && r->dir[SERVER].shut) return finish(r, 0); // both directions ended
