@@ -191,8 +191,17 @@ function serve(name, port, pgPort) {
     if (cluster.isPrimary) {
       for (let i = 0; i < v.processes; i++) cluster.fork();
       process.on('SIGTERM', () => {
-        for (const w of Object.values(cluster.workers)) w.process.kill(v.native ? 'SIGTERM' : 'SIGKILL'); // native: its workers report onEnd's totals
-        process.exit(0);
+        const workers = Object.values(cluster.workers);
+        if (!v.native) {
+          for (const w of workers) w.process.kill('SIGKILL');
+          process.exit(0);
+        }
+        // native: each worker reports its sessions' onEnd totals first (they exit with this process).
+        let left = workers.length;
+        for (const w of workers) {
+          w.process.once('exit', () => --left || process.exit(0));
+          w.process.kill('SIGTERM');
+        }
       });
       return;
     }
