@@ -158,6 +158,7 @@ function serveNative(v, port, pgPort) {
     backend.on('error', close).on('close', close);
     backend.once('connect', () => {
       backend.pause();
+      if (!client._handle) return close(); // the client went away while we connected
       client.removeListener('close', close);
       backend.removeListener('close', close);
       sessions++;
