@@ -5,6 +5,8 @@
 //
 //   npm run build && node bench/relay-variants.js [--seconds 10] [--rounds 3] [-c 8] [--only a,b]
 //
+// `-c 8,64` measures both client counts in one run: each round runs every variant at each count.
+//
 // A variant runs as `node bench/relay-variants.js --serve VARIANT PORT PG_PORT`.
 'use strict';
 const net = require('node:net');
@@ -124,9 +126,63 @@ const VARIANTS = {
   // connection to the next worker in turn (round robin), so the sessions split evenly and each
   // then lives in one process.
   'onread+frames 2 processes': { onread: true, frames: true, processes: 2 },
+  // The relay in native code on Node's libuv loop (bench/native-relay, issue 17): JavaScript
+  // accepts and connects, then hands both fds to the addon and calls nothing per byte. It walks
+  // the 5-byte headers both ways in C; `native+rfq` also calls a JS function per ReadyForQuery.
+  native: { native: true },
+  'native+rfq': { native: true, rfq: true },
+  'native 2 processes': { native: true, processes: 2 }, // as HAProxy's two threads
   // The reference, in the same run: HAProxy in mode tcp (two threads, its default here).
   haproxy: { external: 'haproxy' },
 };
+
+const NATIVE_ADDON = require('node:path').join(__dirname, 'native-relay', 'build', 'Release', 'relay.node');
+const NATIVE_BUILD = 'cd bench/native-relay && ../../node_modules/.bin/node-gyp rebuild --nodedir=/usr';
+
+/**
+ * `native` variants: the client socket arrives paused (pauseOnConnect) and the server socket is
+ * paused in its 'connect' listener, before net.Socket would start reading, so neither has read a
+ * byte (PostgreSQL sends nothing before the client's start-up packet anyway). The addon dup()s
+ * both fds and relays on its own descriptors; destroying the net.Sockets then closes only
+ * Node's descriptors (libuv takes them out of its epoll set first), not the connections.
+ */
+function serveNative(v, port, pgPort) {
+  const { relay } = require(NATIVE_ADDON);
+  let sessions = 0;
+  const ended = { sessions: 0, up: 0, down: 0, ready: 0, errors: 0 };
+  const onReady = v.rfq ? (status) => { if (status !== 0x49 && status !== 0x54 && status !== 0x45) ended.errors++; } : undefined;
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (client) => {
+    const backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay: true });
+    const close = () => (client.destroy(), backend.destroy());
+    client.on('error', close).on('close', close);
+    backend.on('error', close).on('close', close);
+    backend.once('connect', () => {
+      backend.pause();
+      if (!client._handle) return close(); // the client went away while we connected
+      client.removeListener('close', close);
+      backend.removeListener('close', close);
+      sessions++;
+      relay(client._handle.fd, backend._handle.fd, (err, up, down, ready) => {
+        ended.sessions++, ended.up += up, ended.down += down, ended.ready += ready;
+        if (err) ended.errors++;
+      }, onReady);
+      client.destroy();
+      backend.destroy();
+    });
+  });
+  server.listen(port, '127.0.0.1');
+  // What the sessions reported through onEnd, once all have ended (up to 5 s after the driver
+  // stops this process: PostgreSQL's backends close their side as they exit).
+  process.on('SIGTERM', () => {
+    const t0 = Date.now();
+    const report = () => {
+      if (ended.sessions < sessions && Date.now() - t0 < 5000) return void setTimeout(report, 20);
+      console.error(`  native: ${ended.sessions}/${sessions} sessions ended (${Date.now() - t0} ms after SIGTERM), ${ended.ready} ReadyForQuery, ${ended.up} B up, ${ended.down} B down, ${ended.errors} errors`);
+      process.exit(0);
+    };
+    report();
+  });
+}
 
 function serve(name, port, pgPort) {
   const v = VARIANTS[name];
@@ -136,12 +192,22 @@ function serve(name, port, pgPort) {
     if (cluster.isPrimary) {
       for (let i = 0; i < v.processes; i++) cluster.fork();
       process.on('SIGTERM', () => {
-        for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-        process.exit(0);
+        const workers = Object.values(cluster.workers);
+        if (!v.native) {
+          for (const w of workers) w.process.kill('SIGKILL');
+          process.exit(0);
+        }
+        // native: each worker reports its sessions' onEnd totals first (they exit with this process).
+        let left = workers.length;
+        for (const w of workers) {
+          w.process.once('exit', () => --left || process.exit(0));
+          w.process.kill('SIGTERM');
+        }
       });
       return;
     }
   }
+  if (v.native) return serveNative(v, port, pgPort);
   const noDelay = v.noDelay ?? true;
   const hwm = v.hwm ? { highWaterMark: v.hwm } : {};
   const server = net.createServer({ noDelay, pauseOnConnect: Boolean(v.onread), ...hwm }, (client) => {
@@ -206,10 +272,15 @@ async function drive() {
   const { treeCpuSeconds: cpuSeconds, waitForPort } = require('./lib/perf-proc');
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);
-  const clients = opts.clients ?? '8';
+  const clientCounts = (opts.clients ?? '8').split(',');
   const unknown = (opts.only ?? '').split(',').filter((name) => name && !VARIANTS[name]);
   if (unknown.length) throw new Error(`unknown variant(s) ${unknown.join(', ')}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const names = (opts.only ? opts.only.split(',') : Object.keys(VARIANTS)).filter((name) => {
+    if (VARIANTS[name].native) {
+      if (require('node:fs').existsSync(NATIVE_ADDON)) return true;
+      console.log(`${name}: addon not built (${NATIVE_BUILD}), skipped`);
+      return false;
+    }
     if (VARIANTS[name].external !== 'haproxy') return true;
     try {
       execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
@@ -221,12 +292,13 @@ async function drive() {
   });
   const bin = findPgBinDir();
   const cluster = await PgCluster.create({ replicas: 0 });
-  const results = new Map(names.map((n) => [n, []]));
+  const key = (name, clients) => (clientCounts.length > 1 ? `${name} -c ${clients}` : name);
+  const results = new Map(clientCounts.flatMap((c) => names.map((n) => [key(n, c), []])));
   try {
     const pg = ['-h', '127.0.0.1', '-U', 'postgres'];
     execFileSync(path.join(bin, 'pgbench'), ['-i', '-q', '-s', '10', ...pg, '-p', String(cluster.primary.port), 'postgres'], { stdio: 'ignore' });
     for (let round = 1; round <= rounds; round++) {
-      for (const name of round % 2 ? names : [...names].reverse()) {
+      for (const clients of clientCounts) for (const name of round % 2 ? names : [...names].reverse()) {
         const port = await freePort();
         const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(cluster.primary.port)], { stdio: 'inherit' });
         await waitForPort(port);
@@ -235,8 +307,8 @@ async function drive() {
         const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8' });
         const cpu = cpuSeconds(proc.pid) - t0;
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
-        results.get(name).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
-        console.log(`round ${round} ${name.padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
+        results.get(key(name, clients)).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
+        console.log(`round ${round} ${key(name, clients).padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
         proc.kill('SIGTERM');
         await new Promise((r) => proc.once('exit', r));
       }
@@ -247,6 +319,14 @@ async function drive() {
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`\n| variant | TPS (median of ${rounds}) | relay CPU per transaction (median) |\n|---|--:|--:|`);
   for (const [name, rs] of results) console.log(`| ${name} | ${median(rs.map((r) => r.tps)).toFixed(0)} | ${median(rs.map((r) => r.us)).toFixed(1)} µs |`);
+  // Against HAProxy, when it ran: TPS ratio of the medians per client count.
+  if (names.includes('haproxy')) {
+    for (const c of clientCounts) {
+      const ref = median(results.get(key('haproxy', c)).map((r) => r.tps));
+      const ratios = names.filter((n) => n !== 'haproxy').map((n) => `${n} ${(median(results.get(key(n, c)).map((r) => r.tps)) / ref).toFixed(2)}×`);
+      console.log(`-c ${c}, TPS / HAProxy's: ${ratios.join(', ')}`);
+    }
+  }
 }
 
 if (opts.serve) serve(opts.serve, Number(process.argv[4]), Number(process.argv[5]));
