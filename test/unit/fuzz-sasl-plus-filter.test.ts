@@ -18,7 +18,7 @@ const mechanismsArb = fc.array(fc.constantFrom(PLUS, 'SCRAM-SHA-256', 'OAUTHBEAR
 
 /** AuthenticationSASL: well-formed, or with the list's end broken (no final zero, bytes after it, an unterminated name). */
 const saslArb: fc.Arbitrary<Buffer> = fc.tuple(mechanismsArb, fc.constantFrom('ok', 'no-final-zero', 'trailing', 'unterminated'), bytesArb(6)).map(([names, shape, extra]) => {
-  let list = Buffer.concat([cstrings(...names), Buffer.from([0])]);
+  let list: Buffer = Buffer.concat([cstrings(...names), Buffer.from([0])]);
   if (shape === 'no-final-zero') list = cstrings(...names);
   if (shape === 'trailing') list = Buffer.concat([list, extra.length ? extra : Buffer.from('x')]);
   if (shape === 'unterminated') list = Buffer.concat([cstrings(...names), Buffer.from('SCRAM')]);
