@@ -77,6 +77,9 @@ const caseArb: fc.Arbitrary<Omit<FuzzCase, 'cuts' | 'pauses' | 'fin'>> = fc.oneo
     expect: 'refused' as const,
   })),
   junk(200).map((j) => ({ kind: 'junk after a valid StartupMessage', bytes: Buffer.concat([validStartup, j]), expect: 'served' as const })),
+  // More than a startup packet's worth before the server answered: refused (08P01), or served
+  // when the server was quicker than the rest of the bytes.
+  fc.integer({ min: 10_001, max: 40_000 }).map((n) => ({ kind: 'too much after a valid StartupMessage', bytes: Buffer.concat([validStartup, Buffer.alloc(n, 0x51)]), expect: 'served' as const })),
   junk(64).map((j) => ({ kind: 'SSLRequest then garbage', bytes: Buffer.concat([SSL, j]), expect: 'refused' as const })),
   fc.tuple(fc.array(fc.constantFrom(SSL, GSS), { minLength: 2, maxLength: 2000 }), fc.option(junk(16))).map(([reqs, j]) => ({
     kind: 'negotiation flood',
