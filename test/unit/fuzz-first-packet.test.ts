@@ -163,11 +163,10 @@ function runReader(chunks: Buffer[]): ReaderRun {
       return false;
     },
     loginTimedOut: () => events.push('timeout'),
-    firstPacketsOverflow(reason) {
-      events.push(`overflow`);
+    firstPacketsOverflow() {
+      events.push('overflow');
       ended = true;
       reader.dispose();
-      void reason;
     },
   };
   const reader = new FirstPacketReader(socket, fakeClock, handler);
