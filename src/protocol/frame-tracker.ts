@@ -13,6 +13,7 @@ const QUERY = 0x51; // 'Q'
 const SYNC = 0x53; // 'S'
 const FUNCTION_CALL = 0x46; // 'F'
 const TERMINATE = 0x58; // 'X'
+const MAX_INT32 = 0x7fffffff;
 
 export class FrameTracker {
   /** Body bytes still to come in the current message. */
@@ -22,7 +23,7 @@ export class FrameTracker {
   private type = 0;
   private length = 0;
   private wantStatus = false;
-  /** The stream made no sense (a length below 4): boundaries are unknown from here on. */
+  /** The stream made no sense (a length below 4, or negative): boundaries are unknown from here on. */
   broken = false;
   /** Messages counted (ReadyForQuery on the server side, requests on the client side). */
   count = 0;
@@ -62,7 +63,9 @@ export class FrameTracker {
       this.length = this.length * 256 + b;
       if (++this.headerBytes < 5) continue;
       this.headerBytes = 0;
-      if (this.length < 4) {
+      // The length word is a signed Int32: one with the top bit set is negative, as
+      // nonsensical as one below 4 (libpq and the server both treat it so).
+      if (this.length < 4 || this.length > MAX_INT32) {
         this.broken = true;
         return;
       }

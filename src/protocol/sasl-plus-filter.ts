@@ -68,14 +68,23 @@ export class SaslPlusFilter {
   }
 }
 
-/** An Authentication message, with SCRAM-SHA-256-PLUS taken out of a SASL mechanism list. */
+/**
+ * An Authentication message, with SCRAM-SHA-256-PLUS taken out of a SASL mechanism list. Only a
+ * well-formed list is rewritten (names, each NUL-terminated, then a zero byte that is the
+ * message's last): a malformed one passes as the server sent it, for the client to refuse, rather
+ * than being cut down to a well-formed message that hides the server's fault.
+ */
 export function withoutPlus(message: Buffer): Buffer {
   if (message.length < 9 || message.readInt32BE(5) !== SASL) return message;
   const names: string[] = [];
   let at = 9;
-  while (at < message.length) {
+  for (;;) {
     const end = message.indexOf(0, at);
-    if (end < 0 || end === at) break;
+    if (end < 0) return message; // a name without its NUL, or no final zero
+    if (end === at) {
+      if (end !== message.length - 1) return message; // bytes after the list's end
+      break;
+    }
     names.push(message.toString('utf8', at, end));
     at = end + 1;
   }

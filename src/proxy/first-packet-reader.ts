@@ -87,8 +87,12 @@ export class FirstPacketReader {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     if (this.parsing) this.drain();
     // While routing the client should be silent; keep reading (so a disconnect is noticed at
-    // once) but never hold more than one startup packet's worth.
-    else if (this.buffered.length > MAX_STARTUP_PACKET) this.handler.firstPacketsOverflow('client sent data before the server answered');
+    // once) but never hold more than one startup packet's worth. Checked after parsing too: the
+    // chunk that completed the StartupMessage may carry more, and the limit must not depend on
+    // how TCP cut the bytes.
+    if (!this.parsing && this.listening && this.buffered.length > MAX_STARTUP_PACKET) {
+      this.handler.firstPacketsOverflow('client sent data before the server answered');
+    }
   };
 
   private drain(): void {

@@ -11,6 +11,7 @@
 // (BackendKeyData, first ReadyForQuery, non-PostgreSQL answers), MessageBoundaries (idle,
 // transaction, Terminate), forwardCancel (exact or rate-bounded fan-out).
 import { cancelKey } from '../protocol/cancel';
+import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/constants';
 import type { FirstPacket } from '../protocol/first-packet';
 import { SqlState, RoutingError } from '../errors';
 import type { BackendView } from '../routing/topology';
@@ -36,6 +37,10 @@ export type { CloseReason } from './close-reason';
 type Purpose = 'ssl' | 'startup' | 'direct-tls';
 
 export class Session extends SessionLifecycle {
+  /** This connection's client already sent an SSLRequest / a GSSENCRequest (one of each is allowed). */
+  private sslAsked = false;
+  private gssencAsked = false;
+
   start(): void {
     this.client.setNoDelay(true);
     this.client.reportTo(this);
@@ -50,6 +55,8 @@ export class Session extends SessionLifecycle {
         this.end('protocol-error', { error: { sqlstate: p.sqlstate, message: p.reason } });
         return false;
       case 'gssenc':
+        if (this.gssencAsked) return this.secondNegotiation('GSSENCRequest', GSSENC_REQUEST_CODE);
+        this.gssencAsked = true;
         // GSSAPI encryption is not proxied: refuse it, the client continues in plain text or TLS.
         this.client.write('N');
         return true;
@@ -58,6 +65,8 @@ export class Session extends SessionLifecycle {
           this.end('protocol-error', { detail: 'SSLRequest inside TLS' });
           return false;
         }
+        if (this.sslAsked) return this.secondNegotiation('SSLRequest', SSL_REQUEST_CODE);
+        this.sslAsked = true;
         const options = this.ctx.tls.mode === 'terminate' ? this.ctx.clientTlsOptions() : undefined;
         if (options) return this.terminateTls(options, undefined);
         if (this.ctx.tls.mode === 'disable' || this.sslRefused) {
@@ -91,6 +100,18 @@ export class Session extends SessionLifecycle {
         else this.route('startup');
         return false;
     }
+  }
+
+  /**
+   * PostgreSQL answers at most one SSLRequest and one GSSENCRequest per connection
+   * (ProcessStartupPacket's ssl_done/gss_done); a second one is read as a protocol version it
+   * does not support. The same here, so a client cannot keep the session answering 'N' to a
+   * stream of requests (8 bytes in, a write out, each) until client_login_timeout.
+   */
+  private secondNegotiation(what: string, code: number): false {
+    const message = `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: server supports 3.0 to 3.x (a second ${what} on one connection)`;
+    this.end('protocol-error', { error: { sqlstate: SqlState.FEATURE_NOT_SUPPORTED, message } });
+    return false;
   }
 
   /**

@@ -71,3 +71,23 @@ t.test('a length below 4 breaks tracking for good', async (t) => {
   f.feed(msg('Z', 'I'));
   t.equal(f.count, 0);
 });
+
+// Found by test/unit/fuzz-frame-tracker.test.ts: the length word was read unsigned, so a
+// negative one (top bit set) looked like a 2-4 GB message instead of a broken stream.
+t.test('a negative length breaks tracking for good, at every split of its header', async (t) => {
+  const bad = Buffer.from([0x44, 0xff, 0xff, 0xff, 0xff]);
+  for (let cut = 0; cut <= bad.length; cut++) {
+    const f = new FrameTracker('client');
+    f.feed(bad.subarray(0, cut));
+    f.feed(bad.subarray(cut));
+    t.equal(f.broken, true, `cut at ${cut}`);
+  }
+  const f = new FrameTracker('server');
+  f.feed(Buffer.from([0x5a, 0x80, 0, 0, 5, 0x49]));
+  t.equal(f.broken, true, '-2147483643 is negative too');
+  f.feed(msg('Z', 'I'));
+  t.equal(f.count, 0);
+  const largest = new FrameTracker('server');
+  largest.feed(Buffer.from([0x44, 0x7f, 0xff, 0xff, 0xff]));
+  t.equal(largest.broken, false, 'the largest positive Int32 is a (huge) message, not nonsense');
+});

@@ -47,3 +47,24 @@ t.test('a nonsense length stops the filter and passes everything on', async (t) 
   const bad = Buffer.concat([Buffer.from([0x52, 0, 0, 0, 2]), Buffer.from('junk')]);
   t.same(through(bad, 3), bad);
 });
+
+// Found by test/unit/fuzz-sasl-plus-filter.test.ts: a list with bytes after its final zero (or
+// with no final zero) was rebuilt as a well-formed list, dropping the rest of the message.
+t.test('a malformed SASL list passes as the server sent it', async (t) => {
+  const list = (s: string) => {
+    const body = Buffer.from(s, 'latin1');
+    const m = Buffer.alloc(9 + body.length);
+    m[0] = 0x52;
+    m.writeInt32BE(8 + body.length, 1);
+    m.writeInt32BE(10, 5);
+    body.copy(m, 9);
+    return m;
+  };
+  for (const s of ['SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0junk', 'SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0\0\0', 'SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0', 'SCRAM-SHA-256-PLUS\0SCRAM-SHA-256']) {
+    const m = list(s);
+    t.same(withoutPlus(m), m, JSON.stringify(s));
+    const f = new SaslPlusFilter();
+    t.same(Buffer.concat([f.transform(m.subarray(0, 7)), f.transform(m.subarray(7))]), m, `${JSON.stringify(s)} through the filter`);
+  }
+  t.same(withoutPlus(list('SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0')), list('SCRAM-SHA-256\0\0'), 'the well-formed list still loses PLUS');
+});

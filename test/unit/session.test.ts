@@ -262,3 +262,29 @@ t.test('a server that closes mid-session ends it as server-closed', async (t) =>
   const [end] = await rig.ended(1);
   t.equal(end.cause, 'server-closed');
 });
+
+// Found while writing test/integration/socket-fuzz.test.ts (its negotiation flood): each GSSENCRequest (or SSLRequest, where TLS is
+// off) was answered 'N' and reading went on, so a client could keep a session writing one answer
+// per 8 bytes it sent until client_login_timeout. PostgreSQL answers one of each per connection.
+t.test('a second GSSENCRequest or SSLRequest on one connection is refused like PostgreSQL does (0A000)', async (t) => {
+  // The server has no TLS (answers 'N'), so after its refusal the session reads on.
+  const server = await scriptedServer(t, (s) => s.once('data', () => s.write('N')));
+  const rig = await startRig(t, { backends: [server.port] });
+  const request = (code: number) => {
+    const b = Buffer.alloc(8);
+    b.writeInt32BE(8, 0);
+    b.writeInt32BE(code, 4);
+    return b;
+  };
+  const gss = request(80877104);
+  const ssl = request(80877103);
+  const flood = await exchange(rig.port, Buffer.concat(Array.from({ length: 1000 }, () => gss)));
+  t.equal(flood.toString('latin1', 0, 1), 'N', 'the first one is answered');
+  t.equal(firstError(flood.subarray(1))?.C, '0A000', 'the second one is refused');
+  t.match(firstError(flood.subarray(1))?.M, /unsupported frontend protocol 1234\.5680.*second GSSENCRequest/);
+  const both = await exchange(rig.port, Buffer.concat([gss, ssl, ssl]));
+  t.equal(both.toString('latin1', 0, 2), 'NN', 'one GSSENCRequest and one SSLRequest are answered');
+  t.match(firstError(both.subarray(2))?.M, /1234\.5679.*second SSLRequest/);
+  const ends = await rig.ended(2);
+  t.same(ends.map((e) => e.cause), ['protocol-error', 'protocol-error']);
+});
