@@ -19,6 +19,7 @@ import { Timeline } from './control/timeline';
 import { buildStatus } from './control/status';
 import { History, readProxy } from './control/history';
 import { Topology } from './routing/topology';
+import { StartupSlots } from './routing/startup-slots';
 import { CancelRegistry } from './proxy/cancel-registry';
 import { Listener } from './proxy/listener';
 import { listenerContext } from './control/listener-wiring';
@@ -58,6 +59,8 @@ export class App implements AdminController, ControlContext, Reloadable {
   /** Listeners removed by a reload whose sessions have not ended yet. */
   readonly retired = new Set<Listener>();
   private readonly cancels = new CancelRegistry();
+  /** Session startups in flight per server (proxy.max_concurrent_startups), shared by every listener. */
+  readonly startups = new StartupSlots(() => this.config.proxy.maxConcurrentStartups);
   private readonly startedAt = new Date();
   private readonly quietGc = new QuietGc(5_000, (sessions, ms) =>
     this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} sessions opened or closed in ${Math.round(ms)} ms`),
@@ -181,6 +184,7 @@ export class App implements AdminController, ControlContext, Reloadable {
       startedAt: this.startedAt,
       topology: this.topology,
       listeners: this.listeners,
+      startups: this.startups,
       events: this.timeline.recent(),
       agentReports: this.agentReports,
       host: this.hostStatus,
@@ -330,6 +334,7 @@ export class App implements AdminController, ControlContext, Reloadable {
         bus: this.bus,
         log: this.log,
         cancels: this.cancels,
+        startups: this.startups,
         config: () => app.config,
         tlsFiles: () => app.tlsFiles,
         poke: (backend, reason) => this.checkers.get(backend)?.poke(reason),

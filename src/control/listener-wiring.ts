@@ -11,6 +11,7 @@ import { sendCancel, type CancelRegistry, type CancelTarget } from '../proxy/can
 import type { ListenerContext } from '../proxy/listener-context';
 import { Router } from '../routing/router';
 import type { Topology } from '../routing/topology';
+import type { StartupSlots } from '../routing/startup-slots';
 import { sessionReporting } from './session-reporting';
 
 export interface WiredProxy {
@@ -18,6 +19,7 @@ export interface WiredProxy {
   readonly bus: Bus;
   readonly log: Logger;
   readonly cancels: CancelRegistry;
+  readonly startups: StartupSlots;
   /** The running config and TLS files (a reload replaces them). */
   config(): Config;
   tlsFiles(): TlsFiles;
@@ -27,13 +29,20 @@ export interface WiredProxy {
 }
 
 export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerContext {
-  const router = new Router(l, p.topology, () => p.config().failover, undefined, (waitMs, outcome) =>
-    p.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
+  const router = new Router(
+    l,
+    p.topology,
+    () => p.config().failover,
+    undefined,
+    (waitMs, outcome) => p.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
+    realClock,
+    p.startups,
   );
   const rate = p.config().proxy.unknownCancelRate;
   return {
     listener: l,
     router,
+    startups: p.startups,
     topology: p.topology,
     cancels: p.cancels,
     get tls() {

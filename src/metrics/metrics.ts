@@ -54,6 +54,7 @@ export interface BackendReading {
   weight: number;
   effectiveWeight: number;
   sessions: number;
+  startupsInFlight: number;
   lastCheck?: { ok: boolean };
 }
 
@@ -139,6 +140,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     backendWeight: perBackend('pgwarden_backend_weight', 'Configured weight.', (b) => b.weight),
     backendEffectiveWeight: perBackend('pgwarden_backend_effective_weight', 'Weight after the agent report (equals the weight without an agent).', (b) => b.effectiveWeight),
     backendSessions: perBackend('pgwarden_backend_active_sessions', 'Client sessions connected to this backend now.', (b) => b.sessions),
+    backendStartups: perBackend('pgwarden_backend_startups_in_flight', 'Session startups to this backend in flight now (connect until ReadyForQuery), at most proxy.max_concurrent_startups.', (b) => b.startupsInFlight),
     backendLastCheckOk: perBackend('pgwarden_backend_last_check_success', '1 when the last check succeeded, 0 when it failed (absent before the first).', (b) => (b.lastCheck ? Number(b.lastCheck.ok) : undefined)),
     primaryKnown: viewGauge('pgwarden_primary_available', '1 when some backend is the primary, 0 while there is none.', [], (g, s) => g.set(s.primary ? 1 : 0)),
 

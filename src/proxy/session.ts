@@ -136,7 +136,14 @@ export class Session extends SessionLifecycle {
     const excluded = () => this.failures?.active() ?? NOTHING_EXCLUDED;
     const signal = () => (this.abort ??= new AbortController()).signal;
     this.ctx.router.acquire(excluded, deadline, signal).then(
-      (view) => this.guard(() => this.phase === 'routing' && this.connect(view, purpose), undefined),
+      (view) =>
+        this.guard(() => {
+          // The router took a startup slot on `view` for this session: it is released once, when
+          // the startup ends one way or another (releaseSlot).
+          if (this.phase !== 'routing') return this.ctx.startups.release(view.name);
+          this.slot = view.name;
+          this.connect(view, purpose);
+        }, undefined),
       (err: Error) => this.guard(() => this.phase === 'routing' && this.routingFailed(err), undefined),
     );
   }
@@ -220,6 +227,7 @@ export class Session extends SessionLifecycle {
   /** The attempt failed before the server said anything: try the next candidate. */
   private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome & { ok: false }): void {
     this.releaseBackend();
+    this.releaseSlot();
     if ('closedBy' in outcome) {
       // A server pgwarden closed is already out of the router's candidates (down, maint, fenced)
       // or, after a reload that moved it, worth trying at once at its new address.
@@ -261,6 +269,7 @@ export class Session extends SessionLifecycle {
           // Startup finished: from the next byte on, server→client is a plain relay too, with
           // the frame tracker reading 5-byte headers beside it (no copies, no body parsing).
           this.transition('relaying');
+          this.releaseSlot();
           backend.relayTo(this.client, b.server);
           this.ctx.onSessionStart(this.target!.name);
         }, undefined),
@@ -272,6 +281,9 @@ export class Session extends SessionLifecycle {
   /** TLS passthrough: opaque bytes both ways; the cancel key stays unknown (encrypted). */
   private relayOpaque(): void {
     this.transition('relaying');
+    // Opaque from here (TLS passthrough): the end of the startup cannot be seen, so its slot
+    // is given back now.
+    this.releaseSlot();
     const backend = this.backend!;
     const early = this.reader.take();
     this.reader.dispose();

@@ -17,7 +17,7 @@ import { coordinationStatus } from '../helpers/coordination-status';
 const TOKEN = 'admin-token-7d1e';
 
 function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus {
-  return { name, host: '127.0.0.1', port: 5432, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'replica', isPrimary: false, weight: 100, effectiveWeight: 100, backup: false, sessions: 0, ...over };
+  return { name, host: '127.0.0.1', port: 5432, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'replica', isPrimary: false, weight: 100, effectiveWeight: 100, backup: false, sessions: 0, startupsInFlight: 0, ...over };
 }
 
 class FakeApp implements AdminController {

@@ -155,6 +155,7 @@ t.test('a minimal file gets every default', async (t) => {
       clientLoginTimeout: 10_000,
       connectTimeout: 2_000,
       startupTimeout: 15_000,
+      maxConcurrentStartups: 64,
       shutdownTimeout: 10_000,
       clientKeepalive: { idleMs: 60_000, intervalMs: 10_000, count: 3 },
       clientUserTimeout: 30_000,
