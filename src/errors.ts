@@ -49,6 +49,8 @@ export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];
 export const ServerSqlState = {
   /** 57014 query_canceled: a health check query hit statement_timeout (L7TOUT). */
   QUERY_CANCELED: '57014',
+  /** 53300 too_many_connections: a health check refused by a full server (L7FULL, no verdict). */
+  TOO_MANY_CONNECTIONS: '53300',
 } as const;
 
 /** One catalogue entry: one line saying what happened, and what a client or caller receives. */

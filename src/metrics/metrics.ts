@@ -147,7 +147,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     // ---- backends: events ----
     checkDuration: new Histogram({ name: 'pgwarden_check_duration_seconds', help: 'Health check duration.', labelNames: ['backend'], buckets: CHECK_BUCKETS, registers }),
     checkPhase: new Histogram({ name: 'pgwarden_check_phase_seconds', help: 'Health check time by phase: connect (TCP), tls, auth (startup and authentication until ready for queries), query; a check on the kept connection has only query, and a failed check counts the phase it failed in.', labelNames: ['backend', 'phase'], buckets: CHECK_PHASE_BUCKETS, registers }),
-    checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT).', labelNames: ['backend', 'layer'], registers }),
+    checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT; L7FULL and SOCKERR leave the state as it was).', labelNames: ['backend', 'layer'], registers }),
     rolePolls: new Counter({ name: 'pgwarden_role_polls_total', help: 'Role polls of healthy replicas while there is no primary or it fails its checks (failover.watch_interval), by what they saw (outcome): replica, primary or failed.', labelNames: ['backend', 'outcome'], registers }),
     stateChanges: new Counter({ name: 'pgwarden_backend_state_changes_total', help: 'Health state changes, by the state entered.', labelNames: ['backend', 'state'], registers }),
 
