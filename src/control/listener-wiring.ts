@@ -13,6 +13,7 @@ import { Router } from '../routing/router';
 import type { Topology } from '../routing/topology';
 import type { StartupSlots } from '../routing/startup-slots';
 import { sessionReporting } from './session-reporting';
+import type { DescriptorShortage } from './descriptor-shortage';
 
 export interface WiredProxy {
   readonly topology: Topology;
@@ -20,6 +21,8 @@ export interface WiredProxy {
   readonly log: Logger;
   readonly cancels: CancelRegistry;
   readonly startups: StartupSlots;
+  /** Failures for lack of file descriptors, logged once per burst. */
+  readonly descriptors: DescriptorShortage;
   /** The running config and TLS files (a reload replaces them). */
   config(): Config;
   tlsFiles(): TlsFiles;
@@ -68,6 +71,7 @@ export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerConte
       const connect = leg.options(host);
       return connect && { connect, fallbackToPlain: leg.mode === 'prefer' };
     },
+    onOutOfDescriptors: (where, errno) => p.descriptors.hit(where, errno),
     cancelTargets: () => cancelTargets(l, p.topology),
     sendCancel: (host, port, packet) => sendCancel(host, port, packet, p.config().proxy.connectTimeout),
   };

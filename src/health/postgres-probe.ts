@@ -8,7 +8,7 @@
 import net from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { Client } from 'pg';
-import { ServerSqlState } from '../errors';
+import { ServerSqlState, SqlState } from '../errors';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { CheckSession, queryMessage, type RoundTrip } from './check-session';
 import { CHECK_QUERY, checkRowToResult } from './check-query';
@@ -338,7 +338,7 @@ export function classify(err: unknown, phase: Phase): Classified {
     if (code.startsWith('28')) return { layer: 'L7AUTH', message: withState }; // invalid_authorization_specification, invalid_password
     // too_many_connections: max_connections (or the check role's CONNECTION LIMIT) reached. The
     // server is up and full: no verdict (types.ts, NO_VERDICT_LAYERS).
-    if (code === ServerSqlState.TOO_MANY_CONNECTIONS) return { layer: 'L7FULL', message: withState };
+    if (code === SqlState.TOO_MANY_CONNECTIONS) return { layer: 'L7FULL', message: withState };
     if (code === ServerSqlState.QUERY_CANCELED) return { layer: 'L7TOUT', message: withState }; // query_canceled: statement_timeout
     return { layer: 'L7QUERY', message: withState }; // e.g. 57P03 cannot_connect_now, 3D000 database missing
   }

@@ -88,6 +88,8 @@ export interface ListenerContext {
   onClosedByProxy(backend: string | undefined, reason: CloseReason, inTransaction: boolean): void;
   /** A CancelRequest was delivered exactly, fanned out, or dropped (fan-out budget spent). */
   onCancel(outcome: CancelOutcome): void;
+  /** An accept or a connect failed for lack of file descriptors (EMFILE/ENFILE): logged once per burst. */
+  onOutOfDescriptors(where: string, errno: string | undefined): void;
   /** A bug: a session continuation threw; the session was closed and cleaned up. */
   onInternalError(err: Error): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */

@@ -12,7 +12,7 @@
 // transaction, Terminate), forwardCancel (exact or rate-bounded fan-out).
 import { cancelKey } from '../protocol/cancel';
 import type { FirstPacket } from '../protocol/first-packet';
-import { SqlState, RoutingError } from '../errors';
+import { SqlState, RoutingError, type OutOfDescriptorsError } from '../errors';
 import type { BackendView } from '../routing/topology';
 import type { RelayEnd } from '../net/relay-socket';
 import { startAttempt, type AttemptOutcome } from './backend-attempt';
@@ -34,6 +34,9 @@ export type { CloseReason } from './close-reason';
 
 /** What a backend attempt was for, which decides what its answer means. */
 type Purpose = 'ssl' | 'startup' | 'direct-tls';
+
+/** An attempt that failed for the server's reasons (or pgwarden closed it): another candidate may do. */
+type Redispatchable = Exclude<AttemptOutcome, { ok: true } | { local: OutOfDescriptorsError }>;
 
 export class Session extends SessionLifecycle {
   start(): void {
@@ -193,7 +196,7 @@ export class Session extends SessionLifecycle {
   }
 
   private attemptSettled(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome): void {
-    if (!outcome.ok) return this.redispatch(view, purpose, firstBytes, outcome);
+    if (!outcome.ok) return 'local' in outcome ? this.outOfDescriptors(view, outcome.local) : this.redispatch(view, purpose, firstBytes, outcome);
     const refusal = purpose === 'startup' ? cannotConnectNow(outcome.answer!) : undefined;
     if (refusal !== undefined) {
       // 57P03 before authentication: the client has seen nothing, so this is a refused connect.
@@ -225,7 +228,7 @@ export class Session extends SessionLifecycle {
   }
 
   /** The attempt failed before the server said anything: try the next candidate. */
-  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome & { ok: false }): void {
+  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: Redispatchable): void {
     this.releaseBackend();
     this.releaseSlot();
     if ('closedBy' in outcome) {
@@ -240,6 +243,18 @@ export class Session extends SessionLifecycle {
     // After an SSL 'N' the client is in plain text: the redispatch skips straight to the startup.
     if (purpose !== 'ssl') this.reader.unshift(firstBytes);
     this.route(purpose);
+  }
+
+  /**
+   * pgwarden has no descriptor for the server connection: every candidate would fail the same
+   * way, and retrying at once would spin. The client is refused with 53000 and closed, which
+   * frees its own descriptor; the checker is not asked to look (the server is fine).
+   */
+  private outOfDescriptors(view: BackendView, err: OutOfDescriptorsError): void {
+    this.releaseBackend();
+    this.ctx.onOutOfDescriptors(`connect to ${view.name}`, err.errno);
+    this.ctx.onClientError(err.sqlstate, err.message, err.code);
+    this.end('rejected', { error: { sqlstate: err.sqlstate, message: err.message }, detail: err.code });
   }
 
   /** The server's first startup answer is in: it flows to the client until ReadyForQuery. */

@@ -106,6 +106,7 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     onClosedByProxy: () => undefined,
     onCancel: (outcome) => record.cancels.push(outcome),
     onInternalError: (err) => record.internalErrors.push(err),
+    onOutOfDescriptors: () => undefined,
     cancelTargets: () => topology.backends().map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port })),
     sendCancel: (host, port, packet) => sendCancel(host, port, packet, 1000),
   };
