@@ -28,7 +28,7 @@ export class DescriptorShortage {
     this.since = now;
     this.log.error(
       { event: 'proxy.out_of_descriptors', where, code, ...(detail !== undefined && { detail }) },
-      `pgwarden is out of file descriptors (${code ?? 'EMFILE'}) at ${where}: new clients are refused until some close; raise the limit (LimitNOFILE, ulimit -n) to 2 × the sessions you expect + slack`,
+      `pgwarden is out of file descriptors${code === undefined ? '' : ` (${code})`} at ${where}: new clients are refused until some close; raise the limit (LimitNOFILE, ulimit -n) to 2 × the sessions you expect + slack`,
     );
     this.arm(this.quietMs);
   }
