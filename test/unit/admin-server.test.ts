@@ -286,3 +286,10 @@ t.test('pgwarden status: the cluster block during a failover, without a leader, 
     '  etcd: deadline exceeded after 1000 ms (endpoints http://10.0.0.5:2379, http://10.0.0.6:2379)',
   ], 'members unknown (not gone) while etcd is out of reach, and etcd\'s last error');
 });
+
+t.test('pgwarden status: startups in flight beside the sessions, only while there are some', async (t) => {
+  const base = new FakeApp().snapshot;
+  const row = (b: BackendStatus) => formatStatus({ ...base, backends: [b] }).split('\n').find((l) => l.startsWith(b.name))!;
+  t.match(row(backend('pg1', { sessions: 12, startupsInFlight: 3 })), /\b12 \+3 starting\b/);
+  t.notMatch(row(backend('pg1', { sessions: 12 })), /starting/);
+});
