@@ -293,3 +293,13 @@ t.test('pgwarden status: startups in flight beside the sessions, only while ther
   t.match(row(backend('pg1', { sessions: 12, startupsInFlight: 3 })), /\b12 \+3 starting\b/);
   t.notMatch(row(backend('pg1', { sessions: 12 })), /starting/);
 });
+
+t.test('an accept error of the listening server (out of descriptors) is logged, not thrown, once per burst', async (t) => {
+  const { server, req, logs } = await start(t);
+  const http = (server as unknown as { server: import('node:http').Server }).server;
+  for (let i = 0; i < 3; i++) http.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));
+  const lines = logs.filter((l) => l.event === 'admin.accept_error');
+  t.equal(lines.length, 1, 'one line for three');
+  t.match(lines[0], { code: 'EMFILE', err: 'accept EMFILE' });
+  t.same((await req('GET', '/healthz')).json, { status: 'ok' }, 'still answering');
+});
