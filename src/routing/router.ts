@@ -102,7 +102,11 @@ export class Router {
     const now = this.take(exclude());
     if (now) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new RoutingError('PGW_SHUTTING_DOWN', 'pgwarden is shutting down'));
-    if (this.queue.length >= this.failover.queueSize) {
+    // queue_size bounds the sessions waiting for a server to exist. Sessions that only wait for
+    // a startup slot on a server that is there would all have been served without the limit:
+    // they are not refused for it (the listener's max_connections bounds them).
+    const slotsOnly = this.slots !== undefined && candidatesFor(this.listener, this.topology, exclude()).backends.length > 0;
+    if (!slotsOnly && this.queue.length >= this.failover.queueSize) {
       this.onDequeued?.(0, 'full');
       const reason = this.waitReason(exclude()) ?? '';
       return Promise.reject(

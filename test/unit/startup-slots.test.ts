@@ -74,6 +74,21 @@ t.test('a waiter for slots times out with a reason that names the limit', async 
   await t.rejects(waiting, { code: 'PGW_QUEUE_TIMEOUT', message: /max_concurrent_startups \(1\) startups in flight: pg1 1 in flight/ });
 });
 
+t.test('waiting for a slot is not refused by queue_size; waiting for a server still is', async (t) => {
+  const { topo, slots } = setup(1);
+  const router = new Router(rw, topo, { queueTimeout: 10_000, queueSize: 1 } as FailoverConfig, undefined, undefined, new FakeClock(0), slots);
+  t.teardown(() => router.close());
+  topo.update('pg1', primaryUp);
+  await router.acquire(none, 10_000, never);
+  const waiting = [1, 2, 3].map(() => router.acquire(none, 10_000, never));
+  t.equal(router.queued, 3, 'three wait for the one slot behind a queue_size of 1');
+  topo.update('pg1', { state: 'down', transitional: false, lastResult: { ok: false, layer: 'L4CON', message: 'refused', durationMs: 1 } });
+  await t.rejects(router.acquire(none, 10_000, never), { code: 'PGW_QUEUE_FULL' }, 'no server at all: queue_size applies');
+  topo.update('pg1', primaryUp);
+  for (let i = 0; i < 4; i++) slots.release('pg1');
+  t.equal((await Promise.all(waiting)).length, 3);
+});
+
 t.test('a raised limit (reload) lets waiters go at once', async (t) => {
   const { topo, router, setLimit } = setup(1);
   t.teardown(() => router.close());
