@@ -1,6 +1,7 @@
 // A connection storm: a crowd queued while the only server is down is released the moment it
 // comes back. proxy.max_concurrent_startups bounds the startups in flight to it; every client
-// is served (within queue_timeout) and the bound is never exceeded.
+// is served (within queue_timeout) and the bound is never exceeded. The same while the server
+// is up, with a queue_size far below the crowd: waiting for a slot is not refused for it.
 import t from 'tap';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, startProxy, waitFor, waitForBackend } from '../helpers/proxy';
@@ -11,7 +12,7 @@ import { rawStartup, type StartupOutcome } from '../helpers/raw-client';
 const CROWD = 500;
 const LIMIT = 8;
 
-t.test(`${CROWD} clients released at once onto a server: all served, never more than ${LIMIT} startups in flight`, async (t) => {
+t.test(`a crowd released at once onto a server (${CROWD} after a gap, ${CROWD / 2} while it is up): all served, never more than ${LIMIT} startups in flight`, async (t) => {
   const cluster = await startCluster(t, { replicas: 0, checkUser: CHECK_USER, settings: { max_connections: '100' } });
   const [pg1] = cluster.nodes;
   const p = await startProxy(t, cluster, {
@@ -59,4 +60,21 @@ t.test(`${CROWD} clients released at once onto a server: all served, never more 
   t.ok(startingMax <= LIMIT, `sessions connecting or starting on pg1 never above ${LIMIT} (saw at most ${startingMax})`);
   await waitFor('every startup slot given back', () => p.app.startups.count('pg1') === 0);
   t.equal(p.app.listener('rw').queued, 0);
+
+  // The same crowd arriving while the server is up: the sessions beyond the limit wait for a
+  // slot, and queue_size (here far smaller than the crowd) does not refuse them.
+  const steady = await startProxy(t, cluster, {
+    failover: '  queue_timeout: 120s\n  queue_size: 10',
+    extra: `proxy:\n  max_concurrent_startups: ${LIMIT}`,
+  });
+  await waitForBackend(steady, 'pg1', 'up');
+  let mostQueued = 0;
+  const watch = setInterval(() => (mostQueued = Math.max(mostQueued, steady.app.listener('rw').queued)), 5);
+  t.teardown(() => clearInterval(watch));
+  const again = Array.from({ length: CROWD / 2 }, () => rawStartup(steady.rwPort).outcome);
+  const second = await Promise.all(again);
+  clearInterval(watch);
+  t.comment(`at most ${mostQueued} sessions seen waiting for a slot at once`);
+  t.same(second.filter((r) => !r.ok).slice(0, 5), [], `all ${CROWD / 2} served while the server was up (queue_size 10)`);
+  t.ok(steady.app.startups.peak('pg1') <= LIMIT, `never more than ${LIMIT} startups in flight (peak ${steady.app.startups.peak('pg1')})`);
 });
