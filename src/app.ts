@@ -19,6 +19,9 @@ import { Timeline } from './control/timeline';
 import { buildStatus } from './control/status';
 import { History, readProxy } from './control/history';
 import { Topology } from './routing/topology';
+import { StartupSlots } from './routing/startup-slots';
+import { DescriptorShortage } from './control/descriptor-shortage';
+import { realClock } from './clock';
 import { CancelRegistry } from './proxy/cancel-registry';
 import { Listener } from './proxy/listener';
 import { listenerContext } from './control/listener-wiring';
@@ -60,6 +63,10 @@ export class App implements AdminController, ControlContext, Reloadable {
   /** Listeners removed by a reload whose sessions have not ended yet. */
   readonly retired = new Set<Listener>();
   private readonly cancels = new CancelRegistry();
+  /** Session startups in flight per server (proxy.max_concurrent_startups), shared by every listener. */
+  readonly startups = new StartupSlots(() => this.config.proxy.maxConcurrentStartups);
+  /** Accepts, connects and checks that failed for lack of file descriptors: one log line per burst. */
+  private readonly descriptors: DescriptorShortage;
   private readonly startedAt = new Date();
   private readonly quietGc = new QuietGc(5_000, (sessions, ms) =>
     this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} sessions opened or closed in ${Math.round(ms)} ms`),
@@ -88,6 +95,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   /** Throws TlsFilesError (exit 2, like a bad config) when the files config.tls names cannot be used. */
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.tlsFiles = loadTlsFiles(config.tls);
+    this.descriptors = new DescriptorShortage(log, realClock);
     this.bus.setMaxListeners(50);
     setKeepaliveWarningSink(log);
     this.timeline = new Timeline(this.bus, log);
@@ -197,6 +205,7 @@ export class App implements AdminController, ControlContext, Reloadable {
       startedAt: this.startedAt,
       topology: this.topology,
       listeners: this.listeners,
+      startups: this.startups,
       events: this.timeline.recent(),
       agentReports: this.agentReports,
       host: this.hostStatus,
@@ -297,6 +306,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     await this.patroni?.stop();
     for (const c of this.checkers.values()) c.stop();
     this.quietGc.stop();
+    this.descriptors.close();
     this.recorder.stop();
     await this.observability?.close();
     await this.hooks.close();
@@ -328,7 +338,9 @@ export class App implements AdminController, ControlContext, Reloadable {
     checker.on('poll', ({ result, checkNow }) => this.bus.emit('poll', { backend: b.name, result, checkNow }));
     checker.on('result', (status) => {
       this.topology.update(b.name, status);
-      if (status.lastResult) this.bus.emit('check', { backend: b.name, result: status.lastResult });
+      const r = status.lastResult;
+      if (r && !r.ok && r.layer === 'SOCKERR') this.descriptors.hit(`check of ${b.name}`, undefined, r.message);
+      if (r) this.bus.emit('check', { backend: b.name, result: r });
     });
     return checker;
   }
@@ -348,6 +360,8 @@ export class App implements AdminController, ControlContext, Reloadable {
         bus: this.bus,
         log: this.log,
         cancels: this.cancels,
+        startups: this.startups,
+        descriptors: this.descriptors,
         config: () => app.config,
         tlsFiles: () => app.tlsFiles,
         poke: (backend, reason) => this.checkers.get(backend)?.poke(reason),

@@ -35,10 +35,12 @@ export const SqlState = {
   CANNOT_CONNECT_NOW: '57P03',
   /** 08006 connection_failure: the connection is gone (never reaches a client: it hung up first). */
   CONNECTION_FAILURE: '08006',
-  /** 53300 too_many_connections: a listener or its wait queue is full. */
+  /** 53300 too_many_connections: a listener or its wait queue is full (a server's own 53300 to a health check is L7FULL). */
   TOO_MANY_CONNECTIONS: '53300',
   /** XX000 internal_error: a bug in pgwarden, not the client's fault. */
   INTERNAL_ERROR: 'XX000',
+  /** 53000 insufficient_resources: pgwarden is out of file descriptors (PostgreSQL's own for "out of file descriptors"). */
+  INSUFFICIENT_RESOURCES: '53000',
   /** 57P05 idle_session_timeout: idle between transactions for proxy.client_idle_timeout. */
   IDLE_SESSION_TIMEOUT: '57P05',
 } as const;
@@ -71,6 +73,7 @@ export const ERROR_CODES = {
   PGW_SHUTTING_DOWN: { sqlstate: SqlState.ADMIN_SHUTDOWN, meaning: 'pgwarden is stopping and routes no new session' },
   PGW_CLIENT_GONE: { sqlstate: SqlState.CONNECTION_FAILURE, meaning: 'the client hung up while waiting in the queue (neither logged nor counted)' },
   PGW_TOO_MANY_CLIENTS: { sqlstate: SqlState.TOO_MANY_CONNECTIONS, meaning: 'the listener already holds max_connections sessions' },
+  PGW_OUT_OF_DESCRIPTORS: { sqlstate: SqlState.INSUFFICIENT_RESOURCES, meaning: 'pgwarden could not open a connection to a server: it is out of file descriptors (EMFILE, ENFILE)' },
   PGW_INTERNAL: { sqlstate: SqlState.INTERNAL_ERROR, meaning: 'a bug in pgwarden refused the client (the message says where)' },
   PGW_CLIENT_ERROR: { meaning: 'a client got an ErrorResponse and a close before its session began; the SQLSTATE says why' },
   PGW_BACKEND_CONNECT: { meaning: 'a session could not reach a backend (L4CON, L4TOUT, L7TOUT) or it did not answer like PostgreSQL (L7RSP)' },
@@ -182,6 +185,21 @@ export class RoutingError extends PgwardenError {
   constructor(code: RoutingErrorCode, message: string) {
     super(code, message);
     this.sqlstate = sqlStateOf(code);
+  }
+}
+
+/**
+ * pgwarden itself has no file descriptor left for a server connection (EMFILE: its own limit,
+ * ENFILE: the system's). Not the server's fault: the session is refused with 53000 rather than
+ * retried elsewhere (every server would fail the same way) and no checker is asked to look.
+ */
+export class OutOfDescriptorsError extends PgwardenError {
+  declare readonly code: 'PGW_OUT_OF_DESCRIPTORS';
+  readonly sqlstate: SqlStateCode;
+
+  constructor(readonly errno: string, message: string) {
+    super('PGW_OUT_OF_DESCRIPTORS', message);
+    this.sqlstate = sqlStateOf('PGW_OUT_OF_DESCRIPTORS');
   }
 }
 

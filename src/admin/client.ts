@@ -130,7 +130,8 @@ export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
     b.adminState,
     b.role ?? '-',
     lag(b),
-    String(b.sessions),
+    // Startups in flight (proxy.max_concurrent_startups) beside the sessions, only while there are some.
+    b.startupsInFlight > 0 ? `${b.sessions} +${b.startupsInFlight} starting` : String(b.sessions),
     lastCheck(b, now),
   ]);
   const listenerRows = s.listeners.map((l) => [

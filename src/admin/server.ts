@@ -47,6 +47,15 @@ export class AdminServer {
     this.server.requestTimeout = BODY_TIMEOUT_MS * 3;
     this.server.keepAliveTimeout = 5_000;
     this.server.on('clientError', (_e, socket) => socket.destroy());
+    // An error of the listening server (an accept that failed: EMFILE, ENFILE once Node's spare
+    // descriptor is gone) must not become an uncaught exception; it comes once per connection,
+    // so at most one line per 5 s. Bind errors go to listen().
+    let loggedAt = -Infinity;
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.server.listening || Date.now() - loggedAt < 5_000) return;
+      loggedAt = Date.now();
+      opts.log.error({ event: 'admin.accept_error', code: err.code, err: err.message }, `admin API cannot accept connections: ${err.message}`);
+    });
   }
 
   listen(): Promise<void> {

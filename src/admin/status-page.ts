@@ -131,7 +131,7 @@ function card(b) {
   if (b.lagBytes !== undefined && b.lagBytes !== null) lag.push(bytes(b.lagBytes));
   if (b.lagSeconds !== undefined && b.lagSeconds !== null) lag.push(b.lagSeconds.toFixed(1) + ' s');
   row(dl, 'lag', lag.length ? lag.join(' \u00b7 ') : '\u2014');
-  row(dl, 'sessions', b.sessions);
+  row(dl, 'sessions', b.startupsInFlight ? b.sessions + ' + ' + b.startupsInFlight + ' starting' : b.sessions);
   row(dl, 'weight', b.effectiveWeight === b.weight ? b.weight : b.weight + ' \u2192 ' + b.effectiveWeight + ' effective');
   var lc = el('dd');
   if (!b.lastCheck) lc.textContent = 'not yet';

@@ -166,6 +166,7 @@ export function describeConfig(config: Config): string {
     `host: sampled every ${formatDuration(config.host.interval)}; thresholds: ${limits.length === 0 ? 'none' : limits.join(', ')}`,
     `proxy: client_login_timeout: ${formatDuration(proxy.clientLoginTimeout)}  connect_timeout: ${formatDuration(proxy.connectTimeout)}  ` +
       `startup_timeout: ${formatDuration(proxy.startupTimeout)}  ` +
+      `max_concurrent_startups: ${proxy.maxConcurrentStartups === 0 ? 'no limit' : `${proxy.maxConcurrentStartups} per server`}  ` +
       `shutdown_timeout: ${formatDuration(proxy.shutdownTimeout)}`,
     ...tlsLines(config),
     `logging: ${config.logging.level} (${config.logging.format})`,

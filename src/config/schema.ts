@@ -322,6 +322,8 @@ const proxy = section('proxy', {
   unknown_cancel_rate: f.integer(1, 100_000).default(50),
   connect_timeout: f.duration('positive').default(2_000),
   startup_timeout: f.duration('positive').default(15_000),
+  // Per server; 0: no limit. Why 64: README, "Limits and overload".
+  max_concurrent_startups: f.integer(0, 100_000).default(64),
   shutdown_timeout: f.duration('non-negative').default(10_000),
 });
 

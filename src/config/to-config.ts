@@ -181,6 +181,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       clientLoginTimeout: proxy.client_login_timeout,
       connectTimeout: proxy.connect_timeout,
       startupTimeout: proxy.startup_timeout,
+      maxConcurrentStartups: proxy.max_concurrent_startups,
       shutdownTimeout: proxy.shutdown_timeout,
       clientKeepalive: { idleMs: proxy.client_keepalive.idle, intervalMs: proxy.client_keepalive.interval, count: proxy.client_keepalive.count },
       clientUserTimeout: proxy.client_user_timeout,

@@ -180,6 +180,8 @@ export interface ProxyConfig {
   readonly connectTimeout: number;
   /** Time a server that accepted the connection has to answer the session's first packet before the next one is tried. */
   readonly startupTimeout: number;
+  /** Session startups (connect until ReadyForQuery) in flight to one server at most (0: no limit); the others wait in the queue. */
+  readonly maxConcurrentStartups: number;
   /** On SIGTERM/SIGINT: how long sessions may finish before they are closed. */
   readonly shutdownTimeout: number;
   /** TCP keepalive on client sockets (idleMs 0: off), so a client that vanished without a FIN is noticed. */

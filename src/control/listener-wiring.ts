@@ -11,13 +11,18 @@ import { sendCancel, type CancelRegistry, type CancelTarget } from '../proxy/can
 import type { ListenerContext } from '../proxy/listener-context';
 import { Router } from '../routing/router';
 import type { Topology } from '../routing/topology';
+import type { StartupSlots } from '../routing/startup-slots';
 import { sessionReporting } from './session-reporting';
+import type { DescriptorShortage } from './descriptor-shortage';
 
 export interface WiredProxy {
   readonly topology: Topology;
   readonly bus: Bus;
   readonly log: Logger;
   readonly cancels: CancelRegistry;
+  readonly startups: StartupSlots;
+  /** Failures for lack of file descriptors, logged once per burst. */
+  readonly descriptors: DescriptorShortage;
   /** The running config and TLS files (a reload replaces them). */
   config(): Config;
   tlsFiles(): TlsFiles;
@@ -27,13 +32,20 @@ export interface WiredProxy {
 }
 
 export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerContext {
-  const router = new Router(l, p.topology, () => p.config().failover, undefined, (waitMs, outcome) =>
-    p.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
+  const router = new Router(
+    l,
+    p.topology,
+    () => p.config().failover,
+    undefined,
+    (waitMs, outcome) => p.bus.emit('session.dequeued', { listener: l.name, waitMs, outcome }),
+    realClock,
+    p.startups,
   );
   const rate = p.config().proxy.unknownCancelRate;
   return {
     listener: l,
     router,
+    startups: p.startups,
     topology: p.topology,
     cancels: p.cancels,
     get tls() {
@@ -59,6 +71,7 @@ export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerConte
       const connect = leg.options(host);
       return connect && { connect, fallbackToPlain: leg.mode === 'prefer' };
     },
+    onOutOfDescriptors: (where, errno) => p.descriptors.hit(where, errno),
     cancelTargets: () => cancelTargets(l, p.topology),
     sendCancel: (host, port, packet) => sendCancel(host, port, packet, p.config().proxy.connectTimeout),
   };

@@ -5,6 +5,7 @@
 // cannot be bound, changes nothing: the running config stays. The TLS files `tls` names are read
 // again every time (a renewed certificate at the same path); files that cannot be used reject the
 // reload like a bad config, and the running certificate stays. Sessions keep the TLS they have.
+import type { StartupSlots } from '../routing/startup-slots';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, SqlState } from '../errors';
 import type { ReloadResult } from '../admin/controller';
@@ -25,6 +26,8 @@ export interface Reloadable extends ControlContext {
   /** Listeners removed by a reload whose sessions have not ended yet. */
   readonly retired: Set<Listener>;
   readonly checkers: Map<string, HealthChecker>;
+  /** Startups in flight per server: a raised proxy.max_concurrent_startups lets waiters go now. */
+  readonly startups: StartupSlots;
   /** The TLS files of `config.tls`, replaced with it. */
   tlsFiles: TlsFiles;
   makeListener(l: ListenerConfig): Listener;
@@ -87,6 +90,7 @@ async function applyConfig(app: Reloadable, next: Config, tlsFiles: TlsFiles): P
   }
   for (const l of diff.listeners.changed) if (!rebind.includes(l)) app.listeners.find((x) => x.name === l.name)!.reconfigure(l);
   for (const l of app.listeners) l.proxySettingsChanged();
+  app.startups.roomMade();
   for (const name of [...diff.listeners.removed, ...rebind.map((l) => l.name)]) {
     const i = app.listeners.findIndex((x) => x.name === name);
     if (i < 0) continue;

@@ -5,6 +5,7 @@ import type { HostStatus } from '../host/status';
 import type { BackendStatus, ListenerStatus, PatroniStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { candidatesFor } from '../routing/candidates';
 import type { BackendView, Topology } from '../routing/topology';
+import type { StartupSlots } from '../routing/startup-slots';
 import type { Listener } from '../proxy/listener';
 
 export interface StatusSources {
@@ -12,6 +13,8 @@ export interface StatusSources {
   startedAt: Date;
   topology: Topology;
   listeners: readonly Listener[];
+  /** Absent: no startup is counted (status built without a running proxy). */
+  startups?: StartupSlots;
   events: RecentEvent[];
   host?: HostStatus;
   agentReports: ReadonlyMap<string, { at: number; reachable: boolean; raw?: string }>;
@@ -43,6 +46,7 @@ export function buildStatus(src: StatusSources): StatusSnapshot {
       ...(v.state === 'up' && v.lagBytes !== undefined && { lagBytes: v.lagBytes }),
       ...(v.state === 'up' && v.lagSeconds !== undefined && { lagSeconds: v.lagSeconds }),
       sessions: v.activeSessions,
+      startupsInFlight: src.startups?.count(v.name) ?? 0,
       ...(v.lastCheck && {
         lastCheck: {
           ok: v.lastCheck.ok,

@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
 import { realClock, type Clock } from '../clock';
 import { INITIAL_STATE, intervalFor, isTransitional, next, type HealthState, type StableState } from './state-machine';
-import type { DetectedRole, Probe, ProbeFailure, ProbeResult } from './types';
+import { verdictOf, type DetectedRole, type Probe, type ProbeFailure, type ProbeResult } from './types';
 
 /**
  * Extra time the checker allows beyond `timeout` before it declares a probe hung. Probes enforce
@@ -280,7 +280,7 @@ export class HealthChecker extends EventEmitter {
     attempt.deadline.clear();
 
     const from = this.machine.state;
-    this.machine = next(this.machine, result.ok ? 'success' : 'failure', this.health);
+    this.machine = next(this.machine, verdictOf(result), this.health);
     this.lastResult = result;
     this.lastCheckAt = this.clock.now();
     if (result.ok) this.role = result.role;

@@ -8,12 +8,12 @@
 import net from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { Client } from 'pg';
-import { ServerSqlState } from '../errors';
+import { ServerSqlState, SqlState } from '../errors';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { CheckSession, queryMessage, type RoundTrip } from './check-session';
 import { CHECK_QUERY, checkRowToResult } from './check-query';
 import { PhaseTimer } from './phase-timer';
-import type { FailureLayer, Probe, ProbeResult } from './types';
+import { outOfDescriptors, type FailureLayer, type Probe, type ProbeResult } from './types';
 
 export interface PostgresProbeOptions {
   readonly host: string;
@@ -336,10 +336,14 @@ export function classify(err: unknown, phase: Phase): Classified {
   if (code !== undefined && typeof e.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
     const withState = `${message} (SQLSTATE ${code})`;
     if (code.startsWith('28')) return { layer: 'L7AUTH', message: withState }; // invalid_authorization_specification, invalid_password
+    // too_many_connections: max_connections (or the check role's CONNECTION LIMIT) reached. The
+    // server is up and full: no verdict (types.ts, NO_VERDICT_LAYERS).
+    if (code === SqlState.TOO_MANY_CONNECTIONS) return { layer: 'L7FULL', message: withState };
     if (code === ServerSqlState.QUERY_CANCELED) return { layer: 'L7TOUT', message: withState }; // query_canceled: statement_timeout
     return { layer: 'L7QUERY', message: withState }; // e.g. 57P03 cannot_connect_now, 3D000 database missing
   }
   if (code === 'ETIMEDOUT') return { layer: 'L4TOUT', message };
+  if (outOfDescriptors(code)) return { layer: 'SOCKERR', message: `pgwarden cannot open a socket: ${message}` };
   if (code !== undefined && /^E[A-Z]+$/.test(code)) return { layer: 'L4CON', message }; // ECONNREFUSED, ECONNRESET, EHOSTUNREACH ...
   if (isTlsError(code, message)) return { layer: 'L6TLS', message };
   if (message === 'timeout expired') {

@@ -6,12 +6,14 @@
 //   init  --failure--> down           check decides, nothing to wait for)
 //   up    --failure x fall--> down   (a success in between resets the failure run)
 //   down  --success x rise--> up     (a failure in between resets the success run)
+//   any   --no-verdict--> the same  (a server that is full, or pgwarden out of descriptors)
 // An 'up' with failures > 0 is "going down", a 'down' with successes > 0 is "going up":
 // both are transitional and get checked at fast_interval.
 // Pure: no I/O, no timers, no logger.
 
 export type StableState = 'init' | 'up' | 'down';
-export type CheckEvent = 'success' | 'failure';
+/** 'no-verdict': a result that says nothing about the server (types.ts, NO_VERDICT_LAYERS). */
+export type CheckEvent = 'success' | 'failure' | 'no-verdict';
 
 export interface HealthState {
   readonly state: StableState;
@@ -41,6 +43,7 @@ const DOWN: HealthState = Object.freeze({ state: 'down', successes: 0, failures:
 export function next(s: HealthState, ev: CheckEvent, p: Thresholds): HealthState {
   const rise = Math.max(1, p.rise);
   const fall = Math.max(1, p.fall);
+  if (ev === 'no-verdict') return s;
   switch (s.state) {
     case 'init':
       return ev === 'success' ? UP : DOWN;

@@ -2,7 +2,7 @@
 // The role cannot be detected this way, so it comes from the backend's configuration.
 import net from 'node:net';
 import { PhaseTimer } from './phase-timer';
-import type { DetectedRole, FailureLayer, Probe, ProbeResult } from './types';
+import { outOfDescriptors, type DetectedRole, type FailureLayer, type Probe, type ProbeResult } from './types';
 
 export function tcpProbe(host: string, port: number, timeoutMs: number, role: DetectedRole): Probe {
   return (signal) => connectOnce(host, port, timeoutMs, role, signal);
@@ -46,5 +46,6 @@ function connectOnce(host: string, port: number, timeoutMs: number, role: Detect
  * the connection: HAProxy L4CON.
  */
 function layerOf(err: NodeJS.ErrnoException): FailureLayer {
+  if (outOfDescriptors(err.code)) return 'SOCKERR'; // pgwarden's own trouble: no verdict on the server
   return err.code === 'ETIMEDOUT' ? 'L4TOUT' : 'L4CON';
 }

@@ -1,7 +1,7 @@
 // Shared vocabulary of the health subsystem: what a probe returns and what a checker reports.
 
 /** Failure layers, HAProxy check.c style: each failure names where it happened. */
-export type FailureLayer = 'L4CON' | 'L4TOUT' | 'L6TLS' | 'L7AUTH' | 'L7QUERY' | 'L7RSP' | 'L7TOUT';
+export type FailureLayer = 'L4CON' | 'L4TOUT' | 'L6TLS' | 'L7AUTH' | 'L7QUERY' | 'L7RSP' | 'L7TOUT' | 'L7FULL' | 'SOCKERR';
 
 export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Object.freeze({
   L4CON: 'L4 connection refused or reset',
@@ -11,7 +11,31 @@ export const FAILURE_DESCRIPTIONS: Readonly<Record<FailureLayer, string>> = Obje
   L7QUERY: 'L7 check query failed',
   L7RSP: 'L7 answer is not the PostgreSQL protocol',
   L7TOUT: 'L7 check timed out after connect',
+  L7FULL: 'L7 server full (53300 too many connections)',
+  SOCKERR: 'pgwarden out of file descriptors',
 });
+
+/**
+ * Failures that say nothing against the server, so they move neither `rise` nor `fall` (the
+ * server keeps the state it had):
+ * - L7FULL: the server refused the check's new connection with 53300 (max_connections or the
+ *   role's connection limit reached). It is running and answering; it is full, not down.
+ *   Marking it down would drain every session on it and, in promote mode, start a failover.
+ * - SOCKERR: pgwarden itself could not open a socket (EMFILE/ENFILE). That is this process's
+ *   trouble, not the server's.
+ */
+export const NO_VERDICT_LAYERS: ReadonlySet<FailureLayer> = new Set<FailureLayer>(['L7FULL', 'SOCKERR']);
+
+/** What one check result says about the server: for it, against it, or nothing. */
+export function verdictOf(result: ProbeResult): 'success' | 'failure' | 'no-verdict' {
+  if (result.ok) return 'success';
+  return NO_VERDICT_LAYERS.has(result.layer) ? 'no-verdict' : 'failure';
+}
+
+/** Errno codes of a process (EMFILE) or system (ENFILE) out of file descriptors. */
+export function outOfDescriptors(code: unknown): boolean {
+  return code === 'EMFILE' || code === 'ENFILE';
+}
 
 export type DetectedRole = 'primary' | 'replica';
 

@@ -54,6 +54,7 @@ export interface BackendReading {
   weight: number;
   effectiveWeight: number;
   sessions: number;
+  startupsInFlight: number;
   lastCheck?: { ok: boolean };
   /** `health.patroni`: the member as GET /patroni showed it last. */
   patroni?: { reachable: boolean; state?: string; timeline?: number; pendingRestart: boolean };
@@ -150,6 +151,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     backendWeight: perBackend('pgwarden_backend_weight', 'Configured weight.', (b) => b.weight),
     backendEffectiveWeight: perBackend('pgwarden_backend_effective_weight', 'Weight after the agent report (equals the weight without an agent).', (b) => b.effectiveWeight),
     backendSessions: perBackend('pgwarden_backend_active_sessions', 'Client sessions connected to this backend now.', (b) => b.sessions),
+    backendStartups: perBackend('pgwarden_backend_startups_in_flight', 'Session startups to this backend in flight now (connect until ReadyForQuery), at most proxy.max_concurrent_startups.', (b) => b.startupsInFlight),
     backendLastCheckOk: perBackend('pgwarden_backend_last_check_success', '1 when the last check succeeded, 0 when it failed (absent before the first).', (b) => (b.lastCheck ? Number(b.lastCheck.ok) : undefined)),
     patroniState: viewGauge('pgwarden_patroni_member_state', "health.patroni: the member's state in Patroni's REST API (GET /patroni), 1 for the current one (running, streaming, starting, stopping, stopped, restarting, crashed, other, unreachable), 0 for the others.", ['backend', 'state'], (g, s) => {
       for (const b of s.backends) if (b.patroni) for (const st of PATRONI_STATES) g.set({ backend: b.name, state: st }, patroniState(b.patroni) === st ? 1 : 0);
@@ -162,7 +164,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     // ---- backends: events ----
     checkDuration: new Histogram({ name: 'pgwarden_check_duration_seconds', help: 'Health check duration.', labelNames: ['backend'], buckets: CHECK_BUCKETS, registers }),
     checkPhase: new Histogram({ name: 'pgwarden_check_phase_seconds', help: 'Health check time by phase: connect (TCP), tls, auth (startup and authentication until ready for queries), query; a check on the kept connection has only query, and a failed check counts the phase it failed in.', labelNames: ['backend', 'phase'], buckets: CHECK_PHASE_BUCKETS, registers }),
-    checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT).', labelNames: ['backend', 'layer'], registers }),
+    checks: new Counter({ name: 'pgwarden_checks_total', help: 'Health checks by result: layer is "ok" for a success, else the failure layer (L4CON, L4TOUT, L6TLS, L7AUTH, L7QUERY, L7TOUT; L7FULL and SOCKERR leave the state as it was).', labelNames: ['backend', 'layer'], registers }),
     rolePolls: new Counter({ name: 'pgwarden_role_polls_total', help: 'Role polls of healthy replicas while there is no primary or it fails its checks (failover.watch_interval), by what they saw (outcome): replica, primary or failed.', labelNames: ['backend', 'outcome'], registers }),
     stateChanges: new Counter({ name: 'pgwarden_backend_state_changes_total', help: 'Health state changes, by the state entered.', labelNames: ['backend', 'state'], registers }),
 

@@ -17,6 +17,7 @@ import type { Clock } from '../clock';
 import type { BackendView } from '../routing/topology';
 import type { RelayEnd, SocketOwner } from '../net/relay-socket';
 import { connectBackend, BackendConnectError } from './backend-connect';
+import { OutOfDescriptorsError } from '../errors';
 import type { CloseReason } from './close-reason';
 import type { ServerTlsOptions } from './listener-context';
 import { SSL_REQUEST_BYTES, readSslAnswer } from './tls-negotiation';
@@ -46,7 +47,9 @@ export interface AttemptRequest {
 export type AttemptOutcome =
   | { readonly ok: true; readonly socket: RelayEnd; readonly answer?: Buffer }
   | { readonly ok: false; readonly error: BackendConnectError }
-  | { readonly ok: false; readonly closedBy: CloseReason };
+  | { readonly ok: false; readonly closedBy: CloseReason }
+  /** pgwarden had no file descriptor for the connection: nothing is wrong with the server. */
+  | { readonly ok: false; readonly local: OutOfDescriptorsError };
 
 export interface AttemptEvents {
   /** TCP is up (before any answer): the session counts it on the backend from here. */
@@ -165,7 +168,7 @@ export function startAttempt(req: AttemptRequest, s: AttemptSettings, events: At
         }
         send(open);
       },
-      (err: BackendConnectError) => settle({ ok: false, error: err }),
+      (err: BackendConnectError | OutOfDescriptorsError) => settle(err instanceof OutOfDescriptorsError ? { ok: false, local: err } : { ok: false, error: err }),
     );
   }
 

@@ -1,8 +1,8 @@
 // Opens the TCP connection from pgwarden to a backend, bounded by `connect_timeout`. Failures
 // are named by layer like the health checks (L4CON refused/reset, L4TOUT timeout) so a session
 // can report them and poke the backend's checker.
-import { PgwardenError } from '../errors';
-import type { FailureLayer } from '../health/types';
+import { OutOfDescriptorsError, PgwardenError } from '../errors';
+import { outOfDescriptors, type FailureLayer } from '../health/types';
 import { applyKeepalive, type KeepaliveOptions } from '../net/keepalive';
 import { RelaySocket } from '../net/relay-socket';
 import { realClock } from '../clock';
@@ -29,6 +29,7 @@ export class BackendConnectError extends PgwardenError {
  * acknowledged anything for that long would be marked down by the checks anyway. The socket reads
  * into the shared read buffer (see RelaySocket).
  */
+/** Rejects with a BackendConnectError, or an OutOfDescriptorsError when pgwarden has no descriptor left for the socket. */
 export function connectBackend(host: string, port: number, timeoutMs: number, userTimeoutMs?: number, clock: Clock = realClock): Promise<RelaySocket> {
   return new Promise((resolve, reject) => {
     const socket = new RelaySocket({ noDelay: true }).connect({ host, port });
@@ -39,7 +40,11 @@ export function connectBackend(host: string, port: number, timeoutMs: number, us
     const onError = (err: NodeJS.ErrnoException) => {
       timer.clear();
       socket.destroy();
-      reject(new BackendConnectError('L4CON', `connect to ${host}:${port} failed: ${err.code ?? err.message}`));
+      if (outOfDescriptors(err.code)) {
+        reject(new OutOfDescriptorsError(err.code!, `pgwarden is out of file descriptors (${err.code}) and cannot open a connection to ${host}:${port}; try again in a moment`));
+      } else {
+        reject(new BackendConnectError('L4CON', `connect to ${host}:${port} failed: ${err.code ?? err.message}`));
+      }
     };
     socket.once('error', onError);
     socket.once('connect', () => {

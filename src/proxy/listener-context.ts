@@ -3,6 +3,7 @@
 import type { FailoverConfig, HealthConfig, ListenerConfig, ProxyConfig, TlsConfig } from '../config/types';
 import type { ErrorCode, RoutingError } from '../errors';
 import type { Router } from '../routing/router';
+import type { StartupSlots } from '../routing/startup-slots';
 import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
@@ -41,6 +42,8 @@ export interface ListenerContext {
   /** Replaced by a reload that changes this listener in place. */
   listener: ListenerConfig;
   readonly router: Router;
+  /** Startups in flight per server, shared by every listener; the router takes a slot, the session releases it. */
+  readonly startups: StartupSlots;
   readonly topology: Topology;
   readonly cancels: CancelRegistry;
   readonly tls: TlsConfig;
@@ -85,6 +88,8 @@ export interface ListenerContext {
   onClosedByProxy(backend: string | undefined, reason: CloseReason, inTransaction: boolean): void;
   /** A CancelRequest was delivered exactly, fanned out, or dropped (fan-out budget spent). */
   onCancel(outcome: CancelOutcome): void;
+  /** An accept or a connect failed for lack of file descriptors (EMFILE/ENFILE): logged once per burst. */
+  onOutOfDescriptors(where: string, errno: string | undefined): void;
   /** A bug: a session continuation threw; the session was closed and cleaned up. */
   onInternalError(err: Error): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */

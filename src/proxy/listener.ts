@@ -3,6 +3,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { errorResponse } from '../protocol/error-response';
 import { sqlStateOf, type ClientErrorCode } from '../errors';
+import { outOfDescriptors } from '../health/types';
 import type { ListenerContext } from './listener-context';
 import { Session } from './session';
 import type { SessionLifecycle } from './session-lifecycle';
@@ -18,7 +19,13 @@ export class Listener {
 
   constructor(private readonly ctx: ListenerContext, private readonly log: Logger) {
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
-    this.server.on('error', (err) => this.log.error({ err, listener: ctx.listener.name }, 'listener error'));
+    // Out of descriptors at accept: Node's runtime (libuv) closes the connections waiting in the
+    // backlog with a descriptor it keeps in reserve, and reports the error only when even that
+    // fails; then it comes once per connection, so it is logged once per burst.
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      if (outOfDescriptors(err.code)) ctx.onOutOfDescriptors(`accept on listener ${ctx.listener.name}`, err.code);
+      else this.log.error({ err, listener: ctx.listener.name }, 'listener error');
+    });
     this.idle = new IdleTimeout(ctx.clock, () => this.sessions, () => ctx.proxy.clientIdleTimeout);
   }
 

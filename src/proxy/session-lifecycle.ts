@@ -51,6 +51,8 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
   protected database?: string;
   protected startupSize = 0;
   protected routeDeadline?: number;
+  /** The backend whose startup slot (proxy.max_concurrent_startups) this session holds. */
+  protected slot?: string;
   protected abort?: AbortController;
   protected failures?: RecentFailures;
   /** The server said 'N' to SSLRequest: the client continues in plain text on this backend. */
@@ -253,6 +255,7 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
     this.transition('closing');
     this.reader.dispose();
     this.abort?.abort();
+    this.releaseSlot();
     const c = this.client;
     const b = this.backend;
     if (b) {
@@ -287,6 +290,14 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
     this.lingerTimer?.clear();
     this.lingerTimer = undefined;
     this.transition('ended');
+  }
+
+  /** The startup ended (ready, failed, given up): its slot goes to the next session. Once. */
+  protected releaseSlot(): void {
+    const backend = this.slot;
+    if (backend === undefined) return;
+    this.slot = undefined;
+    this.ctx.startups.release(backend);
   }
 
   protected releaseBackend(): void {

@@ -13,7 +13,7 @@
 import { cancelKey } from '../protocol/cancel';
 import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/constants';
 import type { FirstPacket } from '../protocol/first-packet';
-import { SqlState, RoutingError } from '../errors';
+import { SqlState, RoutingError, type OutOfDescriptorsError } from '../errors';
 import type { BackendView } from '../routing/topology';
 import type { RelayEnd } from '../net/relay-socket';
 import { startAttempt, type AttemptOutcome } from './backend-attempt';
@@ -35,6 +35,9 @@ export type { CloseReason } from './close-reason';
 
 /** What a backend attempt was for, which decides what its answer means. */
 type Purpose = 'ssl' | 'startup' | 'direct-tls';
+
+/** An attempt that failed for the server's reasons (or pgwarden closed it): another candidate may do. */
+type Redispatchable = Exclude<AttemptOutcome, { ok: true } | { local: OutOfDescriptorsError }>;
 
 export class Session extends SessionLifecycle {
   /** This connection's client already sent an SSLRequest / a GSSENCRequest (one of each is allowed). */
@@ -157,7 +160,14 @@ export class Session extends SessionLifecycle {
     const excluded = () => this.failures?.active() ?? NOTHING_EXCLUDED;
     const signal = () => (this.abort ??= new AbortController()).signal;
     this.ctx.router.acquire(excluded, deadline, signal).then(
-      (view) => this.guard(() => this.phase === 'routing' && this.connect(view, purpose), undefined),
+      (view) =>
+        this.guard(() => {
+          // The router took a startup slot on `view` for this session: it is released once, when
+          // the startup ends one way or another (releaseSlot).
+          if (this.phase !== 'routing') return this.ctx.startups.release(view.name);
+          this.slot = view.name;
+          this.connect(view, purpose);
+        }, undefined),
       (err: Error) => this.guard(() => this.phase === 'routing' && this.routingFailed(err), undefined),
     );
   }
@@ -207,7 +217,7 @@ export class Session extends SessionLifecycle {
   }
 
   private attemptSettled(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome): void {
-    if (!outcome.ok) return this.redispatch(view, purpose, firstBytes, outcome);
+    if (!outcome.ok) return 'local' in outcome ? this.outOfDescriptors(view, outcome.local) : this.redispatch(view, purpose, firstBytes, outcome);
     const refusal = purpose === 'startup' ? cannotConnectNow(outcome.answer!) : undefined;
     if (refusal !== undefined) {
       // 57P03 before authentication: the client has seen nothing, so this is a refused connect.
@@ -239,8 +249,9 @@ export class Session extends SessionLifecycle {
   }
 
   /** The attempt failed before the server said anything: try the next candidate. */
-  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome & { ok: false }): void {
+  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: Redispatchable): void {
     this.releaseBackend();
+    this.releaseSlot();
     if ('closedBy' in outcome) {
       // A server pgwarden closed is already out of the router's candidates (down, maint, fenced)
       // or, after a reload that moved it, worth trying at once at its new address.
@@ -253,6 +264,18 @@ export class Session extends SessionLifecycle {
     // After an SSL 'N' the client is in plain text: the redispatch skips straight to the startup.
     if (purpose !== 'ssl') this.reader.unshift(firstBytes);
     this.route(purpose);
+  }
+
+  /**
+   * pgwarden has no descriptor for the server connection: every candidate would fail the same
+   * way, and retrying at once would spin. The client is refused with 53000 and closed, which
+   * frees its own descriptor; the checker is not asked to look (the server is fine).
+   */
+  private outOfDescriptors(view: BackendView, err: OutOfDescriptorsError): void {
+    this.releaseBackend();
+    this.ctx.onOutOfDescriptors(`connect to ${view.name}`, err.errno);
+    this.ctx.onClientError(err.sqlstate, err.message, err.code);
+    this.end('rejected', { error: { sqlstate: err.sqlstate, message: err.message }, detail: err.code });
   }
 
   /** The server's first startup answer is in: it flows to the client until ReadyForQuery. */
@@ -282,6 +305,7 @@ export class Session extends SessionLifecycle {
           // Startup finished: from the next byte on, server→client is a plain relay too, with
           // the frame tracker reading 5-byte headers beside it (no copies, no body parsing).
           this.transition('relaying');
+          this.releaseSlot();
           backend.relayTo(this.client, b.server);
           this.ctx.onSessionStart(this.target!.name);
         }, undefined),
@@ -293,6 +317,9 @@ export class Session extends SessionLifecycle {
   /** TLS passthrough: opaque bytes both ways; the cancel key stays unknown (encrypted). */
   private relayOpaque(): void {
     this.transition('relaying');
+    // Opaque from here (TLS passthrough): the end of the startup cannot be seen, so its slot
+    // is given back now.
+    this.releaseSlot();
     const backend = this.backend!;
     const early = this.reader.take();
     this.reader.dispose();

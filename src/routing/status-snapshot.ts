@@ -28,6 +28,8 @@ export interface BackendStatus {
   lagBytes?: number;
   lagSeconds?: number;
   sessions: number;
+  /** Session startups to this server in flight now (connect until ReadyForQuery), at most proxy.max_concurrent_startups. */
+  startupsInFlight: number;
   lastCheck?: { ok: boolean; at: string; durationMs: number; layer?: FailureLayer; message?: string };
   /** Last agent report, when `health.agent` is configured. */
   agent?: { at: string; report: string; reachable: boolean };

@@ -3,7 +3,7 @@
 // (no sockets, no timers), so it is unit-testable and every routing decision reads one place.
 import { EventEmitter } from 'node:events';
 import type { BackendConfig, HealthConfig } from '../config/types';
-import { FAILURE_DESCRIPTIONS, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
+import { FAILURE_DESCRIPTIONS, verdictOf, type DetectedRole, type ProbeFailure, type ProbeResult } from '../health/types';
 import type { PatroniMember } from '../health/patroni-rest';
 import type { AdminState } from './status-snapshot';
 import { decideUnderAuthority, type PrimaryAuthority } from './primary-authority';
@@ -165,7 +165,7 @@ export class Topology extends EventEmitter {
     if (!view) return;
     const from = view.state;
     const r0 = snap.lastResult;
-    if (r0 && !r0.ok) view.firstFailureAt ??= snap.lastCheckAt ?? Date.now();
+    if (r0 && verdictOf(r0) === 'failure') view.firstFailureAt ??= snap.lastCheckAt ?? Date.now();
     else if (r0 && r0.ok) view.firstFailureAt = undefined;
     view.state = snap.state;
     view.transitional = snap.transitional;

@@ -9,6 +9,7 @@ import type { Test } from 'tap';
 import { parseConfig } from '../../src/config/load';
 import { Topology, type CheckerSnapshot } from '../../src/routing/topology';
 import { Router } from '../../src/routing/router';
+import { StartupSlots } from '../../src/routing/startup-slots';
 import { CancelRegistry, sendCancel } from '../../src/proxy/cancel-registry';
 import { FanoutBudget, type CancelOutcome } from '../../src/proxy/cancel-forwarder';
 import { Listener } from '../../src/proxy/listener';
@@ -70,13 +71,15 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
   // The first backend is the primary, the others replicas (route `any` takes them all).
   config.backends.forEach((b, i) => topology.update(b.name, i === 0 ? primaryUp : replicaUp));
   const l = { ...config.listeners[0], port: 0 }; // any free port
-  const router = new Router(l, topology, config.failover);
+  const startups = new StartupSlots(() => config.proxy.maxConcurrentStartups);
+  const router = new Router(l, topology, config.failover, undefined, undefined, realClock, startups);
   const record: RigRecord = { connectFailures: [], rejected: [], clientErrors: [], starts: [], ends: [], cancels: [], internalErrors: [], redispatches: [] };
   const waiters: (() => void)[] = [];
   const cancels = new CancelRegistry();
   const ctx: ListenerContext = {
     listener: l,
     router,
+    startups,
     topology,
     cancels,
     tls: config.tls,
@@ -103,6 +106,7 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     onClosedByProxy: () => undefined,
     onCancel: (outcome) => record.cancels.push(outcome),
     onInternalError: (err) => record.internalErrors.push(err),
+    onOutOfDescriptors: () => undefined,
     cancelTargets: () => topology.backends().map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port })),
     sendCancel: (host, port, packet) => sendCancel(host, port, packet, 1000),
   };

@@ -38,6 +38,8 @@ t.test('the queue while there is no primary', async (t) => {
     await waitFor('the first client is queued', () => queued(full) === 1);
     const second = await connect(full.rwPort).then(() => 'connected', (e) => e);
     t.match(second, { code: '53300', message: /too many clients waiting on listener rw \(queue_size 1\)/ });
+    t.equal(queued(full), 1, 'the client already waiting keeps its place');
+    t.notOk(holder.destroyed, 'and its connection');
     holder.destroy();
     await waitFor('the first client left the queue', () => queued(full) === 0);
 

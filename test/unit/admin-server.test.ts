@@ -17,7 +17,7 @@ import { coordinationStatus } from '../helpers/coordination-status';
 const TOKEN = 'admin-token-7d1e';
 
 function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus {
-  return { name, host: '127.0.0.1', port: 5432, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'replica', isPrimary: false, weight: 100, effectiveWeight: 100, backup: false, sessions: 0, ...over };
+  return { name, host: '127.0.0.1', port: 5432, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'replica', isPrimary: false, weight: 100, effectiveWeight: 100, backup: false, sessions: 0, startupsInFlight: 0, ...over };
 }
 
 class FakeApp implements AdminController {
@@ -285,4 +285,21 @@ t.test('pgwarden status: the cluster block during a failover, without a leader, 
     '  c  unknown',
     '  etcd: deadline exceeded after 1000 ms (endpoints http://10.0.0.5:2379, http://10.0.0.6:2379)',
   ], 'members unknown (not gone) while etcd is out of reach, and etcd\'s last error');
+});
+
+t.test('pgwarden status: startups in flight beside the sessions, only while there are some', async (t) => {
+  const base = new FakeApp().snapshot;
+  const row = (b: BackendStatus) => formatStatus({ ...base, backends: [b] }).split('\n').find((l) => l.startsWith(b.name))!;
+  t.match(row(backend('pg1', { sessions: 12, startupsInFlight: 3 })), /\b12 \+3 starting\b/);
+  t.notMatch(row(backend('pg1', { sessions: 12 })), /starting/);
+});
+
+t.test('an accept error of the listening server (out of descriptors) is logged, not thrown, once per burst', async (t) => {
+  const { server, req, logs } = await start(t);
+  const http = (server as unknown as { server: import('node:http').Server }).server;
+  for (let i = 0; i < 3; i++) http.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));
+  const lines = logs.filter((l) => l.event === 'admin.accept_error');
+  t.equal(lines.length, 1, 'one line for three');
+  t.match(lines[0], { code: 'EMFILE', err: 'accept EMFILE' });
+  t.same((await req('GET', '/healthz')).json, { status: 'ok' }, 'still answering');
 });

@@ -155,6 +155,7 @@ t.test('a minimal file gets every default', async (t) => {
       clientLoginTimeout: 10_000,
       connectTimeout: 2_000,
       startupTimeout: 15_000,
+      maxConcurrentStartups: 64,
       shutdownTimeout: 10_000,
       clientKeepalive: { idleMs: 60_000, intervalMs: 10_000, count: 3 },
       clientUserTimeout: 30_000,
@@ -352,6 +353,8 @@ t.test('impossible values', async (t) => {
   t.match(problemAt(t, `${MINIMAL}health: { timeout: -1s }\n`, 'health.timeout').message, /must not be negative/);
   t.match(problemAt(t, `${MINIMAL}failover: { queue_timeout: 30d }\n`, 'failover.queue_timeout').message, /at most 24 days/);
   t.match(problemAt(t, `${MINIMAL}failover: { queue_size: -1 }\n`, 'failover.queue_size').message, /at least 0, got -1/);
+  t.match(problemAt(t, `${MINIMAL}proxy: { max_concurrent_startups: -1 }\n`, 'proxy.max_concurrent_startups').message, /from 0 to 100000, got -1/);
+  t.match(problemAt(t, `${MINIMAL}proxy: { max_concurrent_startups: 8.5 }\n`, 'proxy.max_concurrent_startups').message, /integer/);
   t.match(problemAt(t, `${MINIMAL}health: { max_replica_lag: -16MB }\n`, 'health.max_replica_lag').message, /must not be negative/);
   t.match(problemAt(t, `listeners:\n  - { name: rw, bind: "127.0.0.1:6432", route: any, max_connections: -1 }\n${BACKENDS}`, 'listeners[0].max_connections').message, /at least 0/);
 

@@ -21,6 +21,7 @@ function backend(name: string, over: Partial<BackendStatus> = {}): BackendStatus
     effectiveWeight: 100,
     backup: false,
     sessions: 0,
+    startupsInFlight: 0,
     ...over,
   };
 }

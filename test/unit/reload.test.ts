@@ -18,6 +18,7 @@ import { createLogger } from '../../src/logger';
 import { loadTlsFiles } from '../../src/net/tls-credentials';
 import type { Session } from '../../src/proxy/session';
 import { Topology } from '../../src/routing/topology';
+import { StartupSlots } from '../../src/routing/startup-slots';
 import { makeTlsFiles, opensslMissing } from '../helpers/tls-files';
 
 const BASE = `listeners:
@@ -37,6 +38,7 @@ function fakeApp(config: Config) {
     config,
     hooks: new HookRunner(config.hooks, { log, bus }),
     topology: new Topology(config.backends, config.health),
+    startups: new StartupSlots(() => 64),
     timeline: new Timeline(bus, log),
     bus,
     log,

@@ -38,6 +38,7 @@ t.test('a session relays both ways and ends with client-terminate after Terminat
   t.same(rig.record.starts, ['s1'], 'counted as a session start once');
   t.ok(got.includes(message('C', Buffer.from('SELECT 1\0'))), 'the server answer reached the client');
   t.equal(rig.topology.get('s1')!.activeSessions, 0, 'the backend session count is back to 0');
+  t.equal(rig.ctx.startups.count('s1'), 0, 'its startup slot was given back');
   t.equal(rig.listener.sessions.size, 0);
 });
 
@@ -76,6 +77,7 @@ t.test('a server that stalls is given up at startup_timeout and the client is re
   t.equal(rig.record.clientErrors.length, 0, 'and not a second time as a client error');
   await until('the stalled connection closed', () => server.connections.every((s) => s.destroyed));
   t.equal(rig.topology.get('s1')!.activeSessions, 0);
+  t.equal(rig.ctx.startups.count('s1'), 0, 'no startup slot held by the given-up attempt');
 });
 
 t.test('a server that resets before answering: the session moves to the next server', async (t) => {
@@ -95,6 +97,7 @@ t.test('a server that resets before answering: the session moves to the next ser
   const ends = await rig.ended(2);
   t.same(ends.map((e) => e.backend), ['s2', 's2']);
   t.ok(rig.record.connectFailures.every((f) => f.backend === 's1' && f.layer === 'L4CON'));
+  t.same([rig.ctx.startups.count('s1'), rig.ctx.startups.count('s2')], [0, 0], 'every startup slot given back, the reset one too');
 });
 
 t.test('a server that answers with something other than PostgreSQL is a failed connect', async (t) => {
@@ -109,6 +112,7 @@ t.test('a server that answers with something other than PostgreSQL is a failed c
   t.equal(end.cause, 'server-protocol-error');
   t.match(rig.record.connectFailures, [{ backend: 's1', layer: 'L7RSP' }], 'the checker is told');
   t.same(rig.record.starts, [], 'not counted as a session start');
+  t.equal(rig.ctx.startups.count('s1'), 0);
 });
 
 t.test('a throw in the connect continuation is an internal error, not a connect failure, and leaks nothing', async (t) => {
@@ -132,6 +136,31 @@ t.test('a throw in the connect continuation is an internal error, not a connect 
   t.equal(rig.topology.get('s1')!.activeSessions, 0, 'no session count leaked');
   await until('the server socket closed', () => server.connections.length === 1 && server.connections[0].destroyed);
   t.equal(rig.listener.sessions.size, 0);
+  t.equal(rig.ctx.startups.count('s1'), 0, 'no startup slot leaked');
+});
+
+t.test('max_concurrent_startups 1: the second session waits until the first one is ready', async (t) => {
+  const pending: net.Socket[] = [];
+  const server = await scriptedServer(t, (s) => s.once('data', () => pending.push(s)));
+  const rig = await startRig(t, { backends: [server.port], proxy: { max_concurrent_startups: '1' }, queueTimeout: '10s' });
+  const first = net.connect(rig.port, '127.0.0.1').on('error', () => undefined);
+  first.write(startupMessage());
+  await until('the first startup reached the server', () => pending.length === 1);
+  const second = net.connect(rig.port, '127.0.0.1').on('error', () => undefined);
+  second.write(startupMessage());
+  await until('the second session waits in the queue', () => rig.ctx.router.queued === 1);
+  t.equal(server.connections.length, 1, 'and has not connected to the server');
+  t.equal(rig.ctx.startups.count('s1'), 1);
+  pending[0]!.write(loginAnswer());
+  await once(first, 'data');
+  await until('the second startup reached the server once the first was ready', () => pending.length === 2);
+  pending[1]!.write(loginAnswer());
+  await once(second, 'data');
+  t.equal(rig.ctx.startups.peak('s1'), 1, 'never two at once');
+  first.end(terminate());
+  second.end(terminate());
+  await rig.ended(2);
+  t.equal(rig.ctx.startups.count('s1'), 0);
 });
 
 t.test('a client that sends nothing gets 08P01 at client_login_timeout (fake time)', async (t) => {

@@ -22,7 +22,7 @@ function snapshot(coordination?: CoordinationStatus): StatusSnapshot {
     primary: 'pg2',
     listeners: [{ name: 'rw', bind: '127.0.0.1:6432', route: 'primary', balance: 'roundrobin', fallback: 'none', sessions: 0, queued: 0, hasCandidate: true }],
     backends: [
-      { name: 'pg2', host: '127.0.0.1', port: 5433, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'primary', isPrimary: true, weight: 100, effectiveWeight: 100, backup: false, sessions: 0 },
+      { name: 'pg2', host: '127.0.0.1', port: 5433, state: 'up', adminState: 'ready', fenced: false, transitional: false, role: 'primary', isPrimary: true, weight: 100, effectiveWeight: 100, backup: false, sessions: 0, startupsInFlight: 0 },
     ],
     events: [],
     ...(coordination ? { coordination } : {}),
