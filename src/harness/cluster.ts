@@ -143,7 +143,9 @@ export class PgCluster {
     if (primaries.length !== 1) {
       throw new PgClusterError(
         'PGW_PG_NO_SINGLE_PRIMARY',
-        `waitForReplication needs exactly one running node out of recovery, found ${primaries.length} (${primaries.map((p) => p.name).join(', ') || 'none'})`,
+        `waitForReplication needs exactly one running node out of recovery, found ${primaries.length} (${primaries.map((p) => `${p.name} port ${p.port}`).join(', ') || 'none'})` +
+          // Who promoted an unexpected primary is in its log (a promote request, a timeline switch).
+          primaries.map((p) => `\n--- ${p.name} log tail ---\n${lastLines(readFrom(p.logFile, 0), 20)}`).join(''),
       );
     }
     const primary = primaries[0]!;
