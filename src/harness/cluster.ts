@@ -248,6 +248,14 @@ export class PgCluster {
       const logOffset = fileSize(state.logFile);
       try {
         await runPg(this.#pgCtl, ['start', '-D', state.dataDir, '-l', state.logFile, '-w', '-t', String(START_TIMEOUT_S)], { cwd: this.baseDir });
+        // With several listen_addresses PostgreSQL starts when any one of them binds, and only
+        // warns about the others. If 127.0.0.1:port is the one taken (by another test process's
+        // server), every query of ours would reach that other server: stop and treat it as a
+        // port taken.
+        if (/Address already in use/.test(readFrom(state.logFile, logOffset))) {
+          await runPg(this.#pgCtl, ['stop', '-D', state.dataDir, '-m', 'immediate', '-w', '-t', String(START_TIMEOUT_S)], { cwd: this.baseDir });
+          throw new Error(`an address of listen_addresses could not be bound on port ${state.port}`);
+        }
         await this.#waitAcceptingConnections(state);
         return;
       } catch (err) {
