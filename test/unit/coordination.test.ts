@@ -172,3 +172,36 @@ t.test('a leader whose lease deadline passed publishes nothing', async (t) => {
   t.same(store.writes[0]!.conditions, [{ key: 'leader', lease: '42' }, { key: 'state', absent: true }], 'conditioned on holding the leader key and on the state read');
   await lease.close();
 });
+
+t.test('just after a promotion, the old primary still claiming is not followed back', async (t) => {
+  const clock = new FakeClock(0);
+  const store = scriptedStore();
+  const lease = new LeaseKeeper(store, 3000, clock, { held: () => undefined, lost: () => undefined });
+  lease.start();
+  await settle();
+  const topology = new Topology([testBackend('pg1'), testBackend('pg2')], testHealth);
+  topology.update('pg1', { state: 'up', transitional: false, lastResult: { ok: true, role: 'primary', currentLsn: 1n, timeline: 1, durationMs: 1 } });
+  // pg2 was promoted a moment ago; this leader's checks still see it as a replica.
+  topology.update('pg2', { state: 'up', transitional: false, lastResult: { ok: true, role: 'replica', currentLsn: 1n, timeline: 1, durationMs: 1 } });
+  const deps = {
+    settings: { name: 'a', members: ['a', 'b', 'c'], ttl: 3000, onEtcdLoss: 'keep', etcd: { endpoints: [], prefix: '/p', timeout: 500 } },
+    store,
+    topology,
+    timeline: { add: () => undefined },
+    clock,
+    config: () => ({ failover: { mode: 'promote', maxLagOnFailover: 0 } }),
+  } as unknown as CoordinationDeps;
+  const leader = new LeaderDuties(deps, lease);
+  const state = { epoch: 5, phase: 'stable', primary: 'pg2', old: 'pg1', fenced: ['pg1'], by: 'a', at: 1 };
+  const view = readCluster({
+    revision: '9',
+    keys: new Map([
+      ['leader', { value: 'a', modRevision: '1', lease: '42' }],
+      ['state', { value: JSON.stringify(state), modRevision: '9', lease: '0' }],
+    ]),
+  });
+  await leader.act(view);
+  const published = store.writes.flatMap((w) => w.writes).filter((w) => 'put' in w && w.put === 'state');
+  t.same(published, [], 'the state stays with pg2: nothing is published until the checks see the new primary');
+  await lease.close();
+});

@@ -103,6 +103,10 @@ export class LeaderDuties {
   private async followNewerPrimary(view: ClusterView, s: ClusterState): Promise<boolean> {
     const claimants = this.deps.topology.claimants();
     if (s.primary !== undefined && claimants.some((v) => v.name === s.primary)) return false;
+    // Right after a promotion the agreed primary's timeline is not known yet (this leader's checks
+    // have not seen it promoted); the old primary, fenced and still claiming, must not look newer
+    // than that unknown timeline and be taken back (CI33: a switchover undone this way).
+    if (s.primary !== undefined && s.timeline === undefined) return false;
     const newer = claimants.filter((v) => s.primary === undefined || (v.timeline !== undefined && v.timeline > (s.timeline ?? -1)));
     if (newer.length !== 1) return false;
     const p = newer[0]!;
