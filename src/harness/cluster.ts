@@ -13,7 +13,8 @@ import { NODE_CONF, quoteConf, renderHba, renderSettings } from './cluster-conf'
 import { fileSize, giveBaseDirToPostgres, lastLines, makeBaseDir, readFrom, writeOwnedByPostgres } from './cluster-files';
 import { freePort, portRefuses } from './ports';
 import { PgClusterError, validateOptions, waitUntil, type ClusterOptions, type PgNode } from './cluster-options';
-import { childPids, killQuietly, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
+import { stopServerNow, stopServerSync } from './server-teardown';
+import { childPids, killQuietly, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg } from './run';
 
 export { PgClusterError, type ClusterOptions, type PgClusterErrorCode, type PgNode } from './cluster-options';
 
@@ -177,15 +178,7 @@ export class PgCluster {
   async #destroyNow(): Promise<void> {
     this.#log(`destroying cluster in ${this.baseDir}`);
     await Promise.all(
-      this.#states.map(async (state) => {
-        try {
-          await this.stop(state, 'immediate');
-        } catch {
-          const pid = readPostmasterPid(state.dataDir);
-          if (pid !== undefined && processAlive(pid)) killQuietly(pid);
-        }
-        releaseCrashedServerState(state.dataDir);
-      }),
+      this.#states.map((state) => stopServerNow(this.#pgCtl, state.dataDir, this.baseDir, START_TIMEOUT_S)),
     );
     rmSync(this.baseDir, { recursive: true, force: true });
     this.#stopWatchdog();
@@ -194,14 +187,7 @@ export class PgCluster {
 
   // For the process 'exit' handler: nothing asynchronous runs there any more.
   #destroySync(): void {
-    for (const state of this.#states) {
-      if (postmasterRunning(state.dataDir)) {
-        runPgSync(this.#pgCtl, ['stop', '-D', state.dataDir, '-m', 'immediate', '-w', '-t', '10']);
-        const pid = readPostmasterPid(state.dataDir);
-        if (pid !== undefined && processAlive(pid)) killQuietly(pid);
-      }
-      releaseCrashedServerState(state.dataDir);
-    }
+    for (const state of this.#states) stopServerSync(this.#pgCtl, state.dataDir);
     rmSync(this.baseDir, { recursive: true, force: true });
     this.#stopWatchdog();
     unregisterLive(this);

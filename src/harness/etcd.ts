@@ -3,11 +3,12 @@
 // Never a mock. Members are child processes of this one, so their life is observed through
 // the ChildProcess handle ('exit'). They die with us (cluster-cleanup.ts): the 'exit' hook kills
 // them, and a watchdog reads their pids from <baseDir>/eN.pid should we be SIGKILLed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findEtcd } from './binaries';
+import { spawnSupervised } from './supervised-child';
 import { registerLive, startPidFileWatchdog, unregisterLive } from './cluster-cleanup';
 import { fileSize, lastLines, readFrom } from './cluster-files';
 import { EtcdClusterError, etcdFreeEnv, makeEtcdBaseDir, validateEtcdOptions, type EtcdClusterOptions } from './etcd-options';
@@ -226,30 +227,7 @@ export class EtcdCluster {
       // stderr whatever --log-outputs says, and belongs in the same file as the log.
       '--logger', 'zap', '--log-outputs', 'stderr',
     ];
-    const out = openSync(state.logFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(this.#etcd, args, { cwd: this.baseDir, env: etcdFreeEnv(), stdio: ['ignore', out, out] });
-    } finally {
-      closeSync(out); // the child has its own copy
-    }
-    // Not ref'd: a test that forgets destroy() must still end, and then the 'exit' hook kills it.
-    child.unref();
-    state.child = child;
-    state.pid = child.pid ?? 0;
-    state.exitNote = 'running';
-    if (child.pid !== undefined) writeFileSync(state.pidFile, `${child.pid}\n`);
-    state.exited = new Promise((resolveExit) => {
-      const gone = (note: string): void => {
-        if (state.child === child) {
-          state.child = undefined;
-          state.exitNote = note;
-        }
-        resolveExit();
-      };
-      child.once('exit', (code, signal) => gone(code === null ? `killed by ${signal}` : `exited with code ${code}`));
-      child.once('error', (err) => gone(`could not be started (${err.message})`)); // no 'exit' follows a failed spawn
-    });
+    spawnSupervised(state, this.#etcd, args, { cwd: this.baseDir, env: etcdFreeEnv() });
   }
 
   // Undefined once every member is ready on every client address, else why not: a member

@@ -12,11 +12,12 @@
 // postmasters' from their data directories should we be SIGKILLed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { escapeIdentifier, escapeLiteral } from 'pg';
 import { findPatroni, findPgBinDir } from './binaries';
+import { spawnSupervised } from './supervised-child';
 import { registerLive, startWatchdog, unregisterLive } from './cluster-cleanup';
 import { waitUntil } from './cluster-options';
 import { queryNode } from './cluster-query';
@@ -26,7 +27,8 @@ import { PATRONI_NAMESPACE, renderPatroniConf } from './patroni-conf';
 import { PatroniClusterError, patroniFreeEnv, validatePatroniOptions, type PatroniClusterOptions, type PatroniNode } from './patroni-options';
 import { clusterMembers, restGet, type ClusterMember } from './patroni-rest';
 import { freePort, portRefuses } from './ports';
-import { childPids, isRoot, killQuietly, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState, runPg, runPgSync } from './run';
+import { stopServerNow, stopServerSync } from './server-teardown';
+import { childPids, isRoot, killQuietly, postgresUserIds, postmasterRunning, processAlive, readPostmasterPid, releaseCrashedServerState } from './run';
 
 export { PatroniClusterError, type PatroniClusterErrorCode, type PatroniClusterOptions, type PatroniNode } from './patroni-options';
 export { type ClusterMember } from './patroni-rest';
@@ -280,17 +282,7 @@ export class PatroniCluster {
     this.#log(`destroying Patroni cluster in ${this.baseDir}`);
     const stuck = await this.#killPatroni();
     await Promise.all(
-      this.#states.map(async (state) => {
-        if (postmasterRunning(state.dataDir)) {
-          try {
-            await runPg(this.#pgCtl, ['stop', '-D', state.dataDir, '-m', 'immediate', '-w', '-t', '30'], { cwd: this.baseDir });
-          } catch {
-            const pid = readPostmasterPid(state.dataDir);
-            if (pid !== undefined && processAlive(pid)) killQuietly(pid);
-          }
-        }
-        releaseCrashedServerState(state.dataDir);
-      }),
+      this.#states.map((state) => stopServerNow(this.#pgCtl, state.dataDir, this.baseDir, 30)),
     );
     rmSync(this.baseDir, { recursive: true, force: true });
     this.#stopWatchdog();
@@ -305,14 +297,7 @@ export class PatroniCluster {
   // has an exit hook of its own.
   #destroySync(): void {
     for (const state of this.#states) if (state.child !== undefined) killGroup(state.pid);
-    for (const state of this.#states) {
-      if (postmasterRunning(state.dataDir)) {
-        runPgSync(this.#pgCtl, ['stop', '-D', state.dataDir, '-m', 'immediate', '-w', '-t', '10']);
-        const pid = readPostmasterPid(state.dataDir);
-        if (pid !== undefined && processAlive(pid)) killQuietly(pid);
-      }
-      releaseCrashedServerState(state.dataDir);
-    }
+    for (const state of this.#states) stopServerSync(this.#pgCtl, state.dataDir);
     rmSync(this.baseDir, { recursive: true, force: true });
     this.#stopWatchdog();
     unregisterLive(this);
@@ -379,33 +364,10 @@ export class PatroniCluster {
   }
 
   #spawn(state: NodeState): void {
-    const out = openSync(state.logFile, 'a');
-    let child: ChildProcess;
-    try {
-      const ids = isRoot() ? postgresUserIds() : {};
-      // detached: a process group of its own, so that teardown kills Patroni with whatever it
-      // runs at that moment (initdb, pg_basebackup, pg_rewind).
-      child = spawn(this.#patroni, [state.configFile], { cwd: this.baseDir, env: patroniFreeEnv(this.baseDir), stdio: ['ignore', out, out], detached: true, ...ids });
-    } finally {
-      closeSync(out); // the child has its own copy
-    }
-    // Not ref'd: a test that forgets destroy() must still end, and then the 'exit' hook kills it.
-    child.unref();
-    state.child = child;
-    state.pid = child.pid ?? 0;
-    state.exitNote = 'running';
-    if (child.pid !== undefined) writeFileSync(state.pidFile, `${child.pid}\n`);
-    state.exited = new Promise((resolveExit) => {
-      const gone = (note: string): void => {
-        if (state.child === child) {
-          state.child = undefined;
-          state.exitNote = note;
-        }
-        resolveExit();
-      };
-      child.once('exit', (code, signal) => gone(code === null ? `was killed by ${signal}` : `exited with code ${code}`));
-      child.once('error', (err) => gone(`could not be started (${err.message})`)); // no 'exit' follows a failed spawn
-    });
+    const ids = isRoot() ? postgresUserIds() : {};
+    // detached: a process group of its own, so that teardown kills Patroni with whatever it
+    // runs at that moment (initdb, pg_basebackup, pg_rewind).
+    spawnSupervised(state, this.#patroni, [state.configFile], { cwd: this.baseDir, env: patroniFreeEnv(this.baseDir), detached: true, ...ids }, 'was killed by');
   }
 
   // One look: the leader, or why there is none yet. Healthy means GET /cluster lists the three
