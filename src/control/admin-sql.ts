@@ -7,7 +7,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
 import type { HealthConfig, TlsConfig } from '../config/types';
 import { parseLsn } from '../health/lsn';
-import { serverRefusedTls } from '../health/postgres-probe';
+import { serverRefusedTls } from '../health/failure-classify';
 import { AdminSqlError } from '../errors';
 import { serverLegOptions } from '../net/tls-credentials';
 

@@ -2,7 +2,8 @@
 // test helper), and against ports where nothing, or something silent, listens.
 import { createServer, type Socket } from 'node:net';
 import t from 'tap';
-import { classify, postgresProbe, type PostgresProbeOptions } from '../../src/health/postgres-probe';
+import { classify } from '../../src/health/failure-classify';
+import { postgresProbe, type PostgresProbeOptions } from '../../src/health/postgres-probe';
 import { tcpProbe } from '../../src/health/tcp-probe';
 import type { ProbeResult } from '../../src/health/types';
 import { freePort } from '../../src/harness/ports';

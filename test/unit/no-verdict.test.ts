@@ -3,7 +3,7 @@
 import t from 'tap';
 import { HealthChecker, type CheckerStatus } from '../../src/health/checker';
 import { next, INITIAL_STATE } from '../../src/health/state-machine';
-import { classify } from '../../src/health/postgres-probe';
+import { classify } from '../../src/health/failure-classify';
 import { FakeClock } from '../../src/clock';
 import { testBackend, testHealth } from '../helpers/health-fixtures';
 import type { Probe, ProbeResult } from '../../src/health/types';
