@@ -108,8 +108,25 @@ ${opts.extra ?? ''}`,
 /** Wait until every running instance routes writes to `node` (its checks agree with the cluster). */
 export async function waitForClusterPrimary(trio: Trio, node: PgNode, timeoutMs = 30_000): Promise<void> {
   for (const [name, p] of Object.entries(trio.instances)) {
-    await waitFor(`instance ${name} routes writes to ${node.name}`, () => p.app.topology.primary()?.name === node.name, timeoutMs);
+    try {
+      await waitFor(`instance ${name} routes writes to ${node.name}`, () => p.app.topology.primary()?.name === node.name, timeoutMs);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${await describeTrio(trio)}`);
+    }
   }
+}
+
+/** What each instance sees and what etcd holds: for the message of a wait that timed out. */
+export async function describeTrio(trio: Trio): Promise<string> {
+  const lines = [`etcd state: ${JSON.stringify(await trio.state().catch((e: Error) => `unreadable: ${e.message}`))}`];
+  for (const [name, p] of Object.entries(trio.instances)) {
+    const s = p.app.status();
+    const backends = s.backends.map((b) => `${b.name}=${b.state}/${b.role ?? '?'}${b.fenced ? '/fenced' : ''}`).join(' ');
+    const c = s.coordination;
+    lines.push(`${name}: primary ${p.app.topology.primary()?.name ?? 'none'}; ${backends}; coordination leader=${c?.leader ?? '-'} epoch=${c?.epoch ?? '-'} primary=${c?.primary ?? '-'} etcd=${c?.etcd.reachable ? 'reachable' : `unreachable (${c?.etcd.lastError ?? ''})`}`);
+    for (const e of p.app.timeline.recent().slice(-8)) lines.push(`  ${e.time} ${e.event}: ${e.message}`);
+  }
+  return lines.join('\n');
 }
 
 /** Why tests that cut one instance from one server cannot run here (iptables, root), or undefined. */
