@@ -19,9 +19,12 @@ export class PhaseTimer {
     this.since = at;
   }
 
-  /** Ends the phase running now; the milliseconds of every phase that ran (to the µs). Idempotent. */
-  finish(): PhaseTimings {
-    this.stop(this.now());
+  /**
+   * Ends the phase running now (or at `at`, the instant the check's duration was taken); the
+   * milliseconds of every phase that ran (to the µs). Idempotent.
+   */
+  finish(at: number = this.now()): PhaseTimings {
+    this.stop(at);
     const out: Partial<Record<CheckPhase, number>> = {};
     for (const [phase, ms] of Object.entries(this.spent) as [CheckPhase, number][]) out[phase] = Math.round(ms * 1000) / 1000;
     return out;

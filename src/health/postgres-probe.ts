@@ -85,6 +85,8 @@ interface Attempt {
   phase: Phase;
   /** Where the time goes (connect, tls, auth, query): a check's result carries it. */
   readonly timer: PhaseTimer;
+  /** When durationMs was taken: the phases end at the same instant, so they never exceed it. */
+  endedAt?: number;
   /** The pg Client while connecting and authenticating. */
   client?: Client;
 }
@@ -301,11 +303,12 @@ class PostgresCheck {
       this.session?.close(true);
       this.session = undefined;
     }
-    attempt.resolve(attempt.kind === 'check' ? { ...result, phases: attempt.timer.finish() } : result);
+    attempt.resolve(attempt.kind === 'check' ? { ...result, phases: attempt.timer.finish(attempt.endedAt) } : result);
   }
 
   private elapsed(attempt: Attempt): number {
-    return Math.round(performance.now() - attempt.startedAt);
+    attempt.endedAt = performance.now();
+    return Math.round(attempt.endedAt - attempt.startedAt);
   }
 }
 
