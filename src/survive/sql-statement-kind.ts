@@ -48,6 +48,7 @@ export function expectedTags(e: Effect): readonly string[] | undefined {
     case 'set':
       return ['SET'];
     case 'reset':
+      return ['RESET', 'SET']; // SET name TO DEFAULT is a reset that answers SET
     case 'reset-all':
       return ['RESET'];
     case 'listen':
