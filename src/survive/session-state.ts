@@ -70,7 +70,7 @@ export class SessionState {
   push(op: TransactionalOp): void {
     if (this.lost !== undefined) return;
     this.ops.push(op);
-    this.checkCaps();
+    if (this.ops.length > MAX_OPS) this.lose('too much state to rebuild'); // the text is counted at commit
   }
 
   commit(): void {

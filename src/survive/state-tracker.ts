@@ -173,10 +173,10 @@ export class StateTracker implements SessionStateTracker {
     for (let i = 0; i < count; i++) paramTypes.push(body.readUInt32BE(n2 + 3 + 4 * i));
     const name = body.toString('utf8', 0, n1);
     const query = body.toString('utf8', n1 + 1, n2);
-    if (name !== '' && !this.textIsSafe(body, 0, n2)) return this.state.lose(this.encodingReason());
     // The query runs at Execute; the server refuses several statements in one Parse.
     const statements = splitStatements(body.subarray(n1 + 1, n2), n2 - n1 - 1, this.standardStrings());
     const effect = statements.length === 1 ? classify(statements[0]!, body.toString('utf8', n1 + 1 + statements[0]!.start, n1 + 1 + statements[0]!.end)) : NONE;
+    if ((name !== '' || storesText(effect)) && !this.textIsSafe(body, 0, n2)) return this.state.lose(this.encodingReason());
     if (name === '') this.unnamed = effect;
     else if (!this.statements.has(name) && effect !== NONE) this.statements.set(name, effect); // an existing name: the Parse fails
     this.enqueue({ t: 'parse', name, query, paramTypes, effect, multi: statements.length > 1 });
@@ -228,7 +228,7 @@ export class StateTracker implements SessionStateTracker {
     for (const st of statements) {
       const text = body.toString('utf8', st.start, st.end);
       const e = classify(st, text);
-      if ((e.k === 'set' || e.k === 'prepare' || e.k === 'listen' || e.k === 'unlisten') && !this.textIsSafe(body, st.start, st.end)) {
+      if (storesText(e) && !this.textIsSafe(body, st.start, st.end)) {
         this.state.lose(this.encodingReason());
         return undefined;
       }
@@ -427,4 +427,9 @@ export class StateTracker implements SessionStateTracker {
   private encodingReason(): string {
     return `non-ASCII text to replay with client_encoding ${this.params.get('client_encoding') ?? 'unknown'}`;
   }
+}
+
+/** Effects whose text (or name) the replay sends back to a server. */
+function storesText(e: Effect): boolean {
+  return e.k === 'set' || e.k === 'prepare' || e.k === 'listen' || e.k === 'unlisten';
 }
