@@ -74,6 +74,7 @@ export class SessionState {
   }
 
   commit(): void {
+    if (this.ops.length === 0 && this.marks.length === 0) return; // most transactions change nothing here
     for (const op of this.ops) {
       switch (op.k) {
         case 'set':

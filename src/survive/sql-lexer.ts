@@ -31,7 +31,7 @@ export interface Statement {
   /** Byte offsets into the text, from the first token's start to the last token's end. */
   readonly start: number;
   readonly end: number;
-  /** The first MAX_TOKENS tokens. */
+  /** The first MAX_TOKENS tokens; only the first one unless the first word is one the classifier reads. */
   readonly tokens: readonly Token[];
   /** True when the statement had more tokens than were kept. */
   readonly truncated: boolean;
@@ -40,6 +40,16 @@ export interface Statement {
 }
 
 export const MAX_TOKENS = 512;
+
+/**
+ * Statements whose first word is one of these keep their tokens: the classifier reads them. The
+ * rest (SELECT, INSERT, UPDATE, … — nearly all traffic) keep only their first token and the
+ * watched words, so the common case allocates almost nothing.
+ */
+export const READ_IN_FULL: ReadonlySet<string> = new Set([
+  'set', 'reset', 'listen', 'unlisten', 'prepare', 'deallocate', 'discard', 'declare', 'close', 'begin', 'start',
+  'commit', 'end', 'abort', 'rollback', 'savepoint', 'release', 'create', 'do', 'load',
+]);
 
 /**
  * Words that change session state from anywhere in a statement (a function called inside a
@@ -57,6 +67,8 @@ export const WATCHED_WORDS: ReadonlySet<string> = new Set([
 ]);
 
 const NO_WATCHED: ReadonlySet<string> = new Set();
+/** Lengths of the watched words: a word of another length is not looked at. */
+const WATCHED_LENGTHS: ReadonlySet<number> = new Set([...WATCHED_WORDS].map((w) => w.length));
 
 const SEMI = 0x3b;
 const QUOTE = 0x27;
@@ -83,8 +95,17 @@ function isIdentStart(c: number): boolean {
 function isIdentCont(c: number): boolean {
   return isIdentStart(c) || isDigit(c) || c === DOLLAR;
 }
-function lowerAscii(buf: Buffer, start: number, end: number): string {
-  return buf.toString('latin1', start, end).replace(/[A-Z]+/g, (s) => s.toLowerCase());
+/** An unquoted word as the server names it: ASCII letters folded (downcase_identifier), other bytes kept, UTF-8. */
+function foldWord(buf: Buffer, start: number, end: number): string {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (buf[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  const s = buf.toString(ascii ? 'latin1' : 'utf8', start, end);
+  return ascii ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /** End (exclusive) of a '…' string whose opening quote is at `i`; `escapes`: backslash escapes a byte. */
@@ -134,9 +155,31 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
   // end the statement.
   let routine = false;
   let depth = 0;
-  const push = (kind: TokenKind, value: string, start: number, stop: number) => {
-    if (first < 0) first = start;
+  /** Whether this statement's tokens are kept (decided by its first word). */
+  let full = true;
+  /** A token's value is computed only when the token is kept or could be a watched word. */
+  const valueOf = (kind: TokenKind, start: number, stop: number): string => {
+    if (kind === 'word') return foldWord(buf, start, stop);
+    if (kind === 'ident') return buf.toString('utf8', start + 1, Math.max(start + 1, stop - 1)).replace(/""/g, '"');
+    return buf.toString('latin1', start, stop);
+  };
+  const push = (kind: TokenKind, start: number, stop: number) => {
+    if (first < 0) {
+      first = start;
+      const v = valueOf(kind, start, stop);
+      full = kind === 'word' && READ_IN_FULL.has(v);
+      tokens.push({ kind, value: v, start, end: stop });
+      last = stop;
+      return;
+    }
     last = stop;
+    let value: string | undefined;
+    if ((kind === 'word' || kind === 'ident') && WATCHED_LENGTHS.has(kind === 'word' ? stop - start : stop - start - 2)) {
+      value = valueOf(kind, start, stop);
+      if (WATCHED_WORDS.has(value)) (watched ??= new Set()).add(value);
+    }
+    if (!full) return;
+    value ??= valueOf(kind, start, stop);
     if (kind === 'word') {
       const n = tokens.length;
       if ((value === 'function' || value === 'procedure') && n >= 1 && n <= 3 && tokens[0]!.value === 'create') routine = n === 1 || (n === 3 && tokens[1]!.value === 'or' && tokens[2]!.value === 'replace');
@@ -144,12 +187,11 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
       else if (depth > 0 && value === 'case') depth++;
       else if (depth > 0 && value === 'end') depth--;
     }
-    if ((kind === 'word' || kind === 'ident') && WATCHED_WORDS.has(value)) (watched ??= new Set()).add(value);
     if (tokens.length < MAX_TOKENS) tokens.push({ kind, value, start, end: stop });
     else truncated = true;
   };
   const finish = () => {
-    if (first >= 0) out.push({ start: first, end: last, tokens, truncated, watched: watched ?? NO_WATCHED });
+    if (first >= 0) out.push({ start: first, end: last, tokens, truncated: truncated || !full, watched: watched ?? NO_WATCHED });
     tokens = [];
     truncated = false;
     watched = undefined;
@@ -165,7 +207,7 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
     if (isSpace(c)) {
       i++;
     } else if (c === SEMI) {
-      if (depth > 0) push('op', ';', i, i + 1);
+      if (depth > 0) push('op', i, i + 1);
       else finish();
       i++;
     } else if (c === DASH && buf[i + 1] === DASH && i + 1 < end) {
@@ -186,26 +228,25 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
       i = j;
     } else if (c === QUOTE) {
       const stop = skipQuoted(buf, i, end, QUOTE, !standardStrings);
-      push('string', buf.toString('latin1', i, stop), i, stop);
+      push('string', i, stop);
       i = stop;
     } else if (c === DQUOTE) {
       const stop = skipQuoted(buf, i, end, DQUOTE, false);
-      const inner = buf.toString('utf8', i + 1, Math.max(i + 1, stop - 1)).replace(/""/g, '"');
-      push('ident', inner, i, stop);
+      push('ident', i, stop);
       i = stop;
     } else if (c === DOLLAR) {
       if (isDigit(buf[i + 1] ?? 0) && i + 1 < end) {
         let j = i + 1;
         while (j < end && isDigit(buf[j]!)) j++;
-        push('param', buf.toString('latin1', i, j), i, j);
+        push('param', i, j);
         i = j;
       } else {
         const stop = skipDollarQuoted(buf, i, end);
         if (stop < 0) {
-          push('op', '$', i, i + 1);
+          push('op', i, i + 1);
           i++;
         } else {
-          push('string', buf.toString('latin1', i, stop), i, stop);
+          push('string', i, stop);
           i = stop;
         }
       }
@@ -218,7 +259,7 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
         else if ((d === 0x2b || d === DASH) && (prev === 0x65 || prev === 0x45)) j++; // 1e-5
         else break;
       }
-      push('number', buf.toString('latin1', i, j), i, j);
+      push('number', i, j);
       i = j;
     } else if (isIdentStart(c)) {
       let j = i + 1;
@@ -228,14 +269,14 @@ export function splitStatements(buf: Buffer, end = buf.length, standardStrings =
       if (j === i + 1 && buf[j] === QUOTE && j < end) {
         const escape = c === 0x45 || c === 0x65 || !standardStrings;
         const stop = skipQuoted(buf, j, end, QUOTE, escape);
-        push('string', buf.toString('latin1', i, stop), i, stop);
+        push('string', i, stop);
         i = stop;
       } else {
-        push('word', lowerAscii(buf, i, j), i, j);
+        push('word', i, j);
         i = j;
       }
     } else {
-      push('op', String.fromCharCode(c), i, i + 1);
+      push('op', i, i + 1);
       i++;
     }
   }

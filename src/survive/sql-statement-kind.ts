@@ -8,7 +8,7 @@
 // Grammar references: PostgreSQL docs, SQL Commands — SET, RESET, LISTEN, UNLISTEN, PREPARE,
 // DEALLOCATE, DISCARD, DECLARE, CLOSE, CREATE TABLE/VIEW/SEQUENCE, SELECT INTO, BEGIN/COMMIT/
 // ROLLBACK/SAVEPOINT/RELEASE/ROLLBACK TO; gram.y's VariableSetStmt and VariableResetStmt.
-import type { Statement, Token } from './sql-lexer';
+import { READ_IN_FULL as READ_IN_FULL_HEADS, type Statement, type Token } from './sql-lexer';
 
 export type StickyWhy = 'unknown' | 'temp' | 'advisory';
 
@@ -118,16 +118,21 @@ function isWord(t: Token | undefined, ...words: string[]): boolean {
   return t !== undefined && t.kind === 'word' && words.includes(t.value);
 }
 
-/** `text`: the statement's text (for replay and reasons). */
-export function classify(st: Statement, text: string): Effect {
+/**
+ * `textOf`: the statement's text (for replay and reasons), or a function that makes it — called
+ * only for the few statements that need it, so a SELECT's text is never copied.
+ */
+export function classify(st: Statement, textOf: string | (() => string)): Effect {
   const w = st.watched;
+  const tk = st.tokens;
+  const head = tk[0]!;
+  if (head.kind !== 'word') return NONE; // "(SELECT 1)": a word starts every statement that changes state
+  if (w.size === 0 && !READ_IN_FULL_HEADS.has(head.value)) return NONE; // the common case: nothing to look at
+  const text = typeof textOf === 'string' ? textOf : textOf();
   if (w.has('set_config')) return unknown(`set_config() in "${excerpt(text)}"`);
   if (w.has('pg_advisory_lock') || w.has('pg_advisory_lock_shared') || w.has('pg_try_advisory_lock') || w.has('pg_try_advisory_lock_shared')) {
     return { k: 'sticky', why: 'advisory', reason: 'a session-level advisory lock' };
   }
-  const tk = st.tokens;
-  const head = tk[0]!;
-  if (head.kind !== 'word') return NONE; // e.g. "(SELECT 1)", "VALUES …" starts with a word, WITH too
   switch (head.value) {
     case 'set':
       return classifySet(tk, text);

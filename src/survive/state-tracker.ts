@@ -175,7 +175,8 @@ export class StateTracker implements SessionStateTracker {
     const query = body.toString('utf8', n1 + 1, n2);
     // The query runs at Execute; the server refuses several statements in one Parse.
     const statements = splitStatements(body.subarray(n1 + 1, n2), n2 - n1 - 1, this.standardStrings());
-    const effect = statements.length === 1 ? classify(statements[0]!, body.toString('utf8', n1 + 1 + statements[0]!.start, n1 + 1 + statements[0]!.end)) : NONE;
+    const st = statements[0];
+    const effect = statements.length === 1 ? classify(st!, () => body.toString('utf8', n1 + 1 + st!.start, n1 + 1 + st!.end)) : NONE;
     if ((name !== '' || storesText(effect)) && !this.textIsSafe(body, 0, n2)) return this.state.lose(this.encodingReason());
     if (name === '') this.unnamed = effect;
     else if (!this.statements.has(name) && effect !== NONE) this.statements.set(name, effect); // an existing name: the Parse fails
@@ -226,8 +227,7 @@ export class StateTracker implements SessionStateTracker {
     const statements = splitStatements(body, end, this.standardStrings());
     const effects: Effect[] = [];
     for (const st of statements) {
-      const text = body.toString('utf8', st.start, st.end);
-      const e = classify(st, text);
+      const e = classify(st, () => body.toString('utf8', st.start, st.end));
       if (storesText(e) && !this.textIsSafe(body, st.start, st.end)) {
         this.state.lose(this.encodingReason());
         return undefined;

@@ -261,6 +261,8 @@ t.test('encodings: client-only encodings are not followed; non-ASCII needs UTF8'
   simple(u, "SET application_name = 'é'", ['SET']);
   t.same(steps(u), ["SET application_name = 'é'"]);
   t.same(movable(u), { ok: true });
+  simple(u, 'LISTEN Café; PREPARE Zäh AS SELECT 1', ['LISTEN', 'PREPARE']);
+  t.same(steps(u).slice(1), ['LISTEN "café"', 'PREPARE Zäh AS SELECT 1'], 'unquoted names: ASCII folded, UTF-8 kept (downcase_identifier)');
   const off = new StateTracker({ parameters: new Map([['standard_conforming_strings', 'off']]) });
   simple(off, "SELECT 'a\\'; SET a.b = 1'", ['SELECT 1']);
   t.same(movable(off), { ok: true }, 'with backslash escapes the SET is inside the string');
