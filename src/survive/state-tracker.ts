@@ -10,10 +10,29 @@
 // or of the messages up to a Sync — at ReadyForQuery 'I': committed unless an ErrorResponse came
 // in it. Savepoints are followed exactly.
 //
+// When a session is unmovable (movable() says why, for the log line):
+// - for good: a statement whose effects pgwarden cannot reproduce — set_config() anywhere in a
+//   statement, DO, LOAD, SET SESSION AUTHORIZATION / RESET SESSION AUTHORIZATION, SET … FROM
+//   CURRENT, SET SEED, SET NAMES / client_encoding, SET SESSION CHARACTERISTICS, PREPARE
+//   TRANSACTION, any SET/RESET/LISTEN/DEALLOCATE/DISCARD/CLOSE/DECLARE form it does not parse;
+//   a CommandComplete tag that does not fit the statement, an answer nothing asked for, a Query
+//   split differently from the server; more state than the caps (session-state.ts); a client-only
+//   encoding (SJIS, BIG5, GBK, UHC, GB18030, JOHAB); non-ASCII text to replay without UTF8.
+//   Unknown statements count when sent, even if they then fail. DISCARD ALL does not undo these.
+// - until undone: a temporary object (CREATE … TEMP/TEMPORARY/pg_temp without ON COMMIT DROP,
+//   SELECT … INTO TEMP; undone by DISCARD TEMP/ALL), a session advisory lock (any call of
+//   pg_advisory_lock*/pg_try_advisory_lock*, not the _xact_ ones; unlocks are not counted;
+//   undone by DISCARD ALL), a cursor WITH HOLD (undone by CLOSE name/ALL, DISCARD ALL).
+// - for now: inside a transaction (last ReadyForQuery not 'I'), a message in flight.
+// Function calls in ordinary statements (SELECT f(), CALL p()) are assumed to leave session state
+// alone: pgwarden cannot see into them, and refusing them would make the feature useless. Nor are
+// sequence state (currval/lastval) and the random() seed carried over.
+//
 // Cheap: only Query and Parse bodies are lexed; other messages read a name or two, or nothing.
 // Once the state is lost (unknown statement, too much state, lost place) only ParameterStatus and
 // ReadyForQuery are looked at.
 import type { Movability, ReplayStep, SessionStateTracker } from './contracts';
+import { ReportedParameters } from './reported-parameters';
 import { SessionState } from './session-state';
 import { splitStatements } from './sql-lexer';
 import { classify, expectedTags, NONE, STATE_TAGS, type Effect } from './sql-statement-kind';
@@ -44,15 +63,11 @@ type Pending =
   | { t: 'bind' }
   | { t: 'execute'; readonly effect: Effect }
   | { t: 'close'; readonly name: string }
-  /** Sync, or a FunctionCall: answered by ReadyForQuery. */
-  | { t: 'sync' };
+  /** Sync, or a FunctionCall (`call`): answered by ReadyForQuery. */
+  | { t: 'sync'; readonly call: boolean };
 
 /** More pipelined messages than this without an answer: we stop following rather than grow. */
 export const MAX_IN_FLIGHT = 100_000;
-const MAX_PARAMETERS = 256;
-
-/** Client-only encodings whose multi-byte characters may hold ASCII bytes (";", "\\") the lexer would misread. */
-const UNSAFE_ENCODINGS: ReadonlySet<string> = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
 
 export interface StateTrackerOptions {
   /** ParameterStatus values from the login (LoginResult.parameters), when the tracker starts after it. */
@@ -61,7 +76,7 @@ export interface StateTrackerOptions {
 
 export class StateTracker implements SessionStateTracker {
   private readonly state = new SessionState();
-  private readonly params = new Map<string, string>();
+  private readonly params = new ReportedParameters();
   private readonly queue: Pending[] = [];
   /** Index of the queue's head (shifting arrays is O(n); compacted when drained). */
   private head = 0;
@@ -74,7 +89,10 @@ export class StateTracker implements SessionStateTracker {
   private errorInTransaction = false;
 
   constructor(opts: StateTrackerOptions = {}) {
-    for (const [k, v] of opts.parameters ?? []) this.setParameter(k, v);
+    for (const [k, v] of opts.parameters ?? []) {
+      const lost = this.params.set(k, v);
+      if (lost !== undefined) this.state.lose(lost);
+    }
   }
 
   fromClient(type: number, body: Buffer): void {
@@ -91,8 +109,9 @@ export class StateTracker implements SessionStateTracker {
       case F_CLOSE:
         return this.onClose(body);
       case F_SYNC:
+        return this.enqueue({ t: 'sync', call: false });
       case F_FUNCTION_CALL:
-        return this.enqueue({ t: 'sync' });
+        return this.enqueue({ t: 'sync', call: true });
       default:
         return; // Describe, Flush, CopyData/Done/Fail, Terminate: no session state
     }
@@ -100,8 +119,11 @@ export class StateTracker implements SessionStateTracker {
 
   fromServer(type: number, body: Buffer): void {
     switch (type) {
-      case B_PARAMETER_STATUS:
-        return this.onParameterStatus(body);
+      case B_PARAMETER_STATUS: {
+        const lost = this.params.onParameterStatus(body);
+        if (lost !== undefined) this.state.lose(lost);
+        return;
+      }
       case B_READY:
         return this.onReady(body);
     }
@@ -146,7 +168,7 @@ export class StateTracker implements SessionStateTracker {
   }
 
   parameters(): ReadonlyMap<string, string> {
-    return this.params;
+    return this.params.values;
   }
 
   // ---- client side -------------------------------------------------------------------------
@@ -174,10 +196,11 @@ export class StateTracker implements SessionStateTracker {
     const name = body.toString('utf8', 0, n1);
     const query = body.toString('utf8', n1 + 1, n2);
     // The query runs at Execute; the server refuses several statements in one Parse.
-    const statements = splitStatements(body.subarray(n1 + 1, n2), n2 - n1 - 1, this.standardStrings());
+    const statements = splitStatements(body.subarray(n1 + 1, n2), n2 - n1 - 1, this.params.standardStrings());
     const st = statements[0];
     const effect = statements.length === 1 ? classify(st!, () => body.toString('utf8', n1 + 1 + st!.start, n1 + 1 + st!.end)) : NONE;
-    if ((name !== '' || storesText(effect)) && !this.textIsSafe(body, 0, n2)) return this.state.lose(this.encodingReason());
+    const unsafe = name !== '' || storesText(effect) ? this.params.unsafeText(body, 0, n2) : undefined;
+    if (unsafe !== undefined) return this.state.lose(unsafe);
     if (name === '') this.unnamed = effect;
     else if (!this.statements.has(name) && effect !== NONE) this.statements.set(name, effect); // an existing name: the Parse fails
     this.enqueue({ t: 'parse', name, query, paramTypes, effect, multi: statements.length > 1 });
@@ -224,12 +247,13 @@ export class StateTracker implements SessionStateTracker {
 
   /** The effects of each statement of a SQL text, or undefined when the state was lost on the way. */
   private effectsOf(body: Buffer, end: number): Effect[] | undefined {
-    const statements = splitStatements(body, end, this.standardStrings());
+    const statements = splitStatements(body, end, this.params.standardStrings());
     const effects: Effect[] = [];
     for (const st of statements) {
       const e = classify(st, () => body.toString('utf8', st.start, st.end));
-      if (storesText(e) && !this.textIsSafe(body, st.start, st.end)) {
-        this.state.lose(this.encodingReason());
+      const unsafe = storesText(e) ? this.params.unsafeText(body, st.start, st.end) : undefined;
+      if (unsafe !== undefined) {
+        this.state.lose(unsafe);
         return undefined;
       }
       effects.push(e);
@@ -303,8 +327,8 @@ export class StateTracker implements SessionStateTracker {
       p.failed = true;
       return;
     }
-    while (this.head < this.queue.length && this.peek()!.t !== 'sync') {
-      const q = this.peek()!;
+    // Everything up to the next Sync is discarded unanswered — a Query or FunctionCall too.
+    for (let q = this.peek(); q !== undefined && !(q.t === 'sync' && !q.call); q = this.peek()) {
       if (q.t === 'parse' || q.t === 'close') this.restoreStatement(q.name); // it did not happen
       this.shift();
     }
@@ -325,6 +349,9 @@ export class StateTracker implements SessionStateTracker {
     const p = this.peek();
     if (p !== undefined) {
       if (p.t !== 'sync' && p.t !== 'query') return this.state.lose('pgwarden lost track of the protocol (unexpected ReadyForQuery)');
+      // Every statement of a Query answers CommandComplete or, once, ErrorResponse: one left
+      // unanswered means the server split the text differently from us.
+      if (p.t === 'query' && !p.failed && p.next < p.effects.length) return this.state.lose('pgwarden lost track of the protocol (a Query split differently)');
       this.shift();
     }
     if (this.status === 0x49) {
@@ -395,37 +422,6 @@ export class StateTracker implements SessionStateTracker {
       case 'sticky':
         return;
     }
-  }
-
-  // ---- parameters and encodings -------------------------------------------------------------
-
-  /** ParameterStatus: String name, String value. */
-  private onParameterStatus(body: Buffer): void {
-    const n1 = body.indexOf(0);
-    const n2 = n1 < 0 ? -1 : body.indexOf(0, n1 + 1);
-    if (n2 < 0) return;
-    this.setParameter(body.toString('utf8', 0, n1), body.toString('utf8', n1 + 1, n2));
-  }
-
-  private setParameter(name: string, value: string): void {
-    if (!this.params.has(name) && this.params.size >= MAX_PARAMETERS) return;
-    this.params.set(name, value);
-    if (name === 'client_encoding' && UNSAFE_ENCODINGS.has(value.toUpperCase())) this.state.lose(`client_encoding ${value}`);
-  }
-
-  private standardStrings(): boolean {
-    return this.params.get('standard_conforming_strings') !== 'off';
-  }
-
-  /** Replay texts are JavaScript strings: non-ASCII bytes are safe only when the client speaks UTF-8. */
-  private textIsSafe(buf: Buffer, start: number, end: number): boolean {
-    if (this.params.get('client_encoding')?.toUpperCase() === 'UTF8') return true;
-    for (let i = start; i < end; i++) if (buf[i]! >= 0x80) return false;
-    return true;
-  }
-
-  private encodingReason(): string {
-    return `non-ASCII text to replay with client_encoding ${this.params.get('client_encoding') ?? 'unknown'}`;
   }
 }
 

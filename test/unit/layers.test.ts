@@ -46,6 +46,7 @@ const LAYERS: readonly Layer[] = [
       'logger.ts',
       'health/types.ts',
       'survive/contracts.ts',
+      'survive/reported-parameters.ts',
       'survive/session-state.ts',
       'survive/sql-lexer.ts',
       'survive/sql-statement-kind.ts',

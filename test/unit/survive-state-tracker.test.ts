@@ -284,3 +284,17 @@ t.test('COPY and function calls leave the state alone', async (t) => {
   feed(tr, { from: 'client', type: 0x46, body: Buffer.alloc(12) }, { from: 'server', type: 0x56, body: Buffer.alloc(4) }, Z('I'));
   t.same(movable(tr), { ok: true });
 });
+
+t.test('a Query whose statements are not all answered was split differently: lost track', async (t) => {
+  const tr = new StateTracker();
+  simple(tr, 'SELECT 1; SELECT 2', ['SELECT 1']);
+  t.match(movable(tr), { ok: false, reason: /split differently/ });
+});
+
+t.test('after an error the server discards a pipelined Query or FunctionCall up to Sync', async (t) => {
+  const tr = new StateTracker();
+  const fn = { from: 'client' as const, type: 0x46, body: Buffer.alloc(12) };
+  feed(tr, P('', 'SELEC'), B('', ''), E(), Q('SET a.b = 1'), fn, SYNC, ERR(), Z('I'));
+  t.same(movable(tr), { ok: true });
+  t.same(steps(tr), []);
+});
