@@ -19,6 +19,9 @@
 // - coordination/ is the etcd client behind a small interface of ours (store.ts): a side effect
 //   like hooks and metrics. What the instances do with it (member, leader) is control
 //   (control/coordination/).
+// - The session-state side of issue 19 (survive/contracts.ts, the state tracker and its SQL lexer
+//   and classifier) is on the ground floor: pure vocabulary and a pure codec over Buffers, no I/O,
+//   like protocol/. Whatever in survive/ moves sessions (sockets, routing) belongs higher up.
 // - src/harness/ (the PostgreSQL cluster harness for the demo, tests and benchmarks) is not a
 //   layer of the proxy: only cli/demo may import it (tests and benches are outside src/), and it
 //   may import only the ground floor.
@@ -36,7 +39,19 @@ const LAYERS: readonly Layer[] = [
   {
     name: 'ground floor',
     dirs: ['protocol', 'net', 'config', 'errors'],
-    files: ['errors.ts', 'clock.ts', 'events.ts', 'logger.ts', 'health/types.ts'],
+    files: [
+      'errors.ts',
+      'clock.ts',
+      'events.ts',
+      'logger.ts',
+      'health/types.ts',
+      'survive/contracts.ts',
+      'survive/reported-parameters.ts',
+      'survive/session-state.ts',
+      'survive/sql-lexer.ts',
+      'survive/sql-statement-kind.ts',
+      'survive/state-tracker.ts',
+    ],
   },
   { name: 'hooks, metrics, host, coordination store', dirs: ['hooks', 'metrics', 'host', 'coordination'] },
   { name: 'health', dirs: ['health'] },
