@@ -77,7 +77,7 @@ export const serverLogin: ServerLogin = (socket, params, secret) =>
       if (err) reject(err);
       else resolve(result!);
     };
-    const protocol = (message: string) => finish(new ServerLoginError('08P01', message, true, false));
+    const protocol = (message: string) => finish(new ServerLoginError('08P01', message, false, false));
     const cannot = (message: string) => finish(new ServerLoginError('28000', message, false, false));
 
     const onAuth = (body: Buffer, start: number, end: number) => {

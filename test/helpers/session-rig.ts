@@ -88,6 +88,10 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     clientCertificateError: () => undefined,
     serverTlsOptions: () => undefined,
     proxy: config.proxy,
+    auth: config.auth,
+    // auth.mode proxy runs against real servers (proxy-auth.test.ts): no lookup here.
+    lookupSecret: () => Promise.reject(new Error('no auth.query in the session rig')),
+    authMockKey: Buffer.alloc(32),
     failover: config.failover,
     health: config.health,
     clock,
