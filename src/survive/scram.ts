@@ -24,7 +24,9 @@ export interface ScramVerifier {
 }
 
 /** A SCRAM message that breaks the grammar; the text becomes the client's 08P01 message. */
-export class ScramFormatError extends Error {}
+export class ScramFormatError extends Error {
+  override readonly name = 'ScramFormatError';
+}
 
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
@@ -49,7 +51,8 @@ function base64(text: string, what: string): Buffer {
 
 /** Parses a pg_authid SCRAM verifier; undefined when `text` is not one. */
 export function parseVerifier(text: string): ScramVerifier | undefined {
-  const m = /^SCRAM-SHA-256\$(\d{1,9}):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(text);
+  const b64 = '([A-Za-z0-9+/]+={0,2})';
+  const m = new RegExp(`^SCRAM-SHA-256\\$(\\d{1,9}):${b64}\\$${b64}:${b64}$`).exec(text);
   if (!m) return undefined;
   const iterations = Number(m[1]);
   const salt = Buffer.from(m[2]!, 'base64');
