@@ -5,13 +5,15 @@
 // unknown user get PostgreSQL's own 28P01; a malformed SASL message gets 08P01 and a close; a
 // cancel through pgwarden's key cancels the right query; a role without a password stays end to
 // end; the auth user's password never reaches the log.
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { findPgBinDir } from '../../src/harness/binaries';
+import type { PgCluster } from '../../src/harness/cluster';
 import { renderHba } from '../../src/harness/cluster-conf';
 import { cancelRequest } from '../../src/protocol/cancel';
 import { startCluster } from '../helpers/cluster';
@@ -67,8 +69,9 @@ function readMessage(socket: net.Socket): Promise<{ type: string; body: Buffer }
   });
 }
 
-t.test('auth.mode proxy', async (t) => {
-  const cluster = await startCluster(t, { replicas: 0, checkUser: CHECK_USER });
+/** A cluster whose pg_hba.conf asks these users for their passwords, with the README's function and roles. */
+async function authCluster(t: Test, replicas: number): Promise<PgCluster> {
+  const cluster = await startCluster(t, { replicas, checkUser: CHECK_USER });
   const primary = cluster.primary;
   // The README's function, the auth user, and one role per stored-password kind.
   for (const sql of [
@@ -94,15 +97,25 @@ t.test('auth.mode proxy', async (t) => {
     'host all all 127.0.0.0/8 trust',
     [`host all ${SCRAM.user} 127.0.0.0/8 scram-sha-256`, `host all ${MD5.user} 127.0.0.0/8 md5`, 'host all pgwarden_auth 127.0.0.0/8 scram-sha-256', 'host all all 127.0.0.0/8 trust'].join('\n'),
   );
-  writeFileSync(join(primary.dataDir, 'pg_hba.conf'), hba);
-  await cluster.query(primary, 'SELECT pg_reload_conf()');
-  await waitFor('pg_hba.conf reloaded', async () => (await loginError(primary.port, SCRAM.user, 'wrong')).code === '28P01');
-
+  if (replicas > 0) await cluster.waitForReplication();
+  for (const node of cluster.nodes) {
+    writeFileSync(join(node.dataDir, 'pg_hba.conf'), hba);
+    await cluster.query(node, 'SELECT pg_reload_conf()');
+    await waitFor(`pg_hba.conf reloaded on ${node.name}`, async () => (await loginError(node.port, SCRAM.user, 'wrong')).code === '28P01');
+  }
   process.env.TEST_AUTH_PASSWORD = AUTH_PASSWORD;
   t.teardown(() => {
     delete process.env.TEST_AUTH_PASSWORD;
   });
-  const p = await startProxy(t, cluster, { extra: 'auth:\n  mode: proxy\n  user: pgwarden_auth\n  password_env: TEST_AUTH_PASSWORD\n' });
+  return cluster;
+}
+
+const AUTH_YAML = 'auth:\n  mode: proxy\n  user: pgwarden_auth\n  password_env: TEST_AUTH_PASSWORD\n';
+
+t.test('auth.mode proxy', async (t) => {
+  const cluster = await authCluster(t, 0);
+  const primary = cluster.primary;
+  const p = await startProxy(t, cluster, { extra: AUTH_YAML });
   await waitFor('primary up', () => p.app.topology.get(primary.name)?.state === 'up');
   const port = p.rwPort;
 
@@ -195,4 +208,33 @@ t.test('auth.mode proxy', async (t) => {
     for (const secret of [AUTH_PASSWORD, SCRAM.password, MD5.password]) t.notOk(log.includes(secret), 'not in the log');
     t.ok(p.logs.some((l) => l.event === 'session.error' && l.code === 'PGW_AUTH_FAILED'), 'refusals are logged with their code');
   });
+});
+
+t.test('with no primary the authenticated client waits in the queue and logs in to the promoted server', async (t) => {
+  const cluster = await authCluster(t, 1);
+  const [primary, replica] = [cluster.primary, cluster.replicas[0]!];
+  const p = await startProxy(t, cluster, { extra: AUTH_YAML });
+  await waitFor('both up', () => cluster.nodes.every((n) => p.app.topology.get(n.name)?.state === 'up'));
+  await cluster.stop(primary, 'immediate');
+  await waitFor('the old primary down', () => p.app.topology.get(primary.name)?.state === 'down');
+  // auth.query runs on the replica (up, same pg_authid); the login waits for a primary.
+  const connecting = login(p.rwPort, SCRAM.user, SCRAM.password);
+  await waitFor('the client authenticated and queued', () => p.logs.some((l) => l.event === 'session.phase' && l.from === 'authenticating' && l.to === 'routing'));
+  await cluster.promote(replica);
+  const c = await connecting;
+  const r = await c.query('SELECT current_user AS u, inet_server_port() AS port, pg_is_in_recovery() AS rec');
+  t.same([r.rows[0].u, Number(r.rows[0].port), r.rows[0].rec], [SCRAM.user, replica.port, false]);
+  await c.end();
+});
+
+t.test('a config without auth.user exits 2 with the key path', async (t) => {
+  const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
+  const dir = mkdtempSync(join(tmpdir(), 'pgwarden-auth-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'pgwarden.yaml');
+  writeFileSync(file, 'listeners:\n  - { name: rw, bind: "127.0.0.1:6432", route: primary }\nbackends:\n  - { name: pg1, host: 127.0.0.1, port: 5432 }\nauth:\n  mode: proxy\n');
+  const r = spawnSync(process.execPath, [cli, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 2);
+  t.match(r.stderr, /auth\.user/);
+  t.match(r.stderr, /auth\.password_env/);
 });
