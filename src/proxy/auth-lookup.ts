@@ -4,10 +4,12 @@
 // kept briefly (CACHE_MS) for at most MAX_CACHED users, and lookups for one user at the same
 // time share one query. A password change therefore reaches pgwarden within CACHE_MS.
 // The auth user's password never reaches an error message (it is cut out, as admin-sql.ts does).
+import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'pg';
 import type { AuthConfig, TlsConfig } from '../config/types';
 import { PgwardenError } from '../errors';
 import { serverLegOptions } from '../net/tls-credentials';
+import { serverRefusedTls } from '../health/postgres-probe';
 import type { BackendView, Topology } from '../routing/topology';
 import { parseVerifier } from '../survive/scram';
 import type { StoredSecret } from '../survive/client-auth';
@@ -97,20 +99,35 @@ export class AuthLookup {
     const view = this.target();
     if (!view) throw new AuthLookupError('pgwarden cannot check the password now: no server is up to run auth.query on');
     const { host, port } = view.config;
-    const client = new Client({
-      host,
-      port,
-      user: auth.user,
-      password: auth.password ?? '',
-      database: auth.database,
-      ssl: serverLegOptions(this.deps.tls(), host) ?? false,
-      application_name: 'pgwarden-auth',
-      connectionTimeoutMillis: this.deps.timeoutMs(),
-    });
-    client.on('error', () => undefined);
+    const tls = this.deps.tls();
+    const connect = async (ssl: ConnectionOptions | false) => {
+      const c = new Client({
+        host,
+        port,
+        user: auth.user,
+        password: auth.password ?? '',
+        database: auth.database,
+        // false rather than undefined: pg would otherwise read PGSSLMODE from the environment.
+        ssl,
+        application_name: 'pgwarden-auth',
+        connectionTimeoutMillis: this.deps.timeoutMs(),
+        query_timeout: this.deps.timeoutMs(),
+      });
+      c.on('error', () => undefined);
+      client = c;
+      await c.connect();
+      return c;
+    };
+    let client: Client | undefined;
     try {
-      await client.connect();
-      const r = await client.query({ text: auth.query, values: [user], rowMode: 'array' });
+      const ssl = serverLegOptions(tls, host) ?? false;
+      await connect(ssl).catch(async (e: unknown) => {
+        // tls.server prefer: a server without TLS is asked again in plain text (as the checks do).
+        if (ssl === false || tls.server !== 'prefer' || !serverRefusedTls(e)) throw e;
+        await client?.end().catch(() => undefined);
+        return connect(false);
+      });
+      const r = await client!.query({ text: auth.query, values: [user], rowMode: 'array' });
       return classify(r.rows[0] as unknown[] | undefined);
     } catch (e) {
       const secret = auth.password;
@@ -118,7 +135,7 @@ export class AuthLookup {
       const msg = secret ? raw.split(secret).join('********') : raw;
       throw new AuthLookupError(`pgwarden cannot check the password now: auth.query as ${auth.user ?? '(no auth.user)'} on ${view.name} (${host}:${port}) failed: ${msg}`);
     } finally {
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
     }
   }
 }

@@ -40,12 +40,14 @@ export abstract class ProxyAuthSession extends SessionLifecycle {
   protected abstract redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: Redispatchable): void;
 
   /** The StartupMessage is in (its bytes on the reader): check the client's password here. */
-  protected authenticate(params: Readonly<Record<string, string>>): false {
+  protected authenticate(params: Readonly<Record<string, string>>, protocolMinor: number): false {
     this.transition('authenticating');
     this.reader.hold();
     const user = params.user;
-    // No user: the server refuses it itself (28000), exactly as without pgwarden.
-    if (user === undefined) {
+    // No user: the server refuses it itself (28000), exactly as without pgwarden. A client that
+    // asks for a newer protocol (3.x, `_pq_.` options) is answered by the server's own
+    // negotiation, which pgwarden's 3.0 login would hide from it: such a session stays end to end.
+    if (user === undefined || protocolMinor !== 0 || Object.keys(params).some((k) => k.startsWith('_pq_.'))) {
       this.proceed('startup');
       return false;
     }

@@ -95,7 +95,7 @@ export class Session extends ProxyAuthSession {
         this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
-        if (this.ctx.auth.mode === 'proxy') return this.authenticate(p.params);
+        if (this.ctx.auth.mode === 'proxy') return this.authenticate(p.params, p.protocolMinor);
         this.proceed('startup');
         return false;
     }
