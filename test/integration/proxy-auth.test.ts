@@ -17,6 +17,7 @@ import type { PgCluster } from '../../src/harness/cluster';
 import { renderHba } from '../../src/harness/cluster-conf';
 import { cancelRequest } from '../../src/protocol/cancel';
 import { startCluster } from '../helpers/cluster';
+import { makeTestCa, opensslMissing } from '../helpers/test-ca';
 import { CHECK_USER, startProxy, waitFor } from '../helpers/proxy';
 
 const PSQL = join(findPgBinDir(), 'psql');
@@ -225,6 +226,20 @@ t.test('with no primary the authenticated client waits in the queue and logs in 
   const r = await c.query('SELECT current_user AS u, inet_server_port() AS port, pg_is_in_recovery() AS rec');
   t.same([r.rows[0].u, Number(r.rows[0].port), r.rows[0].rec], [SCRAM.user, replica.port, false]);
   await c.end();
+});
+
+t.test('under tls.mode terminate: psql over TLS logs in, a wrong password is 28P01', { skip: opensslMissing() ?? false }, async (t) => {
+  const cluster = await authCluster(t, 0);
+  const ca = makeTestCa(t);
+  const cert = ca.issue('pgwarden', 'localhost', ['DNS:localhost', 'IP:127.0.0.1']);
+  const p = await startProxy(t, cluster, { extra: `${AUTH_YAML}tls:\n  mode: terminate\n  cert_file: ${cert.certFile}\n  key_file: ${cert.keyFile}\n` });
+  await waitFor('primary up', () => p.app.topology.get(cluster.primary.name)?.state === 'up');
+  const conninfo = `host=127.0.0.1 port=${p.rwPort} user=${SCRAM.user} dbname=postgres sslmode=require`;
+  const ok = await psql(conninfo, 'SELECT current_user', { PGPASSWORD: SCRAM.password });
+  t.same([ok.code, ok.out], [0, SCRAM.user], ok.err);
+  const bad = await psql(conninfo, 'SELECT 1', { PGPASSWORD: 'nope' });
+  t.not(bad.code, 0);
+  t.match(bad.err, `password authentication failed for user "${SCRAM.user}"`);
 });
 
 t.test('a config without auth.user exits 2 with the key path', async (t) => {
