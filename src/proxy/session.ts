@@ -10,6 +10,8 @@
 // answer), tls-negotiation (the server's answer to SSLRequest under passthrough), watchStartup
 // (BackendKeyData, first ReadyForQuery, non-PostgreSQL answers), MessageBoundaries (idle,
 // transaction, Terminate), forwardCancel (exact or rate-bounded fan-out).
+// Under auth.mode proxy, ProxyAuthSession (proxy-auth-session.ts) adds two phases: authenticating
+// (pgwarden checks the client's password) and logging-in (pgwarden logs in to the server).
 import { cancelKey } from '../protocol/cancel';
 import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/constants';
 import type { FirstPacket } from '../protocol/first-packet';
