@@ -121,7 +121,8 @@ async function main() {
     const section = [
       '## Authentication at the proxy',
       '',
-      `Load average (1 min) at the start: ${loadBefore.toFixed(2)}, at the end: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} vCPU shared with pgbench and PostgreSQL).`,
+      `Load average (1 min) at the start: ${loadBefore.toFixed(2)}, at the end: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} vCPU shared with pgbench and PostgreSQL).` +
+        (loadBefore > 2 ? ' **The machine was busy with other work: the rates are noise; read the CPU per connection and the refusal times side by side only.**' : ''),
       '',
       `\`node bench/auth-connect.js\` (${new Date().toISOString().slice(0, 16)} UTC, ${os.cpus().length} vCPU, ${machineInfo().postgres ?? ''}): new connections per second of a`,
       `SCRAM-SHA-256 user, \`pgbench -n -S -C -c ${CLIENTS} -j 2 -T ${SECONDS}\` (one connection per transaction), ${ROUNDS} interleaved`,
