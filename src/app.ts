@@ -23,6 +23,8 @@ import { StartupSlots } from './routing/startup-slots';
 import { DescriptorShortage } from './control/descriptor-shortage';
 import { realClock } from './clock';
 import { CancelRegistry } from './proxy/cancel-registry';
+import { AuthLookup } from './proxy/auth-lookup';
+import { randomBytes } from 'node:crypto';
 import { Listener } from './proxy/listener';
 import { listenerContext } from './control/listener-wiring';
 import type { Session } from './proxy/session';
@@ -63,6 +65,9 @@ export class App implements AdminController, ControlContext, Reloadable {
   /** Listeners removed by a reload whose sessions have not ended yet. */
   readonly retired = new Set<Listener>();
   private readonly cancels = new CancelRegistry();
+  /** auth.mode proxy: auth.query and its cache (made lazily: the topology comes in the constructor). */
+  private authLookup?: AuthLookup;
+  private readonly authMockKey = randomBytes(32);
   /** Session startups in flight per server (proxy.max_concurrent_startups), shared by every listener. */
   readonly startups = new StartupSlots(() => this.config.proxy.maxConcurrentStartups);
   /** Accepts, connects and checks that failed for lack of file descriptors: one log line per burst. */
@@ -360,6 +365,13 @@ export class App implements AdminController, ControlContext, Reloadable {
         bus: this.bus,
         log: this.log,
         cancels: this.cancels,
+        authLookup: (this.authLookup ??= new AuthLookup({
+          topology: this.topology,
+          auth: () => app.config.auth,
+          tls: () => app.config.tls,
+          timeoutMs: () => app.config.proxy.connectTimeout,
+        })),
+        authMockKey: this.authMockKey,
         startups: this.startups,
         descriptors: this.descriptors,
         config: () => app.config,

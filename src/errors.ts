@@ -41,6 +41,8 @@ export const SqlState = {
   INTERNAL_ERROR: 'XX000',
   /** 53000 insufficient_resources: pgwarden is out of file descriptors (PostgreSQL's own for "out of file descriptors"). */
   INSUFFICIENT_RESOURCES: '53000',
+  /** 28P01 invalid_password: auth.mode proxy refused the client (wrong password or unknown user), PostgreSQL's own text. */
+  INVALID_PASSWORD: '28P01',
   /** 57P05 idle_session_timeout: idle between transactions for proxy.client_idle_timeout. */
   IDLE_SESSION_TIMEOUT: '57P05',
 } as const;
@@ -75,6 +77,9 @@ export const ERROR_CODES = {
   PGW_TOO_MANY_CLIENTS: { sqlstate: SqlState.TOO_MANY_CONNECTIONS, meaning: 'the listener already holds max_connections sessions' },
   PGW_OUT_OF_DESCRIPTORS: { sqlstate: SqlState.INSUFFICIENT_RESOURCES, meaning: 'pgwarden could not open a connection to a server: it is out of file descriptors (EMFILE, ENFILE)' },
   PGW_INTERNAL: { sqlstate: SqlState.INTERNAL_ERROR, meaning: 'a bug in pgwarden refused the client (the message says where)' },
+  PGW_AUTH_FAILED: { sqlstate: SqlState.INVALID_PASSWORD, meaning: 'auth.mode proxy: the client gave a wrong password or named an unknown user (refused as PostgreSQL refuses it)' },
+  PGW_AUTH_LOOKUP: { sqlstate: SqlState.CANNOT_CONNECT_NOW, meaning: 'auth.mode proxy: auth.query could not be run (no server up, the auth user refused, the query failed)' },
+  PGW_SERVER_LOGIN: { meaning: 'auth.mode proxy: pgwarden, logging in to a server as the client\'s user, was refused or cut off' },
   PGW_CLIENT_ERROR: { meaning: 'a client got an ErrorResponse and a close before its session began; the SQLSTATE says why' },
   PGW_BACKEND_CONNECT: { meaning: 'a session could not reach a backend (L4CON, L4TOUT, L7TOUT) or it did not answer like PostgreSQL (L7RSP)' },
   // Health checks and sockets.

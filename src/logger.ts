@@ -15,7 +15,7 @@ export function createLogger(level: string, format: 'json' | 'pretty' | pino.Des
     base: { component: 'pgwarden' },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
-      paths: ['password', '*.password', '*.*.password', 'token', '*.token', 'config.health.password', 'config.coordination.etcd.password', 'connectionString', '*.connectionString'],
+      paths: ['password', '*.password', '*.*.password', 'token', '*.token', 'config.health.password', 'config.coordination.etcd.password', 'connectionString', '*.connectionString', 'loginSecret', '*.loginSecret', '*.*.loginSecret'],
       censor: '[redacted]',
     },
     formatters: { level: (label) => ({ level: label }) },

@@ -41,7 +41,7 @@ function programVersion(file, args, pattern) {
  * ({certFile, keyFile}) it terminates its clients' TLS (`tls.mode: terminate`) and speaks
  * plain text to the server (`tls.server: disable`); plain-text clients are still served.
  */
-async function startPgwarden(dir, backends, { health = '  user: postgres', file = 'pgwarden.yaml', tls } = {}) {
+async function startPgwarden(dir, backends, { health = '  user: postgres', file = 'pgwarden.yaml', tls, extra = '' } = {}) {
   const port = await freePort();
   const cfg = path.join(dir, file);
   writeFileSync(
@@ -52,6 +52,7 @@ async function startPgwarden(dir, backends, { health = '  user: postgres', file 
       // 10,000 idle sessions are opened 64 at a time; the queue must not reject them.
       `failover:\n  queue_size: 20000\n` +
       (tls ? `tls:\n  mode: terminate\n  cert_file: ${tls.certFile}\n  key_file: ${tls.keyFile}\n  server: disable\n` : '') +
+      extra +
       `logging:\n  level: warn\n`,
   );
   const server = spawnServer('pgwarden', process.execPath, [CLI, '--config', cfg]);

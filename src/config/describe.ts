@@ -108,6 +108,16 @@ function tlsLines(config: Config): string[] {
   return lines;
 }
 
+function authLines(config: Config): string[] {
+  const { auth } = config;
+  if (auth.mode === 'passthrough') return ['auth: passthrough (clients authenticate with the servers end to end)'];
+  return [
+    'auth: proxy (pgwarden authenticates clients itself, then logs in to the servers as them)',
+    `  user: ${auth.user ?? '(none)'}  password: ${auth.password === undefined ? '(none)' : '(set)'}  database: ${auth.database}`,
+    `  query: ${auth.query}`,
+  ];
+}
+
 function failoverLines(config: Config): string[] {
   const { failover } = config;
   const promote =
@@ -169,6 +179,7 @@ export function describeConfig(config: Config): string {
       `max_concurrent_startups: ${proxy.maxConcurrentStartups === 0 ? 'no limit' : `${proxy.maxConcurrentStartups} per server`}  ` +
       `shutdown_timeout: ${formatDuration(proxy.shutdownTimeout)}`,
     ...tlsLines(config),
+    ...authLines(config),
     `logging: ${config.logging.level} (${config.logging.format})`,
   );
   return lines.join('\n');

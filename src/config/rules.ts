@@ -11,6 +11,7 @@
 
 import { patroniRules } from './patroni-rules';
 import { tlsRules } from './tls-rules';
+import { authRules } from './auth-rules';
 import { formatDuration } from './units';
 
 export type Report = (path: readonly (string | number)[], message: string, hint?: string) => void;
@@ -333,6 +334,7 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
   patroniRules(doc, health, env, report);
   promoteNeeds(isMapping(doc.failover) ? doc.failover : {}, health, report);
   if (isMapping(doc.tls)) tlsRules(doc.tls, report);
+  if (isMapping(doc.auth)) authRules(doc.auth, env, report);
   if (isMapping(doc.admin)) {
     adminBind(doc, doc.admin, report);
     secretFromEnv(doc.admin, ADMIN_TOKEN, env, report);

@@ -9,7 +9,7 @@ import { didYouMean } from './did-you-mean';
 import { showValue } from './show-value';
 import * as f from './fields';
 import { checkRules } from './rules';
-import type { HookEvent, ServerTlsMode, TlsConfig, TlsMode } from './types';
+import type { AuthMode, HookEvent, ServerTlsMode, TlsConfig, TlsMode } from './types';
 
 /** Extra data on an unknown-key issue; load.ts writes the message once the full path is known. */
 export interface UnknownKeyParams {
@@ -123,6 +123,9 @@ export const LOG_FORMATS = ['json', 'pretty'] as const;
 export const FAILOVER_MODES = ['follow', 'promote'] as const;
 export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
 export const ON_ETCD_LOSS = ['keep', 'readonly'] as const;
+export const AUTH_MODES = ['passthrough', 'proxy'] as const satisfies readonly AuthMode[];
+/** The default auth.query: the SECURITY DEFINER function of the README ("Authentication at the proxy"). */
+export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd FROM pgwarden.get_auth($1)';
 export const TLS_MODES = ['passthrough', 'disable', 'terminate'] as const satisfies readonly TlsMode[];
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const satisfies readonly TlsConfig['minVersion'][];
 export const CLIENT_CERT = ['off', 'verify'] as const satisfies readonly TlsConfig['clientCert'][];
@@ -302,6 +305,19 @@ const tls = section('tls', {
   server_ca_file: f.text(PEM_FILE).optional(),
 });
 
+const auth = section(
+  'auth',
+  {
+    mode: f.oneOf(AUTH_MODES, { end_to_end: 'passthrough', 'end-to-end': 'passthrough', off: 'passthrough', pgwarden: 'proxy', proxied: 'proxy' }).default('passthrough'),
+    // Only for `mode: proxy` (rules.ts): absence matters, so the defaults are applied in to-config.ts.
+    user: f.text('the role auth.query runs as').optional(),
+    password_env: f.envName().optional(),
+    query: f.text('a SELECT returning (usename, passwd) for $1').optional(),
+    database: f.text('a database name').optional(),
+  },
+  { password: "the auth user's password is read only from the environment: name its variable in `password_env`" },
+);
+
 const logging = section('logging', {
   level: f.oneOf(LOG_LEVELS, { warning: 'warn', err: 'error', critical: 'fatal', verbose: 'debug', off: 'silent' }).default('info'),
   format: f.oneOf(LOG_FORMATS, { text: 'pretty', human: 'pretty', console: 'pretty', plain: 'pretty', ndjson: 'json' }).default('json'),
@@ -363,6 +379,7 @@ const document = section('', {
   health: optionalSection(health),
   failover: optionalSection(failover),
   tls: optionalSection(tls),
+  auth: optionalSection(auth),
   logging: optionalSection(logging),
   proxy: optionalSection(proxy),
   hooks: optionalSection(hooks),

@@ -2,8 +2,8 @@
 // contract every module reads: camelCase names, secrets resolved from the environment,
 // defaults that depend on other keys, deeply frozen. Pure.
 
-import { HOOK_EVENTS, type ParsedDocument } from './schema';
-import type { Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold, PatroniConfig, TlsConfig } from './types';
+import { DEFAULT_AUTH_QUERY, HOOK_EVENTS, type ParsedDocument } from './schema';
+import type { AuthConfig, Config, CoordinationConfig, HookConfig, HookEvent, HostConfig, HostThreshold, PatroniConfig, TlsConfig } from './types';
 
 /** `health.fast_interval` when not written, unless `interval` is shorter. */
 const DEFAULT_FAST_INTERVAL_MS = 250;
@@ -23,6 +23,18 @@ function deepFreeze<T>(value: T): T {
 /** `password_env` / `token_env` name a variable; rules.ts has already checked that it is set. */
 function secret(value: string | undefined, variable: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
   return value ?? (variable === undefined ? undefined : env[variable]);
+}
+
+function authOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): AuthConfig {
+  const { auth } = doc;
+  const password = secret(undefined, auth.password_env, env);
+  return {
+    mode: auth.mode,
+    ...(auth.user === undefined ? {} : { user: auth.user }),
+    ...(password === undefined ? {} : { password }),
+    query: auth.query ?? DEFAULT_AUTH_QUERY,
+    database: auth.database ?? 'postgres',
+  };
 }
 
 function hooksOf(doc: ParsedDocument): Config['hooks'] {
@@ -176,6 +188,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       watchInterval: failover.watch_interval,
     },
     tls: tlsOf(doc),
+    auth: authOf(doc, env),
     logging: { level: logging.level, format: logging.format },
     proxy: {
       clientLoginTimeout: proxy.client_login_timeout,

@@ -164,6 +164,22 @@ export interface TlsConfig {
   readonly serverCaFile?: string;
 }
 
+export type AuthMode = 'passthrough' | 'proxy';
+
+/** Authentication at the proxy (issue 19): pgwarden authenticates clients itself and logs in to servers as them. */
+export interface AuthConfig {
+  /** passthrough: the client authenticates with the server end to end (default); proxy: with pgwarden. */
+  readonly mode: AuthMode;
+  /** proxy: the role auth.query runs as. */
+  readonly user?: string;
+  /** proxy: its password, resolved from `password_env`; never logged. */
+  readonly password?: string;
+  /** proxy: returns (usename, passwd) for $1, the user name of the client's startup packet. */
+  readonly query: string;
+  /** proxy: the database auth.query runs in. */
+  readonly database: string;
+}
+
 export interface LoggingConfig {
   readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** json (default) for machines, pretty (pino-pretty) for people at a terminal. */
@@ -225,6 +241,7 @@ export interface Config {
   readonly health: HealthConfig;
   readonly failover: FailoverConfig;
   readonly tls: TlsConfig;
+  readonly auth: AuthConfig;
   readonly logging: LoggingConfig;
   readonly proxy: ProxyConfig;
   readonly hooks: HooksConfig;

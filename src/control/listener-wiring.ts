@@ -14,6 +14,7 @@ import type { Topology } from '../routing/topology';
 import type { StartupSlots } from '../routing/startup-slots';
 import { sessionReporting } from './session-reporting';
 import type { DescriptorShortage } from './descriptor-shortage';
+import type { AuthLookup } from '../proxy/auth-lookup';
 
 export interface WiredProxy {
   readonly topology: Topology;
@@ -23,6 +24,9 @@ export interface WiredProxy {
   readonly startups: StartupSlots;
   /** Failures for lack of file descriptors, logged once per burst. */
   readonly descriptors: DescriptorShortage;
+  /** auth.mode proxy: auth.query and its cache, shared by every listener. */
+  readonly authLookup: AuthLookup;
+  readonly authMockKey: Buffer;
   /** The running config and TLS files (a reload replaces them). */
   config(): Config;
   tlsFiles(): TlsFiles;
@@ -60,6 +64,11 @@ export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerConte
     get health() {
       return p.config().health;
     },
+    get auth() {
+      return p.config().auth;
+    },
+    lookupSecret: (user) => p.authLookup.lookup(user),
+    authMockKey: p.authMockKey,
     clock: realClock,
     log: p.log,
     fanout: new FanoutBudget(rate, rate, realClock),

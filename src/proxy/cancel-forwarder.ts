@@ -51,7 +51,8 @@ export async function forwardCancel(processId: number, secretKey: number, deps: 
   const packet = cancelRequest(processId, secretKey);
   const known = deps.cancels.get(cancelKey(processId, secretKey));
   if (known) {
-    await deps.sendCancel(known.host, known.port, packet);
+    const own = known.serverKey;
+    await deps.sendCancel(known.host, known.port, own ? cancelRequest(own.processId, own.secretKey) : packet);
     return 'exact';
   }
   if (!deps.fanout.take()) return 'dropped';

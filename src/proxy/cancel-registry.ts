@@ -7,6 +7,11 @@ export interface CancelTarget {
   readonly backend: string;
   readonly host: string;
   readonly port: number;
+  /**
+   * auth.mode proxy: the key is pgwarden's own (the client never saw the server's); the request
+   * goes to the server with the server's key. Absent: the key is the server's own.
+   */
+  readonly serverKey?: { readonly processId: number; readonly secretKey: number };
 }
 
 export class CancelRegistry {
@@ -14,6 +19,16 @@ export class CancelRegistry {
 
   add(key: string, target: CancelTarget): void {
     this.keys.set(key, target);
+  }
+
+  /**
+   * Points a key pgwarden issued at another server (a session that moved): only while the key
+   * is registered, so a session that ended meanwhile is not brought back. True when updated.
+   */
+  retarget(key: string, target: CancelTarget): boolean {
+    if (!this.keys.has(key)) return false;
+    this.keys.set(key, target);
+    return true;
   }
 
   delete(key: string): void {

@@ -25,6 +25,10 @@ export type EndCause =
   | 'login-timeout'
   /** The client sent something that is not a valid first packet, or too much too early. */
   | 'protocol-error'
+  /** auth.mode proxy: the client's password was wrong, its user unknown, or its SASL messages malformed. */
+  | 'auth-failed'
+  /** auth.mode proxy: the server refused pgwarden's login as the client's user (the client got the server's error). */
+  | 'login-failed'
   /** No backend for the route (queue timeout, queue full, shutting down). */
   | 'rejected'
   /** A CancelRequest was forwarded (such a connection never becomes a session). */

@@ -57,8 +57,12 @@ export class FirstPacketReader {
     this.drain();
   }
 
-  /** Keep (bounded) what arrives, parse nothing, no login timer. */
+  /** Keep (bounded) what arrives, parse nothing, no login timer (listening from here if not yet). */
   hold(): void {
+    if (!this.listening) {
+      this.listening = true;
+      this.client.on('data', this.onData);
+    }
     this.parsing = false;
     this.clearTimer();
   }

@@ -1,6 +1,7 @@
 // Everything a Session needs from the rest of the proxy, as one narrow interface: the session
 // stays testable and never reaches into the App.
-import type { FailoverConfig, HealthConfig, ListenerConfig, ProxyConfig, TlsConfig } from '../config/types';
+import type { AuthConfig, FailoverConfig, HealthConfig, ListenerConfig, ProxyConfig, TlsConfig } from '../config/types';
+import type { Lookup } from './auth-lookup';
 import type { ErrorCode, RoutingError } from '../errors';
 import type { Router } from '../routing/router';
 import type { StartupSlots } from '../routing/startup-slots';
@@ -60,6 +61,12 @@ export interface ListenerContext {
    */
   clientCertificateError(socket: tls.TLSSocket): Error | undefined;
   readonly proxy: ProxyConfig;
+  /** auth.mode: who checks a client's password (a reload applies to the next session). */
+  readonly auth: AuthConfig;
+  /** auth.mode proxy: what the servers store for `user` (auth.query, cached briefly); rejects with AuthLookupError. */
+  lookupSecret(user: string): Promise<Lookup>;
+  /** A per-process secret from which unknown users' fake SCRAM salts are made (the same salt per name). */
+  readonly authMockKey: Buffer;
   readonly failover: FailoverConfig;
   readonly health: HealthConfig;
   /** Time for every session timer (login, answer, linger) and for the queue deadline. */

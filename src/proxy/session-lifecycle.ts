@@ -45,6 +45,8 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
   /** The backend's session count was raised (topology.sessionOpened) and must be lowered once. */
   protected counted = false;
   protected attempt?: Attempt;
+  /** auth.mode proxy: pgwarden's login to the server in progress (phase logging-in). */
+  protected login?: { abandon(reason: CloseReason): void };
   protected boundaries?: MessageBoundaries;
   protected key?: string;
   protected user?: string;
@@ -110,7 +112,7 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
    * of that server, so closeAtBoundary sends it back to routing (except at shutdown).
    */
   get awaitingServer(): boolean {
-    return this.phase === 'connecting';
+    return this.phase === 'connecting' || this.phase === 'logging-in';
   }
 
   /** Between transactions with nothing in flight (never under TLS passthrough: bytes are opaque). */
@@ -175,8 +177,10 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
           return this.end('protocol-error', { error: { sqlstate: SqlState.PROTOCOL_VIOLATION, message: `truncated startup packet: ${this.reader.pending} bytes received before the client closed` } });
         }
         return this.end('client-closed');
+      case 'authenticating':
       case 'routing':
       case 'connecting':
+      case 'logging-in':
         return this.end('client-closed');
       case 'starting':
       case 'relaying':
@@ -220,7 +224,12 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
       case 'connecting':
         if (reason !== 'shutdown') return this.attempt?.abandon(reason);
         return this.end('drained', { reason, error: { sqlstate, message } });
+      case 'logging-in':
+        // The client has seen AuthenticationOk and nothing of this server: another may take it.
+        if (reason !== 'shutdown') return this.login?.abandon(reason);
+        return this.end('drained', { reason, error: { sqlstate, message } });
       case 'reading-first-packet':
+      case 'authenticating':
       case 'routing':
         return this.end('drained', { reason, error: { sqlstate, message } });
       case 'starting':

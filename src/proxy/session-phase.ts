@@ -5,20 +5,27 @@
 //   reading-first-packet  the client's first packet(s): bounded in size and in time (login timer)
 //   routing               asking the router for a backend; may wait in the queue
 //   connecting            one backend attempt: connect, send, wait for the first answer
+//   authenticating        auth.mode proxy: pgwarden checks the client's password itself (auth.query, SCRAM / md5)
+//   logging-in            auth.mode proxy: pgwarden logs in to the connected server as the client's user
 //   forwarding-cancel     a CancelRequest on its way to the server(s)
 //   starting              the server's startup answers flow to the client until ReadyForQuery
 //   relaying              a pipe both ways (message headers followed unless TLS passthrough)
 //   closing               the sockets are being closed (an error or queued bytes still flushing)
 //   ended                 both sockets closed, every timer cleared
-export type Phase = 'reading-first-packet' | 'routing' | 'connecting' | 'forwarding-cancel' | 'starting' | 'relaying' | 'closing' | 'ended';
+export type Phase = 'reading-first-packet' | 'authenticating' | 'routing' | 'connecting' | 'logging-in' | 'forwarding-cancel' | 'starting' | 'relaying' | 'closing' | 'ended';
 
 const MOVES: Readonly<Record<Phase, readonly Phase[]>> = {
   // SSL 'N' with the backend kept: the StartupMessage goes to that backend (connecting) directly.
-  'reading-first-packet': ['routing', 'connecting', 'forwarding-cancel', 'closing'],
+  'reading-first-packet': ['authenticating', 'routing', 'connecting', 'forwarding-cancel', 'closing'],
+  // To connecting with the backend kept after an SSL 'N'; to routing also for a role without a
+  // password (the session stays end to end).
+  'authenticating': ['routing', 'connecting', 'closing'],
   'routing': ['connecting', 'closing'],
   // Back to routing on a redispatch; back to reading after the server said 'N' to SSLRequest;
   // straight to relaying for TLS passthrough.
-  'connecting': ['routing', 'reading-first-packet', 'starting', 'relaying', 'closing'],
+  'connecting': ['routing', 'reading-first-packet', 'starting', 'logging-in', 'relaying', 'closing'],
+  // Back to routing when the login was cut off or refused with 57P03 (the client saw nothing of that server).
+  'logging-in': ['routing', 'relaying', 'closing'],
   'forwarding-cancel': ['closing'],
   'starting': ['relaying', 'closing'],
   'relaying': ['closing'],

@@ -10,6 +10,8 @@
 // answer), tls-negotiation (the server's answer to SSLRequest under passthrough), watchStartup
 // (BackendKeyData, first ReadyForQuery, non-PostgreSQL answers), MessageBoundaries (idle,
 // transaction, Terminate), forwardCancel (exact or rate-bounded fan-out).
+// Under auth.mode proxy, ProxyAuthSession (proxy-auth-session.ts) adds two phases: authenticating
+// (pgwarden checks the client's password) and logging-in (pgwarden logs in to the server).
 import { cancelKey } from '../protocol/cancel';
 import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/constants';
 import type { FirstPacket } from '../protocol/first-packet';
@@ -29,17 +31,13 @@ import { tlsRelayEnd } from '../net/tls-relay';
 import { prefixedStream } from '../net/prefixed-stream';
 import tls, { TLSSocket } from 'node:tls';
 import { SaslPlusFilter } from '../protocol/sasl-plus-filter';
-import { SessionLifecycle } from './session-lifecycle';
+import { ProxyAuthSession, type Purpose, type Redispatchable } from './proxy-auth-session';
 
 export type { CloseReason } from './close-reason';
 
-/** What a backend attempt was for, which decides what its answer means. */
-type Purpose = 'ssl' | 'startup' | 'direct-tls';
+const NO_BYTES = Buffer.alloc(0);
 
-/** An attempt that failed for the server's reasons (or pgwarden closed it): another candidate may do. */
-type Redispatchable = Exclude<AttemptOutcome, { ok: true } | { local: OutOfDescriptorsError }>;
-
-export class Session extends SessionLifecycle {
+export class Session extends ProxyAuthSession {
   /** This connection's client already sent an SSLRequest / a GSSENCRequest (one of each is allowed). */
   private sslAsked = false;
   private gssencAsked = false;
@@ -99,10 +97,16 @@ export class Session extends SessionLifecycle {
         this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
-        if (this.backend && this.target) this.connect(this.target, 'startup', this.backend);
-        else this.route('startup');
+        if (this.ctx.auth.mode === 'proxy') return this.authenticate(p.params, p.protocolMinor);
+        this.proceed('startup');
         return false;
     }
+  }
+
+  /** To the backend kept after the server said 'N' to SSLRequest, else through routing. */
+  protected proceed(purpose: 'startup' | 'login'): void {
+    if (this.backend && this.target) this.connect(this.target, purpose, this.backend);
+    else this.route(purpose);
   }
 
   /**
@@ -186,16 +190,17 @@ export class Session extends SessionLifecycle {
     this.target = view;
     // Everything the client sent so far goes to the server (the StartupMessage and anything
     // pipelined after it, or the start of a TLS ClientHello); SSLRequest is pgwarden's own copy.
-    const firstBytes = purpose === 'ssl' ? SSL_REQUEST_BYTES : this.reader.take();
+    // A login (auth.mode proxy) speaks for itself once connected (logIn).
+    const firstBytes = purpose === 'ssl' ? SSL_REQUEST_BYTES : purpose === 'login' ? NO_BYTES : this.reader.take();
     const { proxy, health } = this.ctx;
     const attempt = startAttempt(
       {
         view,
         socket: open,
         firstBytes,
-        awaitAnswer: purpose !== 'direct-tls',
+        awaitAnswer: purpose !== 'direct-tls' && purpose !== 'login',
         // pgwarden speaks the startup itself: its own TLS to the server when tls.server asks.
-        serverTls: purpose === 'startup' ? this.ctx.serverTlsOptions(view.config.host) : undefined,
+        serverTls: purpose === 'startup' || purpose === 'login' ? this.ctx.serverTlsOptions(view.config.host) : undefined,
       },
       { clock: this.ctx.clock, connectTimeoutMs: proxy.connectTimeout, startupTimeoutMs: proxy.startupTimeout, userTimeoutMs: health.timeout * health.fall },
       {
@@ -218,6 +223,7 @@ export class Session extends SessionLifecycle {
 
   private attemptSettled(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: AttemptOutcome): void {
     if (!outcome.ok) return 'local' in outcome ? this.outOfDescriptors(view, outcome.local) : this.redispatch(view, purpose, firstBytes, outcome);
+    if (purpose === 'login') return this.logIn(view, outcome.socket);
     const refusal = purpose === 'startup' ? cannotConnectNow(outcome.answer!) : undefined;
     if (refusal !== undefined) {
       // 57P03 before authentication: the client has seen nothing, so this is a refused connect.
@@ -249,7 +255,7 @@ export class Session extends SessionLifecycle {
   }
 
   /** The attempt failed before the server said anything: try the next candidate. */
-  private redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: Redispatchable): void {
+  protected redispatch(view: BackendView, purpose: Purpose, firstBytes: Buffer, outcome: Redispatchable): void {
     this.releaseBackend();
     this.releaseSlot();
     if ('closedBy' in outcome) {

@@ -49,6 +49,8 @@ export interface RigOptions {
   queueTimeout?: string;
   clock?: Clock;
   cancelRate?: number;
+  /** auth.mode proxy with this stand-in for auth.query (absent: passthrough). */
+  lookupSecret?: ListenerContext['lookupSecret'];
 }
 
 const primaryUp: CheckerSnapshot = { state: 'up', transitional: false, lastResult: { ok: true, role: 'primary', currentLsn: 1n, durationMs: 1 } };
@@ -88,6 +90,10 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     clientCertificateError: () => undefined,
     serverTlsOptions: () => undefined,
     proxy: config.proxy,
+    auth: opts.lookupSecret ? { ...config.auth, mode: 'proxy' } : config.auth,
+    // auth.mode proxy against real servers: proxy-auth.test.ts; here a stand-in for auth.query.
+    lookupSecret: opts.lookupSecret ?? (() => Promise.reject(new Error('no auth.query in the session rig'))),
+    authMockKey: Buffer.alloc(32),
     failover: config.failover,
     health: config.health,
     clock,

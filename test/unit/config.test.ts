@@ -86,6 +86,17 @@ t.test('the example file loads and documents every key', async (t) => {
     server: 'verify-full',
     serverCaFile: '/etc/pgwarden/server-ca.pem',
   });
+
+  // The proxy keys of `auth` are commented out (they need a role and a password); uncommented, they load.
+  const authSection = text.slice(text.indexOf('\nauth:') + 1, text.indexOf('\nlogging:') + 1);
+  const proxied = authSection.replace('mode: passthrough', 'mode: proxy').replace(/^ {2}# (?=[a-z_]+:)/gm, '  ');
+  t.same(parseConfig(`${MINIMAL}${proxied}`, { PGWARDEN_AUTH_PASSWORD: 'auth-secret-1' }).auth, {
+    mode: 'proxy',
+    user: 'pgwarden_auth',
+    password: 'auth-secret-1',
+    query: 'SELECT usename, passwd FROM pgwarden.get_auth($1)',
+    database: 'postgres',
+  });
 });
 
 t.test('the YAML from the design loads exactly as written', async (t) => {
@@ -150,6 +161,7 @@ t.test('a minimal file gets every default', async (t) => {
     },
     failover: { queueTimeout: 30_000, queueSize: 1_000, mode: 'follow', onDown: 'shutdown-sessions', promoteAfter: 5_000, maxLagOnFailover: 16_777_216, drainTimeout: 10_000, watchInterval: 50 },
     tls: { mode: 'passthrough', minVersion: 'TLSv1.2', clientCert: 'off', client: 'allow', server: 'disable' },
+    auth: { mode: 'passthrough', query: 'SELECT usename, passwd FROM pgwarden.get_auth($1)', database: 'postgres' },
     logging: { level: 'info', format: 'json' },
     proxy: {
       clientLoginTimeout: 10_000,

@@ -56,7 +56,7 @@ const LAYERS: readonly Layer[] = [
   { name: 'hooks, metrics, host, coordination store', dirs: ['hooks', 'metrics', 'host', 'coordination'] },
   { name: 'health', dirs: ['health'] },
   { name: 'routing', dirs: ['routing'] },
-  { name: 'proxy', dirs: ['proxy'] },
+  { name: 'proxy', dirs: ['proxy', 'survive'] },
   { name: 'admin, agent', dirs: ['admin', 'agent'] },
   { name: 'control', dirs: ['control'] },
   { name: 'app', dirs: ['app'], files: ['app.ts'] },
