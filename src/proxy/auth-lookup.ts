@@ -9,7 +9,7 @@ import { Client } from 'pg';
 import type { AuthConfig, TlsConfig } from '../config/types';
 import { PgwardenError } from '../errors';
 import { serverLegOptions } from '../net/tls-credentials';
-import { serverRefusedTls } from '../health/postgres-probe';
+import { serverRefusedTls } from '../health/failure-classify';
 import type { BackendView, Topology } from '../routing/topology';
 import { parseVerifier } from '../survive/scram';
 import type { StoredSecret } from '../survive/client-auth';
