@@ -338,4 +338,26 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
     secretFromEnv(doc.admin, ADMIN_TOKEN, env, report);
   }
   if (isMapping(doc.coordination)) coordinationRules(doc, doc.coordination, env, report);
+  if (isMapping(doc.sessions)) surviveNeeds(doc, doc.sessions, report);
+}
+
+/**
+ * `sessions.survive: on` moves a session by logging in again as its user, which needs the
+ * client authenticated by pgwarden itself (`auth.mode: proxy`, issue 19 point 1).
+ * TODO(lead, when the `auth` section is merged): drop the `'auth' in doc` guard so that a
+ * missing `auth` section (mode passthrough by default) is refused too. Until then only an
+ * `auth.mode` written as something else than `proxy` is refused; without an `auth` section a
+ * session moves only when its server let it in without a password (trust), see
+ * survive/trust-at-startup.ts.
+ */
+function surviveNeeds(doc: Mapping, sessions: Mapping, report: Report): void {
+  if (sessions.survive !== 'on' || !('auth' in doc)) return;
+  const auth = isMapping(doc.auth) ? doc.auth : {};
+  const mode = asString(auth.mode) ?? 'passthrough';
+  if (mode === 'proxy') return;
+  report(
+    ['sessions', 'survive'],
+    `needs \`auth.mode: proxy\` (auth.mode is ${mode})`,
+    'a session moves to a new server by logging in again as its user, which pgwarden can do only when it authenticated the client itself: set `auth.mode: proxy`, or `sessions.survive: off`',
+  );
 }

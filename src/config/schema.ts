@@ -123,6 +123,7 @@ export const LOG_FORMATS = ['json', 'pretty'] as const;
 export const FAILOVER_MODES = ['follow', 'promote'] as const;
 export const ON_DOWN = ['shutdown-sessions', 'keep'] as const;
 export const ON_ETCD_LOSS = ['keep', 'readonly'] as const;
+export const SURVIVE = ['off', 'on'] as const;
 export const TLS_MODES = ['passthrough', 'disable', 'terminate'] as const satisfies readonly TlsMode[];
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const satisfies readonly TlsConfig['minVersion'][];
 export const CLIENT_CERT = ['off', 'verify'] as const satisfies readonly TlsConfig['clientCert'][];
@@ -327,6 +328,12 @@ const proxy = section('proxy', {
   shutdown_timeout: f.duration('non-negative').default(10_000),
 });
 
+// Issue 19: an idle session whose server goes away moves to the new server instead of closing.
+const sessions = section('sessions', {
+  // YAML 1.1 readers spell on/off as booleans; both spellings are accepted (fields.ts onOff).
+  survive: f.onOff().default('off'),
+});
+
 const etcdTls = section('coordination.etcd.tls', {
   ca_file: f.text(PEM_FILE).optional(),
   cert_file: f.text(PEM_FILE).optional(),
@@ -365,6 +372,7 @@ const document = section('', {
   tls: optionalSection(tls),
   logging: optionalSection(logging),
   proxy: optionalSection(proxy),
+  sessions: optionalSection(sessions),
   hooks: optionalSection(hooks),
   admin: presentSection(admin),
   host: optionalSection(host),
