@@ -7,11 +7,17 @@ export interface CancelTarget {
   readonly backend: string;
   readonly host: string;
   readonly port: number;
+  /**
+   * The key the server itself issued, when it is not the one the client holds: a session moved
+   * to a new server (sessions.survive) keeps the client's key, which now stands for this one.
+   */
+  readonly serverKey?: { readonly processId: number; readonly secretKey: number };
 }
 
 export class CancelRegistry {
   private readonly keys = new Map<string, CancelTarget>();
 
+  /** Also replaces the target of a key already known (a session that moved). */
   add(key: string, target: CancelTarget): void {
     this.keys.set(key, target);
   }

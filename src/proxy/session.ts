@@ -29,7 +29,7 @@ import { tlsRelayEnd } from '../net/tls-relay';
 import { prefixedStream } from '../net/prefixed-stream';
 import tls, { TLSSocket } from 'node:tls';
 import { SaslPlusFilter } from '../protocol/sasl-plus-filter';
-import { SessionLifecycle } from './session-lifecycle';
+import { MovableSession } from './movable-session';
 
 export type { CloseReason } from './close-reason';
 
@@ -39,7 +39,7 @@ type Purpose = 'ssl' | 'startup' | 'direct-tls';
 /** An attempt that failed for the server's reasons (or pgwarden closed it): another candidate may do. */
 type Redispatchable = Exclude<AttemptOutcome, { ok: true } | { local: OutOfDescriptorsError }>;
 
-export class Session extends SessionLifecycle {
+export class Session extends MovableSession {
   /** This connection's client already sent an SSLRequest / a GSSENCRequest (one of each is allowed). */
   private sslAsked = false;
   private gssencAsked = false;
@@ -99,6 +99,7 @@ export class Session extends SessionLifecycle {
         this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
+        if (this.ctx.survive()) this.startupParams = new Map(Object.entries(p.params));
         if (this.backend && this.target) this.connect(this.target, 'startup', this.backend);
         else this.route('startup');
         return false;
@@ -283,7 +284,8 @@ export class Session extends SessionLifecycle {
     this.transition('starting');
     const backend = this.backend!;
     const b = (this.boundaries = new MessageBoundaries());
-    b.client.feed(pipelined);
+    const w = this.watchers(b, answer);
+    w.client.feed(pipelined);
     // The client waited for the server's first answer before saying more, so it stayed on the
     // reader until now: a redispatch lost nothing. From here client→server is a relay
     // (anything the client sent meanwhile goes first).
@@ -291,10 +293,10 @@ export class Session extends SessionLifecycle {
     this.reader.dispose();
     if (early.length > 0) {
       backend.write(early);
-      b.client.feed(early);
+      w.client.feed(early);
     }
-    this.client.relayTo(backend, b.client);
-    this.exitPhase = watchStartup(backend, this.client, b.server, answer, {
+    this.client.relayTo(backend, w.client);
+    this.exitPhase = watchStartup(backend, this.client, w.server, answer, {
       keyData: (pid, secret) => {
         this.key = cancelKey(pid, secret);
         const { name, config } = this.target!;
@@ -306,7 +308,7 @@ export class Session extends SessionLifecycle {
           // the frame tracker reading 5-byte headers beside it (no copies, no body parsing).
           this.transition('relaying');
           this.releaseSlot();
-          backend.relayTo(this.client, b.server);
+          this.relayServer(backend);
           this.ctx.onSessionStart(this.target!.name);
         }, undefined),
       malformed: (reason, forwarded, atBoundary) =>

@@ -16,7 +16,8 @@ export const MAX_TRACKED_BODY = 1 << 20;
 /** Messages that carry data only: skipped when too long to gather ('D' DataRow, 'd' CopyData, 'V' FunctionCallResponse). */
 const DATA_ONLY: ReadonlySet<number> = new Set([0x44, 0x64, 0x56]);
 
-export type Deliver = (type: number, body: Buffer) => void;
+/** `start`: where the message began in the chunk being fed, -1 when it began in an earlier chunk. */
+export type Deliver = (type: number, body: Buffer, start: number) => void;
 
 export class MessageTap implements ChunkWatcher {
   /** Why messages of this direction can no longer be followed (undefined: every one was). */
@@ -29,6 +30,8 @@ export class MessageTap implements ChunkWatcher {
   /** The body being gathered; undefined while skipping an oversized one. */
   private body?: Buffer;
   private bodyFilled = 0;
+  /** Where the current message began in the chunk being fed (-1: in an earlier one). */
+  private start = -1;
 
   constructor(
     private readonly frames: FrameTracker,
@@ -41,6 +44,7 @@ export class MessageTap implements ChunkWatcher {
     if (this.lost !== undefined) return;
     let pos = 0;
     const n = chunk.length;
+    this.start = -1;
     while (pos < n) {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, n - pos);
@@ -56,11 +60,12 @@ export class MessageTap implements ChunkWatcher {
         const length = chunk.readInt32BE(pos + 1);
         if (length < 4) return this.lose(`a ${this.side} message declared length ${length}`);
         if (n - pos >= 1 + length && length - 4 <= MAX_TRACKED_BODY) {
-          this.deliver(chunk[pos]!, chunk.subarray(pos + 5, pos + 1 + length));
+          this.deliver(chunk[pos]!, chunk.subarray(pos + 5, pos + 1 + length), pos);
           pos += 1 + length;
           continue;
         }
       }
+      if (this.headerFilled === 0) this.start = pos;
       const take = Math.min(5 - this.headerFilled, n - pos);
       chunk.copy(this.header, this.headerFilled, pos, pos + take);
       this.headerFilled += take;
@@ -82,7 +87,7 @@ export class MessageTap implements ChunkWatcher {
   private finish(): void {
     const body = this.body;
     this.body = undefined;
-    if (body) this.deliver(this.type, body);
+    if (body) this.deliver(this.type, body, this.start);
   }
 
   private lose(reason: string): void {

@@ -19,6 +19,8 @@
 // - coordination/ is the etcd client behind a small interface of ours (store.ts): a side effect
 //   like hooks and metrics. What the instances do with it (member, leader) is control
 //   (control/coordination/).
+// - survive/ (issue 19: sessions that outlive their server) is proxy: the session mover routes and
+//   connects like a session (routing, proxy/backend-attempt.ts) and the session uses the mover.
 // - src/harness/ (the PostgreSQL cluster harness for the demo, tests and benchmarks) is not a
 //   layer of the proxy: only cli/demo may import it (tests and benches are outside src/), and it
 //   may import only the ground floor.
@@ -41,7 +43,7 @@ const LAYERS: readonly Layer[] = [
   { name: 'hooks, metrics, host, coordination store', dirs: ['hooks', 'metrics', 'host', 'coordination'] },
   { name: 'health', dirs: ['health'] },
   { name: 'routing', dirs: ['routing'] },
-  { name: 'proxy', dirs: ['proxy'] },
+  { name: 'proxy', dirs: ['proxy', 'survive'] },
   { name: 'admin, agent', dirs: ['admin', 'agent'] },
   { name: 'control', dirs: ['control'] },
   { name: 'app', dirs: ['app'], files: ['app.ts'] },
