@@ -19,6 +19,7 @@ import { startCluster } from '../helpers/cluster';
 import { logLines, nextError, sigkillPostmaster, type PgError } from '../helpers/failover';
 import { CHECK_USER, connect, startProxy, waitFor, waitForBackend, type ProxyOptions, type RunningProxy } from '../helpers/proxy';
 import { testTracker, UNMOVABLE_MARK } from '../helpers/survive-tracker';
+import { psqlSession } from '../helpers/psql-session';
 
 const SURVIVE_ON = 'sessions:\n  survive: on';
 
@@ -85,6 +86,10 @@ t.test('planned switchover: idle sessions move, unmovable ones are closed with t
   t.equal(await prepared(mover.client, 1), 2, 'the prepared statement runs before');
   t.same(await where(mover.client), { port: pg1!.port, inRecovery: false, appName: 'survivor' }, 'the session is on pg1');
 
+  const psql = psqlSession(t, p.rwPort);
+  await psql.query("SET application_name = 'psql-survivor'");
+  t.same(await psql.query("select inet_server_port(), current_setting('application_name')"), [`${pg1!.port}|psql-survivor`], 'a psql session is on pg1');
+
   const stuck = await watchedClient(t, p);
   await stuck.client.query(`select '${UNMOVABLE_MARK}'`);
   const stuckError = nextError(stuck.client);
@@ -98,15 +103,17 @@ t.test('planned switchover: idle sessions move, unmovable ones are closed with t
   t.equal(await prepared(mover.client, 41), 42, 'its prepared statement exists on pg2');
   t.same(mover.errors, [], 'the client saw no error');
   t.equal(mover.ended(), false, 'its connection never closed');
-  await waitFor('session.moved logged', () => logLines(p, 'session.moved').length === 1);
-  t.match(logLines(p, 'session.moved'), [{ from: 'pg1', to: 'pg2', trigger: 'switchover' }]);
+  t.same(await psql.query("select inet_server_port(), current_setting('application_name')"), [`${pg2!.port}|psql-survivor`], 'the psql session goes on on pg2, with its SET');
+  t.equal(psql.stderr(), '', 'psql printed no error');
+  await waitFor('session.moved logged', () => logLines(p, 'session.moved').length === 2);
+  t.match(logLines(p, 'session.moved'), [{ from: 'pg1', to: 'pg2', trigger: 'switchover' }, { from: 'pg1', to: 'pg2', trigger: 'switchover' }]);
   t.ok(typeof logLines(p, 'session.moved')[0]!.pauseMs === 'number', 'the pause is logged');
 
   const e = await stuckError;
   t.equal(e.code, '57P01', 'the unmovable session got 57P01');
   t.match(logLines(p, 'session.not_moved'), [{ from: 'pg1', trigger: 'switchover', reason: 'the test marked this session unmovable' }]);
 
-  t.same(moves.map((m) => m.result).sort(), ['moved', 'not_moved'], 'one session.moved bus event of each result (pgwarden_sessions_moved_total)');
+  t.same(moves.map((m) => m.result).sort(), ['moved', 'moved', 'not_moved'], 'a session.moved bus event per result (pgwarden_sessions_moved_total)');
 });
 
 t.test('kill -9 of the primary and a promotion: idle sessions move; busy ones get an error, not a hang', async (t) => {
