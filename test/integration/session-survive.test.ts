@@ -1,7 +1,8 @@
 // Sessions that survive a failover (issue 19 point 2), against real PostgreSQL with trust auth:
 // with sessions.survive on, an idle client connection — one node-postgres Client, no pool — goes
 // on with its next statement on the new primary after a planned switchover and after a kill -9
-// of the primary and a promotion, with its SET and its prepared statement; a session inside a
+// of the primary and a promotion (a statement sent meanwhile waits for it), with its SET and its
+// prepared statement, and its cancel key reaches the new server; a session inside a
 // transaction or with a query running at the crash gets an error, never a hang; a session whose
 // state the tracker cannot reproduce is closed with 57P01 and the reason is logged; with survive
 // off an idle session is closed with 57P01 as before.
@@ -119,7 +120,7 @@ t.test('planned switchover: idle sessions move, unmovable ones are closed with t
 t.test('kill -9 of the primary and a promotion: idle sessions move; busy ones get an error, not a hang', async (t) => {
   const cluster = await switchableCluster(t);
   const [pg1, pg2] = cluster.nodes;
-  const p = await readyProxy(t, cluster, { extra: SURVIVE_ON, failover: '  queue_timeout: 30s\n  queue_size: 100\n  mode: promote\n  promote_after: 1s' });
+  const p = await readyProxy(t, cluster, { extra: SURVIVE_ON, failover: '  queue_timeout: 60s\n  queue_size: 100\n  mode: follow' });
 
   const mover = await watchedClient(t, p);
   await mover.client.query("SET application_name = 'crash-survivor'");
@@ -137,9 +138,15 @@ t.test('kill -9 of the primary and a promotion: idle sessions move; busy ones ge
 
   await sigkillPostmaster(cluster, pg1!);
   await waitForBackend(p, 'pg1', 'down');
-  await waitFor('pg2 promoted and seen as the primary', () => p.app.topology.primary()?.name === 'pg2', 30_000);
+  await waitFor('no session of pg1 left (the idle one is moving, the others closed)', () => p.app.sessions('pg1').length === 0);
+  // No primary until the test promotes pg2 (failover.mode follow): this statement is sent while
+  // the session waits in the queue, and must wait with it.
+  t.equal(p.app.topology.primary(), undefined, 'no primary yet');
+  const next = where(mover.client);
+  await cluster.promote(pg2!);
+  await waitFor('pg2 seen as the primary', () => p.app.topology.primary()?.name === 'pg2', 30_000);
 
-  t.same(await where(mover.client), { port: pg2!.port, inRecovery: false, appName: 'crash-survivor' }, 'the same connection runs its next statement on pg2, with its SET');
+  t.same(await next, { port: pg2!.port, inRecovery: false, appName: 'crash-survivor' }, 'the statement sent during the move runs on pg2, with the SET');
   t.equal(await prepared(mover.client, 41), 42, 'its prepared statement exists on pg2');
   t.same(mover.errors, [], 'the client saw no error');
   await waitFor('session.moved logged', () => logLines(p, 'session.moved').length === 1);
