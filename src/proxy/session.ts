@@ -283,8 +283,7 @@ export class Session extends MovableSession {
   private beginStarting(answer: Buffer, pipelined: Buffer): void {
     this.transition('starting');
     const backend = this.backend!;
-    const b = (this.boundaries = new MessageBoundaries());
-    const w = this.watchers(b, answer);
+    const w = this.watchers((this.boundaries = new MessageBoundaries()), answer);
     w.client.feed(pipelined);
     // The client waited for the server's first answer before saying more, so it stayed on the
     // reader until now: a redispatch lost nothing. From here client→server is a relay
