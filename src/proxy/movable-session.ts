@@ -24,6 +24,13 @@ import { SessionLifecycle } from './session-lifecycle';
 /** Why pgwarden closes a server's sessions where a move makes sense (not shutdown, not reload). */
 const MOVE_REASONS: ReadonlySet<CloseReason> = new Set<CloseReason>(['down', 'fenced', 'switchover', 'maint', 'patroni']);
 
+/**
+ * A server's goodbyes that mean "this server is going away": admin shutdown (and postmaster
+ * exit), crash shutdown, cannot connect now. Any other FATAL ended this session for a reason of
+ * its own (idle_session_timeout 57P05, a protocol violation …): moving it would undo that.
+ */
+const GOODBYES_TO_MOVE_FROM: ReadonlySet<string | undefined> = new Set(['57P01', '57P02', '57P03']);
+
 /** PasswordMessage / SASLResponse / GSSResponse: never given to the tracker. */
 const PASSWORD = 0x70; // 'p'
 
@@ -93,7 +100,11 @@ export abstract class MovableSession extends SessionLifecycle {
 
   /** The server socket closed or failed while relaying. True when the session moves instead of ending. */
   protected override moveWhenServerGone(): boolean {
-    if (this.tryMove('server-gone')) return true;
+    const goodbye = this.survival?.relay?.holding ? this.survival.relay.goodbye : undefined;
+    if (goodbye && !GOODBYES_TO_MOVE_FROM.has(goodbye.code)) {
+      const reason = `the server ended the session itself (${goodbye.code ?? '?'} ${goodbye.message ?? ''})`.trim();
+      this.ctx.onNotMoved({ client: this.clientAddress, user: this.user, database: this.database, from: this.target?.name, trigger: 'server-gone', reason });
+    } else if (this.tryMove('server-gone')) return true;
     // Not moving: the server's goodbye, held back, reaches the client before the close.
     this.survival?.relay?.release();
     return false;

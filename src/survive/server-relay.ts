@@ -20,6 +20,8 @@ export class ServerRelay {
   /** Set by the tap while a chunk is fed: where a FATAL ErrorResponse began in it. */
   private fatalAt?: number;
   private started = false;
+  /** SQLSTATE and message of the goodbye being held. */
+  goodbye?: { readonly code?: string; readonly message?: string };
 
   constructor(
     private readonly backend: RelayEnd,
@@ -30,8 +32,10 @@ export class ServerRelay {
   /** For the tap's deliver: note a FATAL/PANIC ErrorResponse in the chunk being fed. */
   seen(type: number, body: Buffer, start: number): void {
     if (type !== ERROR_RESPONSE || this.fatalAt !== undefined) return;
-    const severity = readErrorFields(body, 0, body.length)?.severity;
-    if (severity === 'FATAL' || severity === 'PANIC') this.fatalAt = Math.max(0, start);
+    const fields = readErrorFields(body, 0, body.length);
+    if (fields?.severity !== 'FATAL' && fields?.severity !== 'PANIC') return;
+    this.fatalAt = Math.max(0, start);
+    this.goodbye = { code: fields.code, message: fields.message };
   }
 
   /** A goodbye from the server is being held back from the client. */
@@ -59,6 +63,7 @@ export class ServerRelay {
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
+    this.goodbye = undefined;
     for (const b of held) if (this.client.writable) this.client.write(b);
   }
 
@@ -75,7 +80,10 @@ export class ServerRelay {
     if (at === undefined) return this.write(chunk);
     if (at > 0) this.write(chunk.subarray(0, at));
     const rest = chunk.subarray(at);
-    if (rest.length > MAX_HELD) return this.write(rest);
+    if (rest.length > MAX_HELD) {
+      this.goodbye = undefined;
+      return this.write(rest);
+    }
     this.held.push(rest);
     this.heldBytes += rest.length;
   };

@@ -91,6 +91,15 @@ t.test('planned switchover: idle sessions move, unmovable ones are closed with t
   await psql.query("SET application_name = 'psql-survivor'");
   t.same(await psql.query("select inet_server_port(), current_setting('application_name')"), [`${pg1!.port}|psql-survivor`], 'a psql session is on pg1');
 
+  // A session the server itself ends (idle_session_timeout, 57P05) is not revived elsewhere: the
+  // client gets the server's own FATAL.
+  const timedOut = await watchedClient(t, p);
+  await timedOut.client.query("SET idle_session_timeout = '300ms'");
+  const timeoutError = await nextError(timedOut.client);
+  t.equal(timeoutError.code, '57P05', "the server's idle_session_timeout reaches the client");
+  await waitFor('session.not_moved for the idle timeout', () => logLines(p, 'session.not_moved').length === 1);
+  t.match(logLines(p, 'session.not_moved'), [{ from: 'pg1', trigger: 'server-gone', reason: /57P05/ }]);
+
   const stuck = await watchedClient(t, p);
   await stuck.client.query(`select '${UNMOVABLE_MARK}'`);
   const stuckError = nextError(stuck.client);
@@ -112,7 +121,7 @@ t.test('planned switchover: idle sessions move, unmovable ones are closed with t
 
   const e = await stuckError;
   t.equal(e.code, '57P01', 'the unmovable session got 57P01');
-  t.match(logLines(p, 'session.not_moved'), [{ from: 'pg1', trigger: 'switchover', reason: 'the test marked this session unmovable' }]);
+  t.match(logLines(p, 'session.not_moved').filter((l) => l.trigger === 'switchover'), [{ from: 'pg1', reason: 'the test marked this session unmovable' }]);
 
   t.same(moves.map((m) => m.result).sort(), ['moved', 'moved', 'not_moved'], 'a session.moved bus event per result (pgwarden_sessions_moved_total)');
 });

@@ -95,6 +95,7 @@ t.test("the server relay holds a FATAL goodbye back, releases it on request, and
   backend.emit('data', Buffer.concat([notice, fatal]));
   t.same(Buffer.concat(written), notice, 'the notice went to the client, the goodbye did not');
   t.ok(relay.holding);
+  t.match(relay.goodbye, { code: '57P01', message: /unexpected postmaster exit/ }, 'what the goodbye says is known');
   relay.release();
   t.same(Buffer.concat(written), Buffer.concat([notice, fatal]), 'released: the client has it after all');
   t.notOk(relay.holding);
