@@ -46,6 +46,7 @@ import { coordinatorFor } from './control/coordination/wire';
 import { loadTlsFiles, type TlsFiles } from './net/tls-credentials';
 import { PatroniWatch } from './control/patroni-watch';
 import { PatroniDcs } from './coordination/patroni-dcs';
+import { surviveKit, type SurviveKit, type SurviveOptions } from './survive/survive-kit';
 
 const VERSION: string = require('../package.json').version;
 
@@ -54,6 +55,11 @@ export interface AppOptions {
   loadConfig?: () => Config;
   /** The status page's history (control/history.ts): tests sample faster over a shorter window. */
   history?: { intervalMs?: number; windowMs?: number };
+  /**
+   * sessions.survive: the session-state tracker and the logins by secret kind (defaults:
+   * survive/state-tracker.ts, and survive/server-login.ts for SCRAM and md5 secrets).
+   */
+  survive?: SurviveOptions;
 }
 
 export class App implements AdminController, ControlContext, Reloadable {
@@ -77,6 +83,7 @@ export class App implements AdminController, ControlContext, Reloadable {
     this.log.debug({ event: 'memory.collected', sessions, ms: Math.round(ms) }, `collected the garbage of a burst of ${sessions} sessions opened or closed in ${Math.round(ms)} ms`),
   );
   private stopping?: Promise<void>;
+  private readonly survive: SurviveKit;
   /** Latest host sample (set by the host sampler). */
   private hostStatus?: HostStatus;
   private observability?: Observability;
@@ -100,6 +107,7 @@ export class App implements AdminController, ControlContext, Reloadable {
   /** Throws TlsFilesError (exit 2, like a bad config) when the files config.tls names cannot be used. */
   constructor(public config: Config, readonly log: Logger, private readonly opts: AppOptions = {}) {
     this.tlsFiles = loadTlsFiles(config.tls);
+    this.survive = surviveKit(opts.survive);
     this.descriptors = new DescriptorShortage(log, realClock);
     this.bus.setMaxListeners(50);
     setKeepaliveWarningSink(log);
@@ -377,6 +385,7 @@ export class App implements AdminController, ControlContext, Reloadable {
         config: () => app.config,
         tlsFiles: () => app.tlsFiles,
         poke: (backend, reason) => this.checkers.get(backend)?.poke(reason),
+        survive: this.survive,
         sessionOpened: () => this.quietGc.sessionOpened(),
         sessionClosed: () => this.quietGc.sessionClosed(),
       }),

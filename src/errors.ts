@@ -85,6 +85,7 @@ export const ERROR_CODES = {
   // Health checks and sockets.
   PGW_CHECK_PROTOCOL: { meaning: 'a backend answered a health check with bytes that are not the PostgreSQL protocol' },
   PGW_KEEPALIVE_FALLBACK: { meaning: 'warning: net-keepalive is unavailable, backend sockets keep only Node.js keepalive' },
+  PGW_SESSION_MOVE: { meaning: 'sessions.survive: a session could not be moved to its route\'s new server (login refused, state replay failed, protocol error); it was closed as before' },
   PGW_CANCEL_KEY_RANGE: { meaning: 'a cancel key part is not a 32-bit integer (a bug in the caller)' },
   // Admin API: the JSON body is { error, code }.
   PGW_ADMIN_BAD_REQUEST: { http: 400, meaning: 'the request body or a query parameter is malformed' },
@@ -205,6 +206,19 @@ export class OutOfDescriptorsError extends PgwardenError {
   constructor(readonly errno: string, message: string) {
     super('PGW_OUT_OF_DESCRIPTORS', message);
     this.sqlstate = sqlStateOf('PGW_OUT_OF_DESCRIPTORS');
+  }
+}
+
+/**
+ * Moving a session to a new server failed at login or replay (sessions.survive, issue 19). The
+ * session is closed as it would have been without survive; `sqlstate` is the server's when the
+ * server refused something.
+ */
+export class SessionMoveError extends PgwardenError {
+  declare readonly code: 'PGW_SESSION_MOVE';
+
+  constructor(message: string, readonly sqlstate?: string) {
+    super('PGW_SESSION_MOVE', message);
   }
 }
 

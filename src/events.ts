@@ -29,6 +29,8 @@ export interface BusEvents {
   'session.dequeued': { listener: string; waitMs: number; outcome: 'served' | 'timeout' | 'full' | 'gone' | 'shutdown' };
   /** Sessions closed by pgwarden itself (drain on down, maint, switchover, reload, shutdown). */
   'session.closed_by_proxy': { listener: string; backend?: string; reason: 'down' | 'maint' | 'switchover' | 'reload' | 'shutdown' | 'fenced' | 'patroni'; inTransaction: boolean };
+  /** sessions.survive: an idle session whose server went away was moved (result moved) or closed instead (not_moved). */
+  'session.moved': { listener: string; from?: string; to?: string; result: 'moved' | 'not_moved'; pauseMs?: number };
   /** Every health probe result. */
   'check': { backend: string; result: ProbeResult };
   /** A role poll of a replica during a failover (failover.watch_interval); not a check. */

@@ -170,6 +170,9 @@ export function describeConfig(config: Config): string {
   const limits = [...thresholdText('cpu', thresholds.cpu), ...thresholdText('memory', thresholds.memory), ...thresholdText('disk', thresholds.disk)];
   lines.push(
     ...failoverLines(config),
+    config.sessions.survive === 'on'
+      ? 'sessions: survive: on  (an idle session whose server goes away moves to the new server; the client sees a pause)'
+      : 'sessions: survive: off  (sessions of a server that goes away are closed with 57P01)',
     ...hookLines(config),
     ...adminLines(config),
     ...coordinationLines(config),

@@ -96,6 +96,17 @@ export function oneOf<const T extends string>(
   });
 }
 
+/** `on` or `off` (also `true`/`false`, which YAML 1.1 tools write for on/off). */
+export function onOff(): z.ZodType<'on' | 'off', unknown> {
+  return field('`on` or `off`', (input) => {
+    if (input === true || input === 'on') return 'on';
+    if (input === false || input === 'off') return 'off';
+    const word = typeof input === 'string' ? input.toLowerCase() : '';
+    const hint = ['yes', 'true', 'enable', 'enabled'].includes(word) ? 'did you mean `on`?' : ['no', 'false', 'disable', 'disabled'].includes(word) ? 'did you mean `off`?' : undefined;
+    throw new ConfigValueError(`expected \`on\` or \`off\`, got ${showValue(input)}`, hint);
+  });
+}
+
 /** A duration in ms; `positive` rejects 0 (an interval of 0 would spin). */
 export function duration(bound: 'positive' | 'non-negative'): z.ZodType<number, unknown> {
   const expected = 'a duration like `250ms`, `1s` or `2m`';

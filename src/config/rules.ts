@@ -341,3 +341,4 @@ export function checkRules(doc: unknown, env: NodeJS.ProcessEnv, report: Report)
   }
   if (isMapping(doc.coordination)) coordinationRules(doc, doc.coordination, env, report);
 }
+

@@ -126,6 +126,7 @@ export const ON_ETCD_LOSS = ['keep', 'readonly'] as const;
 export const AUTH_MODES = ['passthrough', 'proxy'] as const satisfies readonly AuthMode[];
 /** The default auth.query: the SECURITY DEFINER function of the README ("Authentication at the proxy"). */
 export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd FROM pgwarden.get_auth($1)';
+export const SURVIVE = ['off', 'on'] as const;
 export const TLS_MODES = ['passthrough', 'disable', 'terminate'] as const satisfies readonly TlsMode[];
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const satisfies readonly TlsConfig['minVersion'][];
 export const CLIENT_CERT = ['off', 'verify'] as const satisfies readonly TlsConfig['clientCert'][];
@@ -343,6 +344,12 @@ const proxy = section('proxy', {
   shutdown_timeout: f.duration('non-negative').default(10_000),
 });
 
+// Issue 19: an idle session whose server goes away moves to the new server instead of closing.
+const sessions = section('sessions', {
+  // YAML 1.1 readers spell on/off as booleans; both spellings are accepted (fields.ts onOff).
+  survive: f.onOff().default('off'),
+});
+
 const etcdTls = section('coordination.etcd.tls', {
   ca_file: f.text(PEM_FILE).optional(),
   cert_file: f.text(PEM_FILE).optional(),
@@ -382,6 +389,7 @@ const document = section('', {
   auth: optionalSection(auth),
   logging: optionalSection(logging),
   proxy: optionalSection(proxy),
+  sessions: optionalSection(sessions),
   hooks: optionalSection(hooks),
   admin: presentSection(admin),
   host: optionalSection(host),

@@ -201,6 +201,7 @@ export function toConfig(doc: ParsedDocument, env: NodeJS.ProcessEnv): Config {
       clientIdleTimeout: proxy.client_idle_timeout,
       unknownCancelRate: proxy.unknown_cancel_rate,
     },
+    sessions: { survive: doc.sessions.survive },
     hooks: hooksOf(doc),
     ...(admin === undefined ? {} : { admin: { host: admin.bind.host, port: admin.bind.port, ...(token === undefined ? {} : { token }) } }),
     host: hostOf(doc),

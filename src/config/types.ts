@@ -210,6 +210,16 @@ export interface ProxyConfig {
   readonly unknownCancelRate: number;
 }
 
+/** What happens to a client's session when its server goes away (issue 19). */
+export interface SessionsConfig {
+  /**
+   * on: an idle session (between transactions, nothing in flight) whose server goes away or is
+   * replaced moves to the route's new server with its state; the client sees only a delay.
+   * off (default): it is closed at a boundary with 57P01, as before.
+   */
+  readonly survive: 'on' | 'off';
+}
+
 export type OnEtcdLoss = 'keep' | 'readonly';
 
 /** Several pgwarden instances acting as one through etcd (absent: one instance on its own). */
@@ -244,6 +254,7 @@ export interface Config {
   readonly auth: AuthConfig;
   readonly logging: LoggingConfig;
   readonly proxy: ProxyConfig;
+  readonly sessions: SessionsConfig;
   readonly hooks: HooksConfig;
   /** Absent: no admin API. */
   readonly admin?: AdminConfig;

@@ -15,6 +15,7 @@ import type { StartupSlots } from '../routing/startup-slots';
 import { sessionReporting } from './session-reporting';
 import type { DescriptorShortage } from './descriptor-shortage';
 import type { AuthLookup } from '../proxy/auth-lookup';
+import type { SurviveKit } from '../survive/survive-kit';
 
 export interface WiredProxy {
   readonly topology: Topology;
@@ -31,6 +32,8 @@ export interface WiredProxy {
   config(): Config;
   tlsFiles(): TlsFiles;
   poke(backend: string, reason: string): void;
+  /** sessions.survive's tracker and logins (used only while the config says survive: on). */
+  readonly survive: SurviveKit;
   sessionOpened(): void;
   sessionClosed(): void;
 }
@@ -73,6 +76,7 @@ export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerConte
     log: p.log,
     fanout: new FanoutBudget(rate, rate, realClock),
     ...sessionReporting(l.name, { log: p.log, bus: p.bus, poke: p.poke, sessionOpened: p.sessionOpened, sessionClosed: p.sessionClosed }),
+    survive: () => (p.config().sessions.survive === 'on' ? p.survive : undefined),
     clientTlsOptions: () => p.tlsFiles().credentials?.options(),
     clientCertificateError: (socket) => p.tlsFiles().credentials?.clientCertificateError(socket),
     serverTlsOptions: (host) => {

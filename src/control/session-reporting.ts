@@ -17,6 +17,8 @@ export type SessionReports = Pick<
   | 'onClosedByProxy'
   | 'onCancel'
   | 'onInternalError'
+  | 'onMoved'
+  | 'onNotMoved'
 >;
 
 export interface SessionReportingDeps {
@@ -66,6 +68,14 @@ export function sessionReporting(listener: string, d: SessionReportingDeps): Ses
       // Debug only: a flood of made-up keys must not become a flood of log lines.
       if (outcome === 'dropped') log.debug({ event: 'cancel.dropped', listener }, 'a CancelRequest with an unknown key was dropped: proxy.unknown_cancel_rate reached');
       bus.emit('cancel.forwarded', { listener, outcome });
+    },
+    onMoved: (m) => {
+      log.info({ event: 'session.moved', listener, ...m }, `an idle session moved from ${m.from} to ${m.to} (${m.trigger}); the client waited ${m.pauseMs} ms`);
+      bus.emit('session.moved', { listener, from: m.from, to: m.to, result: 'moved', pauseMs: m.pauseMs });
+    },
+    onNotMoved: (n) => {
+      log.info({ event: 'session.not_moved', listener, ...n }, `a session of ${n.from ?? 'a server'} could not move (${n.trigger}): ${n.reason}; it is closed`);
+      bus.emit('session.moved', { listener, from: n.from, result: 'not_moved' });
     },
     onInternalError: (err) => log.error({ event: 'session.internal_error', listener, err }, `internal error in a session, which was closed: ${err.message}`),
   };

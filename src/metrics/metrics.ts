@@ -194,6 +194,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     switchover: new Histogram({ name: 'pgwarden_switchover_duration_seconds', help: 'Planned switchovers, by outcome (ok, failed).', labelNames: ['outcome'], buckets: SWITCHOVER_BUCKETS, registers }),
     closedByProxy: new Counter({ name: 'pgwarden_sessions_closed_by_proxy_total', help: 'Sessions pgwarden closed itself, by reason (down, maint, switchover, reload, shutdown, fenced, patroni).', labelNames: ['listener', 'reason'], registers }),
     closedInTransaction: new Counter({ name: 'pgwarden_sessions_closed_in_transaction_total', help: 'Of those, sessions that were inside a transaction when closed.', labelNames: ['listener', 'reason'], registers }),
+    moved: new Counter({ name: 'pgwarden_sessions_moved_total', help: 'sessions.survive: idle sessions whose server went away, by result: moved to a new server, or not_moved (closed as without survive; the log says why).', labelNames: ['listener', 'result'], registers }),
 
     // ---- coordination (several instances through etcd; no series without `coordination:`) ----
     coordLeader: perInstance('pgwarden_coordination_leader', '1 while this instance is the coordination leader, 0 otherwise.', (c) => Number(c.isLeader)),
@@ -306,6 +307,7 @@ export class Metrics {
         m.closedByProxy.inc({ listener, reason });
         if (inTransaction) m.closedInTransaction.inc({ listener, reason });
       },
+      'session.moved': ({ listener, result }) => m.moved.inc({ listener, result }),
       'primary.changed': ({ to }) => m.primaryChanges.inc({ backend: to ?? 'none' }),
       'backend.fenced': ({ backend }) => m.fenced.inc({ backend }),
       'coordination.handshake': ({ durationMs }) => m.coordHandshake.observe(seconds(durationMs)),

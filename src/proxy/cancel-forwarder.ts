@@ -51,8 +51,9 @@ export async function forwardCancel(processId: number, secretKey: number, deps: 
   const packet = cancelRequest(processId, secretKey);
   const known = deps.cancels.get(cancelKey(processId, secretKey));
   if (known) {
-    const own = known.serverKey;
-    await deps.sendCancel(known.host, known.port, own ? cancelRequest(own.processId, own.secretKey) : packet);
+    // A moved session's client still holds its first server's key: the current server gets its own.
+    const exact = known.serverKey ? cancelRequest(known.serverKey.processId, known.serverKey.secretKey) : packet;
+    await deps.sendCancel(known.host, known.port, exact);
     return 'exact';
   }
   if (!deps.fanout.take()) return 'dropped';

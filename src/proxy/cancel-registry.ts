@@ -8,8 +8,9 @@ export interface CancelTarget {
   readonly host: string;
   readonly port: number;
   /**
-   * auth.mode proxy: the key is pgwarden's own (the client never saw the server's); the request
-   * goes to the server with the server's key. Absent: the key is the server's own.
+   * The key the server itself issued, when it is not the one the client holds: under auth.mode
+   * proxy the client holds pgwarden's own key, and a session moved to a new server
+   * (sessions.survive) keeps the key it was given, which now stands for this server's.
    */
   readonly serverKey?: { readonly processId: number; readonly secretKey: number };
 }
@@ -17,6 +18,7 @@ export interface CancelTarget {
 export class CancelRegistry {
   private readonly keys = new Map<string, CancelTarget>();
 
+  /** Also replaces the target of a key already known (a session that moved). */
   add(key: string, target: CancelTarget): void {
     this.keys.set(key, target);
   }

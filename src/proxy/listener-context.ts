@@ -13,6 +13,7 @@ import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
 import type { EndCause } from './end-cause';
 import type { Phase } from './session-phase';
 import type { Clock } from '../clock';
+import type { SurviveKit } from '../survive/survive-kit';
 import type tls from 'node:tls';
 
 /** How a session's server leg does TLS: the options for tls.connect, and whether plain TCP is fine when the server refuses (prefer). */
@@ -37,6 +38,29 @@ export interface SessionEnd {
   durationMs: number;
   bytesFromClient: number;
   bytesToClient: number;
+}
+
+/** A session moved to a new server (sessions.survive): logged as session.moved and counted. */
+export interface SessionMoved {
+  readonly client: string;
+  readonly user?: string;
+  readonly database?: string;
+  readonly from: string;
+  readonly to: string;
+  /** What made it move: a CloseReason (down, fenced, switchover …) or `server-gone`. */
+  readonly trigger: string;
+  /** How long the client's bytes waited. */
+  readonly pauseMs: number;
+}
+
+/** A session that could have moved but did not (sessions.survive): logged as session.not_moved with the reason. */
+export interface SessionNotMoved {
+  readonly client: string;
+  readonly user?: string;
+  readonly database?: string;
+  readonly from?: string;
+  readonly trigger: string;
+  readonly reason: string;
 }
 
 export interface ListenerContext {
@@ -99,6 +123,13 @@ export interface ListenerContext {
   onOutOfDescriptors(where: string, errno: string | undefined): void;
   /** A bug: a session continuation threw; the session was closed and cleaned up. */
   onInternalError(err: Error): void;
+  /**
+   * sessions.survive: what makes a session movable (its state tracker, the logins); undefined
+   * while survive is off. Asked once per session, when its startup answer comes.
+   */
+  survive(): SurviveKit | undefined;
+  onMoved(m: SessionMoved): void;
+  onNotMoved(n: SessionNotMoved): void;
   /** Where a CancelRequest with an unknown key goes: every backend the listener can route to. */
   cancelTargets(): CancelTarget[];
   sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;

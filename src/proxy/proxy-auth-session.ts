@@ -8,7 +8,7 @@ import { cancelKey } from '../protocol/cancel';
 import { SqlState } from '../errors';
 import type { BackendView } from '../routing/topology';
 import type { RelayEnd } from '../net/relay-socket';
-import type { LoginResult, LoginSecret, StartupParams } from '../survive/contracts';
+import type { LoginResult } from '../survive/contracts';
 import type { ServerLoginError } from '../survive/server-login';
 import { AuthLookupError, type Lookup } from './auth-lookup';
 import { BackendConnectError } from './backend-connect';
@@ -17,7 +17,7 @@ import { MessageBoundaries } from './boundaries';
 import type { CloseReason } from './close-reason';
 import { FirstPacketReader } from './first-packet-reader';
 import { authenticateClient, issueKey, logInToServer, planFor, startupTail } from './proxy-auth';
-import { SessionLifecycle } from './session-lifecycle';
+import { MovableSession } from './movable-session';
 
 /** What a backend attempt is for, which decides what its answer means. */
 export type Purpose = 'ssl' | 'startup' | 'direct-tls' | 'login';
@@ -27,11 +27,9 @@ export type Redispatchable = Exclude<AttemptOutcome, { ok: true } | { local: unk
 
 const NO_BYTES = Buffer.alloc(0);
 
-export abstract class ProxyAuthSession extends SessionLifecycle {
-  /** auth.mode proxy: the client's StartupMessage parameters, sent again by every login (the mover's too). */
-  startupParams?: StartupParams;
-  /** auth.mode proxy: what logs in as the client's user. In memory only, for the session's life; never logged. */
-  loginSecret?: LoginSecret;
+export abstract class ProxyAuthSession extends MovableSession {
+  // startupParams and loginSecret (what logs in as the client's user; in memory only, for the
+  // session's life, never logged) are MovableSession's: the mover logs in again with them.
   /** auth.mode proxy: the cancel key pgwarden issued to the client (retarget its registry entry when the session moves). */
   issuedKey?: { readonly processId: number; readonly secretKey: number };
 
@@ -51,7 +49,6 @@ export abstract class ProxyAuthSession extends SessionLifecycle {
       this.proceed('startup');
       return false;
     }
-    this.startupParams = new Map(Object.entries(params));
     let live = true;
     let stopExchange: (() => void) | undefined;
     const ms = this.ctx.proxy.clientLoginTimeout;
@@ -79,7 +76,6 @@ export abstract class ProxyAuthSession extends SessionLifecycle {
     const plan = planFor(user, lookup, this.ctx.authMockKey);
     if (plan.kind === 'passthrough') {
       // Nothing pgwarden could replay later: this session stays end to end, as under passthrough.
-      this.startupParams = undefined;
       this.proceed('startup');
       return undefined;
     }
@@ -130,9 +126,11 @@ export abstract class ProxyAuthSession extends SessionLifecycle {
     this.issuedKey = own;
     this.key = cancelKey(own.processId, own.secretKey);
     this.ctx.cancels.add(this.key, { backend: view.name, host: view.config.host, port: view.config.port, serverKey: { processId: r.processId, secretKey: r.secretKey } });
-    const b = (this.boundaries = new MessageBoundaries());
     const tail = startupTail(r.parameters, own.processId, own.secretKey);
-    b.server.feed(tail);
+    // The header trackers, or with sessions.survive the taps that also feed the state tracker
+    // (which learns client_encoding and the rest from the tail's ParameterStatus messages).
+    const w = this.watchers((this.boundaries = new MessageBoundaries()), tail);
+    w.server.feed(tail);
     this.transition('relaying');
     this.releaseSlot();
     this.client.write(tail);
@@ -140,10 +138,10 @@ export abstract class ProxyAuthSession extends SessionLifecycle {
     this.reader.dispose();
     if (early.length > 0) {
       socket.write(early);
-      b.client.feed(early);
+      w.client.feed(early);
     }
-    this.client.relayTo(socket, b.client);
-    socket.relayTo(this.client, b.server);
+    this.client.relayTo(socket, w.client);
+    this.relayServer(socket);
     this.ctx.onSessionStart(view.name);
   }
 

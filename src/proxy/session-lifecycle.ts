@@ -181,6 +181,7 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
       case 'routing':
       case 'connecting':
       case 'logging-in':
+      case 'moving':
         return this.end('client-closed');
       case 'starting':
       case 'relaying':
@@ -197,13 +198,18 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
   socketClosed(socket: RelayEnd): void {
     if (this.phase === 'closing') return this.lingerDone();
     if (socket === this.client) return this.end(this.clientCause());
-    if (socket === this.backend) this.end(this.clientEnded ? this.clientCause() : 'server-closed', { flush: true });
+    if (socket !== this.backend) return;
+    if (this.phase === 'relaying' && !this.clientEnded && this.moveWhenServerGone()) return;
+    this.end(this.clientEnded ? this.clientCause() : 'server-closed', { flush: true });
   }
 
   socketFailed(socket: RelayEnd, err: NodeJS.ErrnoException): void {
     if (this.phase === 'closing') return; // ECONNRESET/EPIPE while closing is normal
     if (socket === this.client) this.end(causeOfSocketError('client', err), { detail: err.code ?? err.message });
-    else if (socket === this.backend) this.end(causeOfSocketError('server', err), { flush: true, detail: err.code ?? err.message });
+    else if (socket === this.backend) {
+      if (this.phase === 'relaying' && !this.clientEnded && this.moveWhenServerGone()) return;
+      this.end(causeOfSocketError('server', err), { flush: true, detail: err.code ?? err.message });
+    }
   }
 
   private clientCause(): EndCause {
@@ -232,8 +238,13 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
       case 'authenticating':
       case 'routing':
         return this.end('drained', { reason, error: { sqlstate, message } });
+      case 'moving':
+        // Already on its way to a new server; only a shutdown stops it.
+        if (this.moveInsteadOfClose(reason)) return;
+        return this.end('drained', { reason, error: { sqlstate, message } });
       case 'starting':
       case 'relaying': {
+        if (this.phase === 'relaying' && this.moveInsteadOfClose(reason)) return;
         const b = this.boundaries;
         if (this.phase === 'relaying') this.ctx.onClosedByProxy(this.target?.name, reason, this.inTransaction);
         return this.end('drained', { reason, error: b?.server.atBoundary ? { sqlstate, message } : undefined });
@@ -241,6 +252,16 @@ export abstract class SessionLifecycle implements SocketOwner, FirstPacketHandle
       default:
         return;
     }
+  }
+
+  /** sessions.survive (movable-session.ts): move instead of closing for `reason`; false: close as before. */
+  protected moveInsteadOfClose(_reason: CloseReason): boolean {
+    return false;
+  }
+
+  /** sessions.survive: the server socket went away while relaying; true when the session moves instead of ending. */
+  protected moveWhenServerGone(): boolean {
+    return false;
   }
 
   /** Closes the idle session (proxy.client_idle_timeout), like PostgreSQL's idle_session_timeout. */

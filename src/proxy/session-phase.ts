@@ -10,9 +10,11 @@
 //   forwarding-cancel     a CancelRequest on its way to the server(s)
 //   starting              the server's startup answers flow to the client until ReadyForQuery
 //   relaying              a pipe both ways (message headers followed unless TLS passthrough)
+//   moving                sessions.survive: the server went away while the session was idle; the
+//                         client is paused while a new server is found, logged in and rebuilt
 //   closing               the sockets are being closed (an error or queued bytes still flushing)
 //   ended                 both sockets closed, every timer cleared
-export type Phase = 'reading-first-packet' | 'authenticating' | 'routing' | 'connecting' | 'logging-in' | 'forwarding-cancel' | 'starting' | 'relaying' | 'closing' | 'ended';
+export type Phase = 'reading-first-packet' | 'authenticating' | 'routing' | 'connecting' | 'logging-in' | 'forwarding-cancel' | 'starting' | 'relaying' | 'moving' | 'closing' | 'ended';
 
 const MOVES: Readonly<Record<Phase, readonly Phase[]>> = {
   // SSL 'N' with the backend kept: the StartupMessage goes to that backend (connecting) directly.
@@ -28,7 +30,9 @@ const MOVES: Readonly<Record<Phase, readonly Phase[]>> = {
   'logging-in': ['routing', 'relaying', 'closing'],
   'forwarding-cancel': ['closing'],
   'starting': ['relaying', 'closing'],
-  'relaying': ['closing'],
+  'relaying': ['moving', 'closing'],
+  // Moved: relaying on the new server; not moved: closed as without survive.
+  'moving': ['relaying', 'closing'],
   'closing': ['ended'],
   'ended': [],
 };

@@ -97,6 +97,8 @@ export class Session extends ProxyAuthSession {
         this.startupSize = p.size;
         this.user = p.params.user;
         this.database = p.params.database ?? p.params.user;
+        // Kept for every later login as this user (auth.mode proxy, and sessions.survive's moves).
+        this.startupParams = new Map(Object.entries(p.params));
         if (this.ctx.auth.mode === 'proxy') return this.authenticate(p.params, p.protocolMinor);
         this.proceed('startup');
         return false;
@@ -288,8 +290,8 @@ export class Session extends ProxyAuthSession {
   private beginStarting(answer: Buffer, pipelined: Buffer): void {
     this.transition('starting');
     const backend = this.backend!;
-    const b = (this.boundaries = new MessageBoundaries());
-    b.client.feed(pipelined);
+    const w = this.watchers((this.boundaries = new MessageBoundaries()), answer);
+    w.client.feed(pipelined);
     // The client waited for the server's first answer before saying more, so it stayed on the
     // reader until now: a redispatch lost nothing. From here client→server is a relay
     // (anything the client sent meanwhile goes first).
@@ -297,10 +299,10 @@ export class Session extends ProxyAuthSession {
     this.reader.dispose();
     if (early.length > 0) {
       backend.write(early);
-      b.client.feed(early);
+      w.client.feed(early);
     }
-    this.client.relayTo(backend, b.client);
-    this.exitPhase = watchStartup(backend, this.client, b.server, answer, {
+    this.client.relayTo(backend, w.client);
+    this.exitPhase = watchStartup(backend, this.client, w.server, answer, {
       keyData: (pid, secret) => {
         this.key = cancelKey(pid, secret);
         const { name, config } = this.target!;
@@ -312,7 +314,7 @@ export class Session extends ProxyAuthSession {
           // the frame tracker reading 5-byte headers beside it (no copies, no body parsing).
           this.transition('relaying');
           this.releaseSlot();
-          backend.relayTo(this.client, b.server);
+          this.relayServer(backend);
           this.ctx.onSessionStart(this.target!.name);
         }, undefined),
       malformed: (reason, forwarded, atBoundary) =>

@@ -3,8 +3,7 @@
 // cancel key) and the first ReadyForQuery (startup done: the session becomes a relay). A server
 // whose answer is not the PostgreSQL protocol is caught here before its bytes reach the client.
 import { StartupWatcher } from '../protocol/startup-watcher';
-import type { FrameTracker } from '../protocol/frame-tracker';
-import type { RelayEnd } from '../net/relay-socket';
+import type { ChunkWatcher, RelayEnd } from '../net/relay-socket';
 import type { SaslPlusFilter } from '../protocol/sasl-plus-filter';
 
 export interface StartupWatchEvents {
@@ -23,7 +22,8 @@ export interface StartupWatchEvents {
 export function watchStartup(
   backend: RelayEnd,
   client: RelayEnd,
-  serverFrames: FrameTracker,
+  /** The FrameTracker of the server's side (or, with sessions.survive, the tap that feeds it). */
+  serverFrames: ChunkWatcher,
   firstAnswer: Buffer,
   events: StartupWatchEvents,
   /** The server leg is TLS: take SCRAM-SHA-256-PLUS out of its mechanism list (sasl-plus-filter.ts). */

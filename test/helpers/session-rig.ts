@@ -113,6 +113,9 @@ ${Object.entries(proxy).map(([k, v]) => `  ${k}: ${v}`).join('\n')}
     onCancel: (outcome) => record.cancels.push(outcome),
     onInternalError: (err) => record.internalErrors.push(err),
     onOutOfDescriptors: () => undefined,
+    survive: () => undefined,
+    onMoved: () => undefined,
+    onNotMoved: () => undefined,
     cancelTargets: () => topology.backends().map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port })),
     sendCancel: (host, port, packet) => sendCancel(host, port, packet, 1000),
   };

@@ -174,6 +174,7 @@ t.test('a minimal file gets every default', async (t) => {
       clientIdleTimeout: 0,
       unknownCancelRate: 50,
     },
+    sessions: { survive: 'off' },
     hooks: {},
     host: { interval: 5_000, thresholds: {} },
   };

@@ -184,7 +184,7 @@ t.test('counters and histograms follow the bus', async (t) => {
 
 t.test('every metric is pgwarden_*, with low-cardinality labels only; process metrics included', async (t) => {
   const { metrics } = setup(t);
-  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'member', 'phase', 'le']);
+  const allowed = new Set(['backend', 'role', 'listener', 'state', 'layer', 'event', 'outcome', 'reason', 'sqlstate', 'cause', 'resource', 'mount', 'iface', 'member', 'phase', 'result', 'le']);
   const v = await scrape(metrics);
   t.ok(v.has('pgwarden_process_cpu_user_seconds_total'), 'default process metrics, prefixed');
   t.ok(v.has('pgwarden_nodejs_eventloop_lag_seconds'));
