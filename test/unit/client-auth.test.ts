@@ -10,6 +10,7 @@ import * as scram from '../../src/survive/scram';
 import { serverLogin, ServerLoginError } from '../../src/survive/server-login';
 import type { LoginSecret } from '../../src/survive/contracts';
 import { createHash } from 'node:crypto';
+import { framed as message } from '../helpers/framed';
 
 const MOCK = Buffer.alloc(32, 7);
 const verifier = scram.makeVerifier('s3cret', Buffer.from('0123456789abcdef'), 4096);
@@ -115,14 +116,6 @@ t.test('random messages at every step: an answer or a refusal, never a throw', a
   );
   t.pass();
 });
-
-function message(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
 
 /** A tiny server speaking the exchange: what ServerLogin logs in to. */
 async function fakeServer(t: { teardown(fn: () => void): void }, secret: StoredSecret, after?: (s: net.Socket) => void): Promise<number> {

@@ -1,14 +1,6 @@
 import t from 'tap';
 import { FrameTracker } from '../../src/protocol/frame-tracker';
-
-const msg = (type: string, body: Buffer | string = '') => {
-  const b = typeof body === 'string' ? Buffer.from(body) : body;
-  const out = Buffer.alloc(5 + b.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + b.length, 1);
-  b.copy(out, 5);
-  return out;
-};
+import { framed as msg } from '../helpers/framed';
 
 const serverStream = Buffer.concat([
   msg('T', Buffer.alloc(20)),

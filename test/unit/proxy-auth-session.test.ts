@@ -9,17 +9,10 @@ import { ClientAuthExchange, type StoredSecret } from '../../src/survive/client-
 import * as scram from '../../src/survive/scram';
 import { cancelKey } from '../../src/protocol/cancel';
 import { startRig } from '../helpers/session-rig';
+import { framed as message } from '../helpers/framed';
 
 const verifier = scram.makeVerifier('s3cret', Buffer.from('0123456789abcdef'), 4096);
 const stored: StoredSecret = { kind: 'scram-sha-256', verifier };
-
-function message(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
 
 /** A server that checks pgwarden's login with the exchange (`secret`), or one that hangs up on the startup. */
 async function server(t: Test, behaviour: 'login' | 'hang-up', secret: StoredSecret = stored): Promise<{ port: number; logins: number }> {

@@ -2,14 +2,8 @@
 // every other message passes byte for byte, however the stream is cut into chunks.
 import t from 'tap';
 import { SaslPlusFilter, withoutPlus } from '../../src/protocol/sasl-plus-filter';
+import { framed as message } from '../helpers/framed';
 
-function message(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
 const int32 = (n: number) => {
   const b = Buffer.alloc(4);
   b.writeInt32BE(n);

@@ -16,15 +16,8 @@ import type { BackendView } from '../../src/routing/topology';
 import type { ReplayStep, SessionStateTracker } from '../../src/survive/contracts';
 import { moveSession, type MoveDeps } from '../../src/survive/session-mover';
 import { trustLogin } from '../../src/survive/trust-login';
+import { framed as msg } from '../helpers/framed';
 
-const msg = (type: string, body: Buffer | string = '') => {
-  const b = typeof body === 'string' ? Buffer.from(body) : body;
-  const out = Buffer.alloc(5 + b.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + b.length, 1);
-  b.copy(out, 5);
-  return out;
-};
 const AUTH_OK = msg('R', Buffer.from([0, 0, 0, 0]));
 const READY = msg('Z', 'I');
 

@@ -15,15 +15,7 @@ import { CancelRegistry } from '../../src/proxy/cancel-registry';
 import { cancelKey, cancelRequest } from '../../src/protocol/cancel';
 import { realClock } from '../../src/clock';
 import type { RelayEnd } from '../../src/net/relay-socket';
-
-const msg = (type: string, body: Buffer | string = '') => {
-  const b = typeof body === 'string' ? Buffer.from(body) : body;
-  const out = Buffer.alloc(5 + b.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + b.length, 1);
-  b.copy(out, 5);
-  return out;
-};
+import { framed as msg } from '../helpers/framed';
 
 t.test('the tap delivers every message whole at every split point, and feeds the frame tracker', async (t) => {
   const stream = Buffer.concat([queryMessage("SET search_path = 'a'"), parseMessage('s1', 'select $1', [23]), syncMessage(), msg('X')]);
