@@ -117,7 +117,7 @@ async function trial(kind) {
       failover: '  mode: follow\n  queue_timeout: 60s',
       extra: 'auth:\n  mode: proxy\n  user: pgwarden_auth\n  password_env: BENCH_AUTH_PASSWORD\nsessions:\n  survive: on\n',
       onEntry(entry) {
-        if (entry.event === 'session.moved') moved.push({ pauseMs: entry.pauseMs, trigger: entry.trigger });
+        if (entry.event === 'session.moved') moved.push({ pauseMs: entry.pauseMs, trigger: entry.trigger, path: `${entry.from}→${entry.to}` });
         if (entry.event === 'session.not_moved') notMoved.push({ reason: entry.reason, trigger: entry.trigger });
       },
     });
@@ -163,23 +163,28 @@ async function trial(kind) {
     tempDirs.delete(dir);
   }
   const errs = clients?.errors ?? [];
-  // After a kill -9 the orphaned backends live on for a moment: a statement sent to one of them
-  // before pgwarden has seen the crash is in flight when its connection dies (the backend answers
-  // "terminating connection due to unexpected postmaster exit", or the socket closes): pgwarden
-  // cannot know whether it ran, so it does not move that session. Such errors are counted apart;
-  // one on a statement sent after pgwarden marked pg1 down is an idle session's error.
-  const detectedAt = target?.downs.find((at) => at >= (clients?.faultAt ?? Infinity));
-  if (detectedAt !== undefined) result.detectedMs = detectedAt - clients.faultAt;
-  const intoCrash = (e) => kind === 'crash' && e.where === 'idle' && e.phase === 'query' && e.sentAt !== undefined && detectedAt !== undefined && e.sentAt < detectedAt;
-  result.errors = {
-    inFlight: errs.filter((e) => e.where === 'in-flight').length,
-    sentIntoCrash: errs.filter(intoCrash).length,
-    idle: errs.filter((e) => e.where === 'idle' && !intoCrash(e)).length,
-    other: errs.filter((e) => e.where === 'new' || e.where === 'before').length,
-  };
-  for (const e of errs) if (e.sentAt !== undefined && clients.faultAt !== undefined) e.sentSinceFaultMs = e.sentAt - clients.faultAt;
-  result.errorSamples = errs.slice(0, 20);
-  result.moved = { count: moved.length, pauseMs: pauseStats(moved.map((m) => m.pauseMs)) };
+  // After a kill -9 the orphaned backends live on for a moment: a statement sent before
+  // pgwarden has seen the crash goes to a dead server (the backend answers "terminating
+  // connection due to unexpected postmaster exit", or the socket closes); pgwarden cannot know
+  // whether it ran, so that session does not move ("a request was in flight"). Errors are filed
+  // by when their statement was sent: before the kill, after it but before pgwarden marked pg1
+  // down, and everything else — which, on a connection that existed at the fault, is the goal-0
+  // column (at a switchover every error is).
+  const faultAt = clients?.faultAt;
+  const detectedAt = target?.downs.find((at) => at >= (faultAt ?? Infinity));
+  if (detectedAt !== undefined) result.detectedMs = detectedAt - faultAt;
+  for (const e of errs) {
+    if (e.sentAt !== undefined && faultAt !== undefined) e.sentSinceFaultMs = e.sentAt - faultAt;
+    const query = kind === 'crash' && e.phase === 'query' && e.sentAt !== undefined && faultAt !== undefined;
+    if (query && e.sentAt < faultAt) e.kind = 'sent before the kill';
+    else if (query && detectedAt !== undefined && e.sentAt < detectedAt) e.kind = 'sent before pgwarden saw the crash';
+    else if (e.where === 'idle' || e.where === 'in-flight') e.kind = 'connection of the fault';
+    else e.kind = 'other';
+  }
+  const n = (k) => errs.filter((e) => e.kind === k).length;
+  result.errors = { beforeKill: n('sent before the kill'), beforeDetection: n('sent before pgwarden saw the crash'), goalZero: n('connection of the fault'), other: n('other') };
+  result.errorList = errs.slice(0, 500);
+  result.moved = { count: moved.length, pauseMs: pauseStats(moved.map((m) => m.pauseMs)), paths: countBy(moved.map((m) => `${m.path} (${m.trigger})`)) };
   result.notMoved = { count: notMoved.length, reasons: countBy(notMoved.map((n) => n.reason)) };
   return result;
 }
@@ -193,7 +198,7 @@ const ms = (x) => (x === undefined ? '-' : String(Math.round(x)));
 
 function trialLine(i, r) {
   if (r.error) return `trial ${i} ${r.kind}: FAILED ${r.error.split('\n')[0]}`;
-  return `trial ${i} ${r.kind.padEnd(10)} errors in flight ${r.errors.inFlight}, sent into the crash ${r.errors.sentIntoCrash}, idle ${r.errors.idle}, other ${r.errors.other}; checked ${r.check.checked} idle-at-fault connections: wrong server ${r.check.wrongServer}, application_name lost ${r.check.stateLost}; worker pause median ${ms(median(r.pauses))} max ${ms(Math.max(...r.pauses))} ms; moved ${r.moved.count} (pause median ${ms(r.moved.pauseMs.median)} max ${ms(r.moved.pauseMs.max)} ms), not moved ${r.notMoved.count} ${JSON.stringify(r.notMoved.reasons)}`;
+  return `trial ${i} ${r.kind.padEnd(10)} errors: statement sent before the kill ${r.errors.beforeKill}, after it before pgwarden saw the crash ${r.errors.beforeDetection}, others on connections of the fault ${r.errors.goalZero}, other ${r.errors.other}; checked ${r.check.checked} idle-at-fault connections: wrong server ${r.check.wrongServer}, application_name lost ${r.check.stateLost}; worker pause median ${ms(median(r.pauses))} max ${ms(Math.max(...r.pauses))} ms; moved ${r.moved.count} (pause median ${ms(r.moved.pauseMs.median)} max ${ms(r.moved.pauseMs.max)} ms), not moved ${r.notMoved.count} ${JSON.stringify(r.notMoved.reasons)}`;
 }
 
 function summaryRow(kind, rs) {
@@ -206,7 +211,7 @@ function summaryRow(kind, rs) {
   const took = ok.map((r) => r.switchover?.body?.durationMs ?? r.promotedMs).filter((x) => x !== undefined);
   const reasons = countBy(ok.flatMap((r) => Object.entries(r.notMoved.reasons).flatMap(([k, v]) => Array(v).fill(k))));
   return (
-    `| ${kind} | ${ok.length}/${rs.length} | ${ms(median(took))} | ${sum((r) => r.errors.idle)} | ${sum((r) => r.errors.inFlight)} | ${kind === 'crash' ? sum((r) => r.errors.sentIntoCrash) : '-'} | ${sum((r) => r.errors.other)} | ` +
+    `| ${kind} | ${ok.length}/${rs.length} | ${ms(median(took))} | **${sum((r) => r.errors.goalZero)}** | ${kind === 'crash' ? sum((r) => r.errors.beforeKill) : '-'} | ${kind === 'crash' ? sum((r) => r.errors.beforeDetection) : '-'} | ${sum((r) => r.errors.other)} | ` +
     `${sum((r) => r.check.checked)} / ${sum((r) => r.check.wrongServer)} / ${sum((r) => r.check.stateLost)} | ` +
     `${ms(median(workerMedians))} | ${workerMax.length ? ms(Math.max(...workerMax)) : '-'} | ${sum((r) => r.moved.count)} | ${ms(median(movedMed))} / ${movedMax.length ? ms(Math.max(...movedMax)) : '-'} | ` +
     `${sum((r) => r.notMoved.count)}${Object.keys(reasons).length ? ` (${Object.entries(reasons).map(([k, v]) => `${v}× ${k}`).join('; ')})` : ''} |`
@@ -240,11 +245,11 @@ async function main() {
     trials.push(r);
     console.log(trialLine(i + 1, r));
     if (r.error && r.tail) console.log(`  pgwarden tail:\n${r.tail}`);
-    if (r.errors.idle > 0 || r.errors.other > 0) console.log(`  errors: ${JSON.stringify(r.errorSamples)}`);
+    if (r.errors.goalZero > 0 || r.errors.other > 0) console.log(`  errors: ${JSON.stringify(r.errorList.filter((e) => e.kind === 'connection of the fault' || e.kind === 'other').slice(0, 20))}`);
   }
   machine.loadAfter = os.loadavg().map((l) => l.toFixed(2));
   const header = [
-    '| fault | trials ok | fault took ms, median | errors, idle at the fault | errors, in flight at the fault | errors, sent after the kill before pgwarden saw it | errors, other | idle-at-fault connections checked / on the wrong server / application_name lost | worker pause ms, median | worker pause ms, max | sessions moved | pgwarden move pause ms, median / max | not moved (reasons) |',
+    '| fault | trials ok | fault took ms, median | client errors (goal 0) | errors: statement sent before the kill | errors: sent after the kill, before pgwarden saw it | errors on connections opened after the fault | idle-at-fault connections checked / on the wrong server / application_name lost | worker pause ms, median | worker pause ms, max | sessions moved | pgwarden move pause ms, median / max | not moved (reasons) |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   const kinds = ['switchover', 'crash'].filter((k) => trials.some((r) => r.kind === k));
@@ -276,15 +281,18 @@ async function main() {
     `to ${TOTAL} connections as a SCRAM-SHA-256 user, each with its own \`SET application_name\`; ${ACTIVE} workers take a connection,`,
     'run one statement (an insert or a select, alternately) and give it back, 3–7 ms apart; the pool hands out its most',
     `recently released connection, so about ${TOTAL - ACTIVE} connections stay idle. Switchover: \`POST /switchover {"to":"pg2"}\`.`,
-    'Crash: kill -9 of pg1\'s postmaster, then `pg_ctl promote` of pg2. Errors are filed by the state of their connection',
-    'at the fault (idle in the pool, or taken by a worker); pool `error` events count. After each fault every connection',
-    'that existed at the fault runs one statement: it must answer from pg2 with its own application_name. Worker pause:',
-    'the longest gap between a worker\'s successful statements around the fault (median across workers and trials, and',
-    'the largest). "Fault took": the switchover\'s own `durationMs` (drain, catch-up, promote), or kill → `pg_ctl promote`',
-    'returned; a client that sends a statement in that time waits for it. pgwarden\'s own pause is the `pauseMs` of its `session.moved` lines. After a kill -9 the orphaned',
-    'backends live on for a moment: a statement a worker sends on an idle connection after the kill but before pgwarden',
-    'has seen the crash (its `backend.down` line) is in flight when its server connection dies, so pgwarden cannot',
-    'know whether it ran and closes that session ("a request was in flight"); those errors have their own column.',
+    'Crash: kill -9 of pg1\'s postmaster, then `pg_ctl promote` of pg2. Every client-visible error counts: a failed',
+    'statement, a pool `error` event on an idle connection, a failure of the check that follows each fault (every',
+    'connection that existed at the fault runs one statement and must answer from pg2 with its own application_name).',
+    'At a crash, an error on a statement sent before the kill (a transaction in flight at the crash), or sent after',
+    'the kill but before pgwarden saw the crash (its `backend.down` line; until then the orphaned backends still take',
+    'statements and answer "terminating connection due to unexpected postmaster exit", so pgwarden cannot know whether',
+    'the statement ran and does not move the session: "a request was in flight") is expected and counted apart; every',
+    'other error on a connection that existed at the fault is in the goal-0 column, and at a switchover every error is.',
+    'Worker pause: the longest gap between a worker\'s successful statements around the fault (median across workers and',
+    'trials, and the largest). "Fault took": the switchover\'s own `durationMs` (drain, catch-up, promote), or kill →',
+    '`pg_ctl promote` returned; a statement sent in that time waits for it. pgwarden\'s own pause per moved session is',
+    'the `pauseMs` of its `session.moved` lines.',
     '',
     table,
     '',
