@@ -21,8 +21,10 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
  * /status) — for the cost measurement and for reading coordination's status after a trial.
  * bench/failover-coordinated.js runs several instances: `name` tells them apart (config file,
  * output), `failover` replaces the failover section's body and `extra` is appended (coordination:).
+ * `adminToken` lets the admin API change state (POST /switchover: bench/survive.js); `onEntry`
+ * gets every JSON log line, parsed (bench/survive.js counts session.moved lines).
  */
-async function startPgwarden(cluster, dir, { admin = false, name = 'pgwarden', failover = '  mode: follow', extra = '' } = {}) {
+async function startPgwarden(cluster, dir, { admin = false, adminToken, name = 'pgwarden', failover = '  mode: follow', extra = '', onEntry } = {}) {
   const [primary] = cluster.nodes;
   const port = await freePort();
   const adminPort = admin ? await freePort() : undefined;
@@ -39,7 +41,7 @@ failover:
 ${failover}
 logging:
   level: ${process.env.BENCH_PGWARDEN_LOG_LEVEL ?? 'info'}
-${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}${extra}`,
+${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n${adminToken === undefined ? '' : `  token: "${adminToken}"\n`}`}${extra}`,
   );
   const target = { name, port, downs: [], primaryChanges: [], up: new Set(), events: [] };
   const proc = spawnLogged(name, process.execPath, [CLI, '--config', config], {
@@ -54,6 +56,7 @@ ${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}${
       // pino stamps each line when it is logged; its stdout is written asynchronously, so the
       // line's own time is the moment of detection, not the time it reached us.
       const at = Date.parse(entry.time);
+      onEntry?.(entry, at);
       if (entry.event === 'backend.up') target.up.add(entry.backend);
       if (entry.event === 'backend.down' && entry.backend === primary.name) target.downs.push(at);
       if (entry.event === 'primary.changed' && entry.to !== undefined && entry.to !== primary.name) target.primaryChanges.push(at);
@@ -71,6 +74,7 @@ ${adminPort === undefined ? '' : `admin:\n  bind: "127.0.0.1:${adminPort}"\n`}${
     };
     target.metrics = async () => (await get('metrics')).text();
     target.status = async () => (await get('status')).json();
+    target.adminUrl = `http://127.0.0.1:${adminPort}`;
   }
   target.ready = async () => {
     await waitForPort(port, { what: `${name} rw listener`, exited: proc.exited });
