@@ -50,7 +50,11 @@ export async function drainAtBoundaries(o: DrainOptions): Promise<DrainResult> {
   let closedIdle = 0;
   while (now() < deadline && o.sessions().length > 0) {
     if (o.rerouteUnanswered) for (const s of o.sessions()) if (s.awaitingServer) s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason);
-    closedIdle += idle.sweep(o.sessions(), (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason));
+    closedIdle += idle.sweep(
+      o.sessions(),
+      (s) => s.closeAtBoundary(SqlState.ADMIN_SHUTDOWN, o.idleMessage, o.reason),
+      (s) => s.wouldMoveFor?.(o.reason) === true,
+    );
     await pause(Math.min(o.pollMs, Math.max(1, deadline - now())));
   }
   const left = [...o.sessions()];

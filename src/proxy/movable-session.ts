@@ -98,6 +98,15 @@ export abstract class MovableSession extends SessionLifecycle {
     return this.tryMove(reason);
   }
 
+  /**
+   * Taken away now for `reason`, this session would move rather than close (survive on, the
+   * reason one that moves, idle, movable): a drain need not wait for a quiet moment.
+   */
+  wouldMoveFor(reason: CloseReason): boolean {
+    const s = this.survival;
+    return s !== undefined && this.phase === 'relaying' && MOVE_REASONS.has(reason) && this.cannotMove(s) === undefined;
+  }
+
   /** The server socket closed or failed while relaying. True when the session moves instead of ending. */
   protected override moveWhenServerGone(): boolean {
     const goodbye = this.survival?.relay?.holding ? this.survival.relay.goodbye : undefined;

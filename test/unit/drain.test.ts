@@ -84,3 +84,25 @@ t.test('rerouteUnanswered: a session whose server has not answered yet goes back
   t.same(await done, { closedIdle: 1, closedInTransaction: 0, leftAtDeadline: 0 });
   t.equal(busy.closed?.message, 'idle bye');
 });
+
+t.test('a session that will move (sessions.survive) is taken at its first idle boundary, however busy', async (t) => {
+  const open: Fake[] = [];
+  // A pool hands this session out again every few ms: a new ReadyForQuery count at every sweep,
+  // never idle for a whole sweep period.
+  let mark = 0;
+  const busy = fake('busy-but-movable', {}, open) as Fake & { wouldMoveFor(reason: string): boolean };
+  Object.defineProperty(busy, 'idleMark', { get: () => ++mark });
+  busy.wouldMoveFor = (reason) => reason === 'switchover';
+  const r = await drain(open, 60_000);
+  t.same(r, { closedIdle: 1, closedInTransaction: 0, leftAtDeadline: 0 }, 'taken at a boundary, not at the deadline');
+  t.same(busy.closed, { sqlstate: '57P01', message: 'idle bye', reason: 'switchover' });
+
+  const kept: Fake[] = [];
+  let m2 = 0;
+  const closing = fake('busy-not-moving', {}, kept) as Fake & { wouldMoveFor(reason: string): boolean };
+  Object.defineProperty(closing, 'idleMark', { get: () => ++m2 });
+  closing.wouldMoveFor = () => false;
+  const r2 = await drain(kept, 200);
+  t.same(r2, { closedIdle: 1, closedInTransaction: 0, leftAtDeadline: 1 }, 'a session that would be closed still waits for a quiet sweep (here: the deadline)');
+  t.equal(closing.closed?.message, 'deadline bye');
+});
