@@ -126,6 +126,10 @@ class SoakCluster {
     const source = `host=127.0.0.1 port=${this.primary.port} user=postgres dbname=postgres`;
     let how = 'rewind';
     try {
+      // A just-promoted primary writes its new timeline into its control file only at the next
+      // checkpoint; before that pg_rewind finds both on the same timeline, rewinds nothing, and
+      // the old primary then cannot follow ("new timeline forked off … before current recovery point").
+      await this.query(this.primary, 'CHECKPOINT');
       await runPg(path.join(this.binDir, 'pg_rewind'), ['-D', node.dataDir, '--source-server', source, '--no-sync'], { cwd: this.cluster.baseDir, timeoutMs: 60_000 });
       // pg_rewind copied the primary's configuration files; ours go last and win.
       appendFileSync(path.join(node.dataDir, 'postgresql.auto.conf'), `primary_conninfo = '${this.conninfo(this.primary, node)}'\n`);

@@ -24,7 +24,7 @@ t.test('bench/soak.js --short: every verdict holds', async (t) => {
     );
   });
   const output = `--- stdout ---\n${stdout.slice(-6000)}\n--- stderr ---\n${stderr.slice(-4000)}`;
-  t.equal(code, 0, `exit code\n${output}`);
+  t.equal(code, 0, code === 0 ? 'exit code 0' : `exit code\n${output}`);
 
   const json = readdirSync(dir).filter((f) => f.endsWith('.json'));
   t.equal(json.length, 1, 'one results file');
