@@ -91,7 +91,11 @@ async function main() {
     fixed.push({ name: 'solo', port: solo.port, fixed: true });
     log(`solo: a standby with no upstream on port ${solo.port}, max_connections ${idleCount + 50}`);
   }
-  const pg = await startPgwarden({ dir, backends: [...cluster.nodes.map((n) => ({ name: n.name, port: n.port })), ...fixed], cert: cert?.missing ? undefined : cert, idle: idleCount > 0 });
+  mkdirSync(resultsDir, { recursive: true });
+  // pgwarden's own lines (warn and above) beside the results, for a verdict that failed.
+  const logFile = path.join(resultsDir, `soak-${started.toISOString().slice(0, 10)}${short ? '-short' : ''}.pgwarden.log`);
+  writeFileSync(logFile, '');
+  const pg = await startPgwarden({ dir, backends: [...cluster.nodes.map((n) => ({ name: n.name, port: n.port })), ...fixed], cert: cert?.missing ? undefined : cert, idle: idleCount > 0, logFile });
   log(`pgwarden pid ${pg.pid}: rw ${pg.ports.rw}, ro ${pg.ports.ro}${idleCount ? `, idle ${pg.ports.idle}` : ''}, admin ${pg.ports.admin}`);
 
   const idle = idleCount > 0 ? await openIdle(pg, idleCount) : undefined;

@@ -43,7 +43,7 @@ function makeFaults({ cluster, pg, extraHost, log }) {
       const r = nextReplica();
       cluster.signalAll(r, 'SIGSTOP');
       try {
-        await waitUntil(`pgwarden to mark stopped ${r.name} down`, async () => (await backendState(r.name))?.state === 'down', 30_000);
+        await waitUntil(`pgwarden to mark stopped ${r.name} down`, async () => (await backendState(r.name))?.state === 'down', 90_000);
       } finally {
         cluster.signalAll(r, 'SIGCONT');
       }

@@ -108,7 +108,7 @@ class IdleHolder {
   }
 
   /** Opens `n` sessions, `batch` at a time; resolves with how many logged in and the first errors. */
-  async open(n, { batch = 100, timeoutMs = 60_000, onProgress } = {}) {
+  async open(n, { batch = 50, timeoutMs = 60_000, onProgress } = {}) {
     const failures = {};
     for (let i = 0; i < n; i += batch) {
       const group = [];

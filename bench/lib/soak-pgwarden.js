@@ -5,7 +5,7 @@
 // topology, /debug/resources for what the process holds, the state-changing routes for the
 // switchover, drain/ready and reload faults.
 'use strict';
-const { writeFileSync } = require('node:fs');
+const { appendFileSync, writeFileSync } = require('node:fs');
 const path = require('node:path');
 const { freePort } = require('../../dist/harness/ports');
 const { spawnLogged, waitForPort, waitUntil } = require('./failover-procs');
@@ -24,9 +24,10 @@ function renderConfig({ ports, backends, cert, idle }) {
   lines.push(
     'health:',
     '  user: postgres',
-    // 3 s, not the default 1 s: other work shares this machine, and a check that times out twice
-    // in a row on a busy machine would close every idle session of `solo`.
-    '  timeout: 3s',
+    // Not the default 1 s: other work shares this machine, and with --idle PostgreSQL forks
+    // thousands of backends while the sessions open; a check that times out `fall` times in a
+    // row would mark `solo` down and close every idle session on it (on_down: shutdown-sessions).
+    `  timeout: ${idle ? '10s' : '3s'}`,
     'failover:',
     '  mode: follow',
     '  drain_timeout: 5s',
@@ -44,7 +45,7 @@ function renderConfig({ ports, backends, cert, idle }) {
  * Starts pgwarden with `backends` ({name, port}); resolves once every listener accepts and every
  * backend is up. Returns the handle the soak steers it with.
  */
-async function startPgwarden({ dir, backends, cert, idle }) {
+async function startPgwarden({ dir, backends, cert, idle, logFile }) {
   const ports = { rw: await freePort(), ro: await freePort(), admin: await freePort(), idle: idle ? await freePort() : undefined };
   const configFile = path.join(dir, 'pgwarden-soak.yaml');
   let current = backends;
@@ -54,6 +55,7 @@ async function startPgwarden({ dir, backends, cert, idle }) {
     onLine(line) {
       // warn and above only: a crash's stack, a fence, a reload failure end up in the results.
       if (/"level":(50|60)/.test(line) || /Error|error:/.test(line)) problems.push(line.slice(0, 400));
+      if (logFile) appendFileSync(logFile, `${line}\n`);
       if (problems.length > 200) problems.shift();
     },
   });
