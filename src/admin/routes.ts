@@ -10,6 +10,7 @@ import type { BackendStatus, StatusSnapshot } from '../routing/status-snapshot';
 import { ConfigValueError, UnknownBackendError, httpStatusOf, type AdminHttpCode } from '../errors';
 import { parseReplicaLag } from '../config/units';
 import type { Metrics } from '../metrics/metrics';
+import { resourceReport } from './debug-resources';
 
 export interface LagLimit {
   readonly bytes?: number;
@@ -72,6 +73,8 @@ export const ROUTES: readonly Route[] = [
   { pattern: /^\/backends\/([^/]+)\/ready$/, method: 'POST', mutating: true, handle: (ctx, req) => setAdminState(ctx, req, 'ready') },
   { pattern: /^\/switchover$/, method: 'POST', mutating: true, handle: switchover },
   { pattern: /^\/reload$/, method: 'POST', mutating: true, handle: reload },
+  // A read, but it forces a full collection (a few ms): token required like a state change.
+  { pattern: /^\/debug\/resources$/, method: 'GET', mutating: true, handle: (ctx) => json(200, resourceReport(ctx.controller.status())) },
 ];
 
 function readyz(ctx: RouteContext): RouteResponse {

@@ -11,8 +11,8 @@
 // V8's gc() is reached through its own --expose-gc flag, set at run time; if that ever stops
 // working, nothing happens but the memory staying up.
 import v8 from 'node:v8';
-import vm from 'node:vm';
 import { realClock, type Clock } from '../clock';
+import { v8Gc, type GcFunction } from '../metrics/v8-gc';
 
 /** Sessions opened or closed since the last collection before a quiet spell is worth one. */
 const BURST = 200;
@@ -87,8 +87,6 @@ export class QuietGc {
   }
 }
 
-type GcFunction = (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
-
 /**
  * V8 grows its young generation up to 16 MiB semispaces when a burst leaves many survivors
  * (opening a thousand sessions does), and never gives those pages back: ~18 MiB of RSS for good
@@ -102,23 +100,5 @@ export function keepYoungGenerationSmall(): void {
     v8.setFlagsFromString('--semi-space-growth-factor=1');
   } catch {
     /* an unknown flag in some future V8: the default growth stays */
-  }
-}
-
-let loaded: { gc: GcFunction | undefined } | undefined;
-
-/** V8's gc(), looked up once per process (a new vm context is not free). */
-function v8Gc(): GcFunction | undefined {
-  loaded ??= { gc: loadGc() };
-  return loaded.gc;
-}
-
-function loadGc(): GcFunction | undefined {
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc: unknown = vm.runInNewContext('gc');
-    return typeof gc === 'function' ? (gc as GcFunction) : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -303,3 +303,22 @@ t.test('an accept error of the listening server (out of descriptors) is logged, 
   t.match(lines[0], { code: 'EMFILE', err: 'accept EMFILE' });
   t.same((await req('GET', '/healthz')).json, { status: 'ok' }, 'still answering');
 });
+
+t.test('GET /debug/resources: token required; after a forced collection, memory, resources by type, fds and sessions', async (t) => {
+  const { app, req } = await start(t);
+  t.equal((await req('GET', '/debug/resources')).status, 401, 'it forces a collection, so it wants the token');
+  app.snapshot.listeners[0]!.sessions = 3;
+  app.snapshot.listeners[0]!.queued = 1;
+  // A timer of ours is an active resource of this process: it must be counted by type.
+  const timer = setInterval(() => {}, 60_000);
+  t.teardown(() => clearInterval(timer));
+  const res = await req('GET', '/debug/resources', { token: TOKEN });
+  t.equal(res.status, 200);
+  const r = res.json;
+  t.equal(r.gcForced, true, "V8's gc() is reachable through --expose-gc set at run time");
+  t.ok(r.rssBytes > 0 && r.heapUsedBytes > 0 && r.heapUsedBytes <= r.heapTotalBytes, 'memory figures');
+  t.ok(r.resources.Timeout >= 1, 'timers counted');
+  t.ok(r.resources.TCPSocketWrap >= 1, 'sockets counted (the request itself, the server)');
+  if (process.platform === 'linux') t.ok(r.openFds > 0, 'open descriptors from /proc/self/fd');
+  t.same({ sessions: r.sessions, queued: r.queued, backends: r.backends }, { sessions: 3, queued: 1, backends: 2 });
+});
