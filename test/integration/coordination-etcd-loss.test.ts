@@ -29,6 +29,9 @@ t.test('etcd down everywhere: no promotion, the known primary kept, a newer one 
   const [pg1, pg2, pg3] = cluster.nodes;
   await waitForClusterPrimary(trio, pg1);
   await waitFor('the cluster state names pg1', async () => (await trio.state())?.primary === 'pg1');
+  // Each instance must have held its lease before etcd goes: one that never reached etcd routes by
+  // the local rule and has nothing to lose (CI38: b and c had not yet been granted a lease).
+  await waitFor('every instance holds its etcd lease', () => NAMES.every((n) => etcdReachable(trio, n) === true), 30_000);
 
   for (let i = 0; i < 3; i++) await etcd.killMember(i);
   await waitFor('every instance finds etcd out of reach', () => NAMES.every((n) => etcdReachable(trio, n) === false), 20_000);
