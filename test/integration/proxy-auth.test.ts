@@ -5,30 +5,17 @@
 // unknown user get PostgreSQL's own 28P01; a malformed SASL message gets 08P01 and a close; a
 // cancel through pgwarden's key cancels the right query; a role without a password stays end to
 // end; the auth user's password never reaches the log.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { findPgBinDir } from '../../src/harness/binaries';
 import { cancelRequest } from '../../src/protocol/cancel';
 import { AUTH_PASSWORD, AUTH_YAML, MD5, SCRAM, authCluster, login, loginError } from '../helpers/auth-cluster';
+import { psql } from '../helpers/psql';
 import { makeTestCa, opensslMissing } from '../helpers/test-ca';
 import { startProxy, waitFor } from '../helpers/proxy';
-
-const PSQL = join(findPgBinDir(), 'psql');
-
-function psql(conninfo: string, sql: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(PSQL, [conninfo, '-XAtc', sql], { env: { ...process.env, PGCONNECT_TIMEOUT: '10', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-    child.on('close', (code) => resolve({ code, out: out.trim(), err: err.trim() }));
-  });
-}
 
 /** One message off a raw socket: resolves with its type and body once complete. */
 function readMessage(socket: net.Socket): Promise<{ type: string; body: Buffer }> {

@@ -6,7 +6,6 @@
 // client that sends garbage instead of a ClientHello is closed without hurting the others,
 // direct TLS (PostgreSQL 17, ALPN postgresql) works, tls.client require refuses plain text,
 // and SCRAM channel binding degrades as documented.
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -14,28 +13,14 @@ import tls from 'node:tls';
 import { Client } from 'pg';
 import t from 'tap';
 import type { Test } from 'tap';
-import { findPgBinDir } from '../../src/harness/binaries';
 import type { PgCluster } from '../../src/harness/cluster';
 import { startCluster } from '../helpers/cluster';
 import { CHECK_USER, startProxy, waitFor, type RunningProxy } from '../helpers/proxy';
+import { psql } from '../helpers/psql';
 import { makeTestCa, opensslMissing, type TestCa } from '../helpers/test-ca';
 
 const skip = opensslMissing();
 if (skip) t.comment(`skipped: ${skip}`);
-
-const PSQL = join(findPgBinDir(), 'psql');
-
-/** psql without blocking the event loop (the proxy runs in this process). */
-function psql(conninfo: string, sql: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(PSQL, [conninfo, '-XAtc', sql], { env: { ...process.env, PGCONNECT_TIMEOUT: '10', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-    child.on('close', (code) => resolve({ code, out: out.trim(), err: err.trim() }));
-  });
-}
 
 interface Setup {
   cluster: PgCluster;
