@@ -14,7 +14,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { parseArgs, promisify } = require('node:util');
 const { PgCluster } = require('../dist/harness/cluster');
-const { renderHba } = require('../dist/harness/cluster-conf');
+const { authFunctionSql, passwordHba } = require('../dist/harness/proxy-auth-setup');
 const { findPgBinDir } = require('../dist/harness/binaries');
 const { Client } = require('pg');
 const { startPgwarden } = require('./lib/perf-targets');
@@ -56,20 +56,12 @@ async function main() {
   try {
     const primary = cluster.primary;
     for (const sql of [
-      `CREATE ROLE pgwarden_auth LOGIN PASSWORD '${AUTH_PASSWORD}'`,
-      'CREATE SCHEMA pgwarden',
-      `CREATE FUNCTION pgwarden.get_auth(p_usename text) RETURNS TABLE(usename name, passwd text) LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = p_usename AND rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) $$`,
-      'REVOKE ALL ON FUNCTION pgwarden.get_auth(text) FROM PUBLIC',
-      'GRANT USAGE ON SCHEMA pgwarden TO pgwarden_auth',
-      'GRANT EXECUTE ON FUNCTION pgwarden.get_auth(text) TO pgwarden_auth',
+      ...authFunctionSql(AUTH_PASSWORD),
       `CREATE ROLE ${USER} LOGIN PASSWORD '${PASSWORD}'`,
     ]) {
       await cluster.query(primary, sql);
     }
-    writeFileSync(
-      path.join(primary.dataDir, 'pg_hba.conf'),
-      renderHba(undefined).replace('host all all 127.0.0.0/8 trust', `host all ${USER} 127.0.0.0/8 scram-sha-256\nhost all pgwarden_auth 127.0.0.0/8 scram-sha-256\nhost all all 127.0.0.0/8 trust`),
-    );
+    writeFileSync(path.join(primary.dataDir, 'pg_hba.conf'), passwordHba(undefined, { [USER]: 'scram-sha-256' }));
     await cluster.query(primary, 'SELECT pg_reload_conf()');
     await run(pgbench, ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', 'postgres'], { env: { ...process.env, PGSSLMODE: 'disable' } });
     await cluster.query(primary, `GRANT SELECT ON pgbench_accounts, pgbench_branches TO ${USER}`);

@@ -23,7 +23,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { PgCluster } = require('../dist/harness/cluster');
-const { renderHba } = require('../dist/harness/cluster-conf');
+const { authFunctionSql, passwordHba } = require('../dist/harness/proxy-auth-setup');
 const { killAllSync, sleep, waitUntil } = require('./lib/failover-procs');
 const { startPgwarden } = require('./lib/failover-targets');
 const { SurviveClients, WORK_TABLE } = require('./lib/survive-clients');
@@ -70,12 +70,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exi
 async function prepare(cluster) {
   const primary = cluster.primary;
   for (const sql of [
-    `CREATE ROLE pgwarden_auth LOGIN PASSWORD '${AUTH_PASSWORD}'`,
-    'CREATE SCHEMA pgwarden',
-    `CREATE FUNCTION pgwarden.get_auth(p_usename text) RETURNS TABLE(usename name, passwd text) LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = p_usename AND rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) $$`,
-    'REVOKE ALL ON FUNCTION pgwarden.get_auth(text) FROM PUBLIC',
-    'GRANT USAGE ON SCHEMA pgwarden TO pgwarden_auth',
-    'GRANT EXECUTE ON FUNCTION pgwarden.get_auth(text) TO pgwarden_auth',
+    ...authFunctionSql(AUTH_PASSWORD),
     `CREATE ROLE ${USER} LOGIN PASSWORD '${PASSWORD}'`,
     WORK_TABLE,
     `GRANT SELECT, INSERT ON survive_work TO ${USER}`,
@@ -84,7 +79,7 @@ async function prepare(cluster) {
     await cluster.query(primary, sql);
   }
   await cluster.waitForReplication();
-  const hba = renderHba(undefined).replace('host all all 127.0.0.0/8 trust', `host all ${USER} 127.0.0.0/8 scram-sha-256\nhost all pgwarden_auth 127.0.0.0/8 scram-sha-256\nhost all all 127.0.0.0/8 trust`);
+  const hba = passwordHba(undefined, { [USER]: 'scram-sha-256' });
   for (const node of cluster.nodes) {
     writeFileSync(path.join(node.dataDir, 'pg_hba.conf'), hba);
     await cluster.query(node, 'SELECT pg_reload_conf()');

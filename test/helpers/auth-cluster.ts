@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import type { Test } from 'tap';
 import type { PgCluster } from '../../src/harness/cluster';
-import { renderHba } from '../../src/harness/cluster-conf';
+import { authFunctionSql, passwordHba } from '../../src/harness/proxy-auth-setup';
 import { startCluster } from './cluster';
 import { CHECK_USER, waitFor } from './proxy';
 
@@ -37,15 +37,7 @@ export async function authCluster(t: Test, replicas: number): Promise<PgCluster>
   const primary = cluster.primary;
   // The README's function, the auth user, and one role per stored-password kind.
   for (const sql of [
-    `CREATE ROLE pgwarden_auth LOGIN PASSWORD '${AUTH_PASSWORD}'`,
-    'CREATE SCHEMA pgwarden',
-    `CREATE FUNCTION pgwarden.get_auth(p_usename text) RETURNS TABLE(usename name, passwd text)
-       LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
-       $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = p_usename AND rolcanlogin
-            AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) $$`,
-    'REVOKE ALL ON FUNCTION pgwarden.get_auth(text) FROM PUBLIC',
-    'GRANT USAGE ON SCHEMA pgwarden TO pgwarden_auth',
-    'GRANT EXECUTE ON FUNCTION pgwarden.get_auth(text) TO pgwarden_auth',
+    ...authFunctionSql(AUTH_PASSWORD),
     `SET password_encryption = 'scram-sha-256'`,
     `CREATE ROLE ${SCRAM.user} LOGIN PASSWORD '${SCRAM.password}'`,
     `SET password_encryption = 'md5'`,
@@ -54,11 +46,7 @@ export async function authCluster(t: Test, replicas: number): Promise<PgCluster>
   ]) {
     await cluster.query(primary, sql);
   }
-  // First match wins: these users need their password over TCP, everyone else is trusted (the harness's lines).
-  const hba = renderHba(CHECK_USER.name).replace(
-    'host all all 127.0.0.0/8 trust',
-    [`host all ${SCRAM.user} 127.0.0.0/8 scram-sha-256`, `host all ${MD5.user} 127.0.0.0/8 md5`, 'host all pgwarden_auth 127.0.0.0/8 scram-sha-256', 'host all all 127.0.0.0/8 trust'].join('\n'),
-  );
+  const hba = passwordHba(CHECK_USER.name, { [SCRAM.user]: 'scram-sha-256', [MD5.user]: 'md5' });
   if (replicas > 0) await cluster.waitForReplication();
   for (const node of cluster.nodes) {
     writeFileSync(join(node.dataDir, 'pg_hba.conf'), hba);
