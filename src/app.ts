@@ -9,10 +9,8 @@ import type { AdminController, ReloadResult, SwitchoverResult } from './admin/co
 import type { AdminState, StatusSnapshot } from './routing/status-snapshot';
 import type { HistorySnapshot } from './admin/history-snapshot';
 import { SqlState, UnknownBackendError } from './errors';
-import { HealthChecker } from './health/checker';
-import { postgresProbe, type PostgresProbeOptions } from './health/postgres-probe';
-import { tcpProbe } from './health/tcp-probe';
-import type { Probe } from './health/types';
+import type { HealthChecker } from './health/checker';
+import { backendChecker } from './control/checker-wiring';
 import type { Logger } from './logger';
 import { Bus } from './events';
 import { Timeline } from './control/timeline';
@@ -328,41 +326,14 @@ export class App implements AdminController, ControlContext, Reloadable {
   // ---- construction (also used by reload) ----------------------------------------------------
 
   makeChecker(b: BackendConfig): HealthChecker {
-    const h = this.config.health;
-    let checker: HealthChecker | undefined;
-    const probe: Probe =
-      h.check === 'postgres'
-        ? postgresProbe(
-            {
-              host: b.host,
-              port: b.port,
-              user: h.user,
-              password: h.password,
-              database: h.database,
-              timeoutMs: h.timeout,
-              userTimeoutMs: h.timeout * h.fall,
-              ...this.checkTls(b.host),
-            },
-            { onConnectionLost: (reason) => checker?.poke(`check connection lost: ${reason}`) },
-          )
-        : tcpProbe(b.host, b.port, h.timeout, b.role ?? 'primary');
-    checker = new HealthChecker({ backend: b, health: h, probe });
-    checker.watch(this.roleWatch.interval());
-    checker.on('poll', ({ result, checkNow }) => this.bus.emit('poll', { backend: b.name, result, checkNow }));
-    checker.on('result', (status) => {
-      this.topology.update(b.name, status);
-      const r = status.lastResult;
-      if (r && !r.ok && r.layer === 'SOCKERR') this.descriptors.hit(`check of ${b.name}`, undefined, r.message);
-      if (r) this.bus.emit('check', { backend: b.name, result: r });
+    return backendChecker(b, {
+      config: () => this.config,
+      tlsFiles: () => this.tlsFiles,
+      watchInterval: () => this.roleWatch.interval(),
+      topology: this.topology,
+      bus: this.bus,
+      descriptors: this.descriptors,
     });
-    return checker;
-  }
-
-  /** tls.server for a check connection: options, and whether it may fall back to plain text (prefer). */
-  private checkTls(host: string): Pick<PostgresProbeOptions, 'ssl' | 'sslFallback'> {
-    const leg = this.tlsFiles.serverLeg;
-    const ssl = leg.options(host);
-    return ssl === undefined ? {} : { ssl, sslFallback: leg.mode === 'prefer' };
   }
 
   makeListener(l: ListenerConfig): Listener {
