@@ -112,7 +112,7 @@ async function trial(kind) {
       failover: '  mode: follow\n  queue_timeout: 60s',
       extra: 'auth:\n  mode: proxy\n  user: pgwarden_auth\n  password_env: BENCH_AUTH_PASSWORD\nsessions:\n  survive: on\n',
       onEntry(entry) {
-        if (entry.event === 'session.moved') moved.push({ pauseMs: entry.pauseMs, trigger: entry.trigger, path: `${entry.from}→${entry.to}` });
+        if (entry.event === 'session.moved') moved.push({ pauseMs: entry.pauseMs, trigger: entry.trigger, path: `${entry.from}→${entry.to}`, ...(entry.serverSaid && { serverSaid: entry.serverSaid }) });
         if (entry.event === 'session.not_moved') notMoved.push({ reason: entry.reason, trigger: entry.trigger });
       },
     });
@@ -179,7 +179,7 @@ async function trial(kind) {
   const n = (k) => errs.filter((e) => e.kind === k).length;
   result.errors = { beforeKill: n('sent before the kill'), beforeDetection: n('sent before pgwarden saw the crash'), goalZero: n('connection of the fault'), other: n('other') };
   result.errorList = errs.slice(0, 500);
-  result.moved = { count: moved.length, pauseMs: pauseStats(moved.map((m) => m.pauseMs)), paths: countBy(moved.map((m) => `${m.path} (${m.trigger})`)) };
+  result.moved = { count: moved.length, pauseMs: pauseStats(moved.map((m) => m.pauseMs)), paths: countBy(moved.map((m) => `${m.path} (${m.trigger}${m.serverSaid ? `: ${m.serverSaid}` : ''})`)) };
   result.notMoved = { count: notMoved.length, reasons: countBy(notMoved.map((n) => n.reason)) };
   return result;
 }
@@ -216,7 +216,12 @@ function summaryRow(kind, rs) {
 /** The auth-cost rows of bench/README.md's "Authentication at the proxy" table, quoted as they are. */
 function authCostRows(readme) {
   const text = readFileSync(readme, 'utf8');
-  return text.split('\n').filter((l) => /^\| (direct|pgwarden passthrough|pgwarden auth\.mode proxy) \|/.test(l));
+  // That section only: this one quotes the same rows, and must not quote its own copy again.
+  const from = text.indexOf('\n## Authentication at the proxy\n');
+  if (from < 0) return [];
+  const to = text.indexOf('\n## ', from + 1);
+  const section = text.slice(from, to < 0 ? undefined : to);
+  return section.split('\n').filter((l) => /^\| (direct|pgwarden passthrough|pgwarden auth\.mode proxy) \|/.test(l));
 }
 
 async function main() {

@@ -51,6 +51,8 @@ export interface SessionMoved {
   readonly trigger: string;
   /** How long the client's bytes waited. */
   readonly pauseMs: number;
+  /** For `server-gone`: the server's goodbye (SQLSTATE and message), when it sent one before closing. */
+  readonly serverSaid?: string;
 }
 
 /** A session that could have moved but did not (sessions.survive): logged as session.not_moved with the reason. */

@@ -113,13 +113,14 @@ export abstract class MovableSession extends SessionLifecycle {
     if (goodbye && !GOODBYES_TO_MOVE_FROM.has(goodbye.code)) {
       const reason = `the server ended the session itself (${goodbye.code ?? '?'} ${goodbye.message ?? ''})`.trim();
       this.ctx.onNotMoved({ client: this.clientAddress, user: this.user, database: this.database, from: this.target?.name, trigger: 'server-gone', reason });
-    } else if (this.tryMove('server-gone')) return true;
+    } else if (this.tryMove('server-gone', goodbye && `${goodbye.code ?? '?'} ${goodbye.message ?? ''}`.trim())) return true;
     // Not moving: the server's goodbye, held back, reaches the client before the close.
     this.survival?.relay?.release();
     return false;
   }
 
-  private tryMove(trigger: string): boolean {
+  /** `serverSaid`: for server-gone, the goodbye the server sent (SQLSTATE and message), for the session.moved line. */
+  private tryMove(trigger: string, serverSaid?: string): boolean {
     const s = this.survival;
     if (!s || this.phase !== 'relaying') return false;
     const why = this.cannotMove(s);
@@ -127,7 +128,7 @@ export abstract class MovableSession extends SessionLifecycle {
       this.ctx.onNotMoved({ client: this.clientAddress, user: this.user, database: this.database, from: this.target?.name, trigger, reason: why });
       return false;
     }
-    this.beginMove(s, trigger);
+    this.beginMove(s, trigger, serverSaid);
     return true;
   }
 
@@ -144,7 +145,7 @@ export abstract class MovableSession extends SessionLifecycle {
     return m.ok ? undefined : m.reason;
   }
 
-  private beginMove(s: Survival, trigger: string): void {
+  private beginMove(s: Survival, trigger: string, serverSaid: string | undefined): void {
     const from = this.target!.name;
     const started = this.ctx.clock.now();
     this.transition('moving'); // stops the server relay (its exitPhase)
@@ -181,7 +182,7 @@ export abstract class MovableSession extends SessionLifecycle {
       this.client.off('data', this.holdClientBytes);
     };
     move.done.then(
-      (r) => this.guard(() => this.moved(s, r, from, trigger, started), undefined),
+      (r) => this.guard(() => this.moved(s, r, { from, trigger, started, serverSaid }), undefined),
       (err: Error) => this.guard(() => this.notMoved(s, err, from, trigger), undefined),
     );
   }
@@ -192,7 +193,7 @@ export abstract class MovableSession extends SessionLifecycle {
     if (this.heldClientBytes > MAX_HELD_CLIENT_BYTES) this.client.pause();
   };
 
-  private moved(s: Survival, r: MoveResult, from: string, trigger: string, started: number): void {
+  private moved(s: Survival, r: MoveResult, how: { from: string; trigger: string; started: number; serverSaid: string | undefined }): void {
     if (this.phase !== 'moving') return void r.socket.destroy();
     const { view, socket } = r;
     this.target = view;
@@ -219,7 +220,8 @@ export abstract class MovableSession extends SessionLifecycle {
     }
     this.client.relayTo(socket, s.client);
     this.relayServer(socket);
-    this.ctx.onMoved({ client: this.clientAddress, user: this.user, database: this.database, from, to: view.name, trigger, pauseMs: this.ctx.clock.now() - started });
+    const { from, trigger, started, serverSaid } = how;
+    this.ctx.onMoved({ client: this.clientAddress, user: this.user, database: this.database, from, to: view.name, trigger, pauseMs: this.ctx.clock.now() - started, ...(serverSaid && { serverSaid }) });
   }
 
   private notMoved(s: Survival, err: Error, from: string, trigger: string): void {
