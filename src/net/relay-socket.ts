@@ -44,8 +44,6 @@ export interface RelayEnd extends net.Socket {
   unrelay(): void;
   holdErrors(): void;
   reportTo(owner: SocketOwner): void;
-  /** Write a relayed chunk (one the caller will not reuse); false: stop reading, waitingReader is resumed when this end can take more. */
-  relayWrite(chunk: Buffer): boolean;
   /** The socket relaying into this one, whose reads stop while this one is full (set by its relayTo). */
   waitingReader?: net.Socket;
 }
@@ -129,11 +127,7 @@ export class RelaySocket extends net.Socket implements RelayEnd {
       return true;
     }
     this.watcher?.feed(chunk);
-    return dst.relayWrite(chunk);
-  }
-
-  relayWrite(chunk: Buffer): boolean {
-    return this.write(chunk);
+    return dst.write(chunk);
   }
 
   /** `onread` callback; Node calls it as a method of the socket. False stops the reads. */

@@ -10,11 +10,9 @@
 // so the same two fields are set on it at relayTo(). Until then, and for anything the stream
 // had already buffered, chunks come as 'data' events. The relay itself is the same as for
 // RelaySocket: chunks written to the other end after the watcher's look, reads paused while
-// the other end is full and resumed on its 'drain'. Chunks relayed into a TLS socket are written
-// to its handle directly when nothing else is in flight (net/tls-direct-write.ts).
+// the other end is full and resumed on its 'drain'.
 import type tls from 'node:tls';
 import type { ChunkWatcher, RelayEnd, SocketOwner } from './relay-socket';
-import { enableDirectWrites, relayWrite } from './tls-direct-write';
 import { readIntoSharedBuffer } from './user-buffer-read';
 
 interface TlsRelayState {
@@ -33,8 +31,6 @@ export function tlsRelayEnd(socket: tls.TLSSocket): RelayEnd {
   s.unrelay = unrelay;
   s.holdErrors = holdErrors;
   s.reportTo = reportTo;
-  s.relayWrite = relayWriteTls;
-  enableDirectWrites(socket);
   return s;
 }
 
@@ -85,11 +81,7 @@ function relayChunk(s: TlsEnd, chunk: Buffer): boolean {
     return true;
   }
   s.relayWatcher?.feed(chunk);
-  return dst.relayWrite(chunk);
-}
-
-function relayWriteTls(this: TlsEnd, chunk: Buffer): boolean {
-  return relayWrite(this, chunk);
+  return dst.write(chunk);
 }
 
 /** The shared-buffer read callback (Node calls it as a method of the socket); false stops the reads. */
