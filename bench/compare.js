@@ -73,20 +73,25 @@ async function startTarget(t, dir, pgPort, cert) {
     for (let round = 1; round <= rounds; round++) {
       for (const t of round % 2 ? targets : [...targets].reverse()) {
         const { port, proc } = await startTarget(t, dir, cluster.primary.port, cert);
+        const exited = new Promise((r) => proc.once('exit', r));
         await sleep(1500);
-        const c0 = cpuSeconds(proc.pid);
-        const out = execFileSync(
-          path.join(bin, 'pgbench'),
-          ['-n', '-S', ...(opts.connect ? ['-C'] : []), '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'],
-          { encoding: 'utf8', env },
-        );
-        const cpu = cpuSeconds(proc.pid) - c0;
-        const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
-        const usPerTxn = (cpu * 1e6) / (tps * seconds);
-        results.get(t.name).push({ tps, usPerTxn });
-        console.log(`round ${round} ${t.name.padEnd(10)} ${tps.toFixed(0).padStart(7)} tps  ${usPerTxn.toFixed(1).padStart(7)} µs CPU/txn  (load ${os.loadavg()[0].toFixed(2)})`);
-        proc.kill('SIGTERM');
-        await new Promise((r) => proc.once('exit', r));
+        try {
+          const c0 = cpuSeconds(proc.pid);
+          const out = execFileSync(
+            path.join(bin, 'pgbench'),
+            ['-n', '-S', ...(opts.connect ? ['-C'] : []), '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'],
+            { encoding: 'utf8', env },
+          );
+          const cpu = cpuSeconds(proc.pid) - c0;
+          const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
+          const usPerTxn = (cpu * 1e6) / (tps * seconds);
+          results.get(t.name).push({ tps, usPerTxn });
+          console.log(`round ${round} ${t.name.padEnd(10)} ${tps.toFixed(0).padStart(7)} tps  ${usPerTxn.toFixed(1).padStart(7)} µs CPU/txn  (load ${os.loadavg()[0].toFixed(2)})`);
+        } finally {
+          // A failed pgbench must not leave the target running.
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+          await exited;
+        }
       }
     }
   } finally {
