@@ -897,6 +897,18 @@ t.test('coordination.advertise: a host other instances reach; never a wildcard',
     t.match(p.hint, /this host's own address/);
   }
   t.match(problemAt(t, at('http://pgw1:6432'), 'coordination.advertise').message, /expected a host name or IP address/);
+
+  // `pgwarden check` shows it, and says when auth.mode proxy has wildcard listeners without it.
+  const wild = (extra: string) =>
+    describeConfig(
+      parseConfig(
+        `listeners:\n  - { name: rw, bind: "0.0.0.0:6432", route: primary }\n${BACKENDS}auth: { mode: proxy, user: pgwarden_auth, password_env: P }\ncoordination: { name: a, members: [a, b], ${extra}etcd: { endpoints: [http://e:2379] } }\n`,
+        { P: 'x' },
+      ),
+    );
+  t.match(wild(''), /warning: rw bind a wildcard and `advertise` is not set/);
+  t.match(wild('advertise: 10.0.0.1, '), /advertise: 10\.0\.0\.1 \(where the others send cancels/);
+  t.notMatch(wild('advertise: 10.0.0.1, '), /warning: rw bind a wildcard/);
 });
 
 t.test('coordination: this instance is one of the members, each listed once', async (t) => {
