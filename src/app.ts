@@ -359,6 +359,7 @@ export class App implements AdminController, ControlContext, Reloadable {
         survive: this.survive,
         sessionOpened: () => this.quietGc.sessionOpened(),
         sessionClosed: () => this.quietGc.sessionClosed(),
+        ...(this.coordinator && { cancelPeers: this.coordinator.cancelPeers() }),
       }),
       this.log,
     );

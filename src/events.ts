@@ -22,7 +22,7 @@ export interface BusEvents {
   /** `cause`: one of proxy/end-cause.ts's EndCause names. */
   'session.end': { listener: string; backend?: string; cause: string; reason?: string; durationMs: number; bytesFromClient: number; bytesToClient: number };
   /** A CancelRequest: to the one server that issued the key, fanned out (unknown key), or dropped (unknown_cancel_rate). */
-  'cancel.forwarded': { listener: string; outcome: 'exact' | 'fanned-out' | 'dropped' };
+  'cancel.forwarded': { listener: string; outcome: 'exact' | 'forwarded' | 'fanned-out' | 'dropped' };
   /** A client got an ErrorResponse instead of a session (sqlstate says why). */
   'session.rejected': { listener: string; sqlstate: string; code: string };
   /** A session left the wait queue. */

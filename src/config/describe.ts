@@ -83,7 +83,17 @@ function coordinationLines(config: Config): string[] {
     `  etcd: ${etcd.endpoints.join(' ')}  prefix: ${etcd.prefix}  timeout: ${formatDuration(etcd.timeout)}`,
     ...(etcd.user === undefined ? [] : [`  user: ${etcd.user}  password: ${etcd.password === undefined ? '(none)' : '(set)'}`]),
     ...(tls.length === 0 ? [] : [`  tls: ${tls.join('  ')}`]),
+    ...(coordination.advertise === undefined ? [] : [`  advertise: ${coordination.advertise} (where the others send cancels for keys of listeners bound to a wildcard)`]),
+    ...unadvertised(config),
   ];
+}
+
+/** auth.mode proxy: listeners the other instances cannot send this one's cancels to. */
+function unadvertised(config: Config): string[] {
+  if (config.auth.mode !== 'proxy' || config.coordination?.advertise !== undefined) return [];
+  const wild = config.listeners.filter((l) => l.host === '0.0.0.0' || l.host === '::').map((l) => l.name);
+  if (wild.length === 0) return [];
+  return [`  warning: ${wild.join(', ')} bind a wildcard and \`advertise\` is not set: a CancelRequest for a key issued here that reaches another instance is not forwarded here`];
 }
 
 const TLS_MODE_TEXT: Readonly<Record<TlsMode, string>> = {

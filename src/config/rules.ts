@@ -313,6 +313,14 @@ function coordinationRules(doc: Mapping, coordination: Mapping, env: NodeJS.Proc
   coordinationMembers(coordination, report);
   etcdConnection(doc, etcd, report);
   coordinationTiming(coordination, etcd, report);
+  const advertise = asString(coordination.advertise)?.replace(/^\[(.*)\]$/, '$1');
+  if (advertise !== undefined && WILDCARDS.has(advertise)) {
+    report(
+      ['coordination', 'advertise'],
+      `is a wildcard address (${advertise}); expected the address the other instances reach this one at`,
+      "write this host's own address or a name that resolves to it, e.g. `advertise: 10.0.0.1`",
+    );
+  }
   if (etcd.password_env !== undefined && etcd.user === undefined) {
     report(['coordination', 'etcd', 'password_env'], 'needs `user` beside it', 'etcd checks a user name and a password together: set `user`, or remove `password_env`');
   }

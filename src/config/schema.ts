@@ -274,6 +274,9 @@ const coordination = section('coordination', {
   on_etcd_loss: f
     .oneOf(ON_ETCD_LOSS, { 'read-only': 'readonly', read_only: 'readonly', ro: 'readonly', continue: 'keep', ignore: 'keep', none: 'keep' })
     .default('keep'),
+  // Where the other instances send a CancelRequest for a key of this one, for listeners bound
+  // to a wildcard address (rules.ts refuses a wildcard here).
+  advertise: f.host().optional(),
   etcd: optionalSection(etcd),
 });
 

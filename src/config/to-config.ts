@@ -88,6 +88,7 @@ function coordinationOf(doc: ParsedDocument, env: NodeJS.ProcessEnv): Coordinati
     members: coordination.members,
     ttl: coordination.ttl,
     onEtcdLoss: coordination.on_etcd_loss,
+    ...(coordination.advertise === undefined ? {} : { advertise: coordination.advertise }),
     etcd: {
       endpoints: etcd.endpoints,
       prefix: etcd.prefix,

@@ -232,6 +232,11 @@ export interface CoordinationConfig {
   readonly ttl: number;
   /** With etcd unreachable: keep routing writes to the primary this instance knows, or route none. */
   readonly onEtcdLoss: OnEtcdLoss;
+  /**
+   * The host the other instances reach this one at, for listeners bound to a wildcard address:
+   * with auth.mode proxy they send a CancelRequest for a key this instance issued there.
+   */
+  readonly advertise?: string;
   readonly etcd: {
     readonly endpoints: readonly string[];
     /** Keys of this cluster live under it (no trailing slash). */

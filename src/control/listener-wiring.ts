@@ -6,7 +6,7 @@ import type { Config, ListenerConfig } from '../config/types';
 import type { Bus } from '../events';
 import type { Logger } from '../logger';
 import type { TlsFiles } from '../net/tls-credentials';
-import { FanoutBudget } from '../proxy/cancel-forwarder';
+import { FanoutBudget, type CancelPeers, type ListenerPeers } from '../proxy/cancel-forwarder';
 import { sendCancel, type CancelRegistry, type CancelTarget } from '../proxy/cancel-registry';
 import type { ListenerContext } from '../proxy/listener-context';
 import { Router } from '../routing/router';
@@ -36,6 +36,8 @@ export interface WiredProxy {
   readonly survive: SurviveKit;
   sessionOpened(): void;
   sessionClosed(): void;
+  /** With coordination: the other members' cancel addresses (a key of theirs is forwarded there). */
+  readonly cancelPeers?: CancelPeers;
 }
 
 export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerContext {
@@ -75,6 +77,7 @@ export function listenerContext(l: ListenerConfig, p: WiredProxy): ListenerConte
     clock: realClock,
     log: p.log,
     fanout: new FanoutBudget(rate, rate, realClock),
+    ...(p.cancelPeers && { peers: listenerPeers(p.cancelPeers, l.name) }),
     ...sessionReporting(l.name, { log: p.log, bus: p.bus, poke: p.poke, sessionOpened: p.sessionOpened, sessionClosed: p.sessionClosed }),
     survive: () => (p.config().sessions.survive === 'on' ? p.survive : undefined),
     clientTlsOptions: () => p.tlsFiles().credentials?.options(),
@@ -101,4 +104,8 @@ function cancelTargets(l: ListenerConfig, topology: Topology): CancelTarget[] {
     .backends()
     .filter((v) => v.state !== 'down' && fits(v.role))
     .map((v) => ({ backend: v.name, host: v.config.host, port: v.config.port }));
+}
+
+function listenerPeers(peers: CancelPeers, listener: string): ListenerPeers {
+  return { ownTag: peers.ownTag, addressesFor: (tag) => peers.addressesFor(tag, listener) };
 }

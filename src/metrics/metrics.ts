@@ -184,7 +184,7 @@ function declareMetrics(registry: Registry, snap: () => MetricsView) {
     bytesFromClients: new Counter({ name: 'pgwarden_client_received_bytes_total', help: 'Bytes received from clients (counted when a session ends).', labelNames: ['listener'], registers }),
     bytesToClients: new Counter({ name: 'pgwarden_client_sent_bytes_total', help: 'Bytes sent to clients (counted when a session ends).', labelNames: ['listener'], registers }),
     sessionsEnded: new Counter({ name: 'pgwarden_sessions_ended_total', help: 'Sessions (and refused connections) that ended, by cause (client-terminate, client-closed, server-closed, drained, login-timeout …).', labelNames: ['listener', 'cause'], registers }),
-    cancels: new Counter({ name: 'pgwarden_cancel_requests_total', help: 'CancelRequests: exact (the key was known), fanned-out (unknown key, sent to every backend) or dropped (unknown_cancel_rate reached).', labelNames: ['listener', 'outcome'], registers }),
+    cancels: new Counter({ name: 'pgwarden_cancel_requests_total', help: 'CancelRequests: exact (the key was known), forwarded (another coordinated instance issued the key: sent there), fanned-out (unknown key, sent to every backend) or dropped (unknown_cancel_rate reached).', labelNames: ['listener', 'outcome'], registers }),
     sessionDuration: new Histogram({ name: 'pgwarden_session_duration_seconds', help: 'Duration of ended sessions.', labelNames: ['listener'], buckets: [0.01, 0.1, 1, 10, 60, 600, 3600, 86400], registers }),
 
     // ---- failover ----

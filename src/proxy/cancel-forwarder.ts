@@ -3,8 +3,13 @@
 // of another instance; a guess) goes to every backend the listener can route to — a wrong server
 // ignores a key that is not its own — but at a bounded rate: a client flooding CancelRequests
 // with made-up keys must not make pgwarden open connections to every server for each of them.
+// With coordination, an unknown key that carries another member's tag (cancel-tag.ts) goes to
+// that member's listener instead, under the same budget: it issued the key and knows its server.
+// Only a key whose tag is another member's is forwarded, so a forwarded request that reaches a
+// member without the key (its session ended) is fanned out there, never sent on again.
 import type { Clock } from '../clock';
 import { cancelKey, cancelRequest } from '../protocol/cancel';
+import { NO_TAG, tagOf } from './cancel-tag';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
 
 /**
@@ -42,9 +47,32 @@ export interface CancelDeps {
   /** Delivers the 16 bytes to one server; never rejects. */
   sendCancel(host: string, port: number, packet: Buffer): Promise<boolean>;
   readonly fanout: FanoutBudget;
+  /** With coordination: this member's tag and where the other members take this listener's cancels. */
+  readonly peers?: ListenerPeers;
 }
 
-export type CancelOutcome = 'exact' | 'fanned-out' | 'dropped';
+export interface PeerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ListenerPeers {
+  /** The tag in every key this member issues. */
+  readonly ownTag: number;
+  /** The live members other than this one whose tag is `tag`, at their address for this listener. */
+  addressesFor(tag: number): readonly PeerAddress[];
+}
+
+/** The same for every listener of this instance (coordination provides it; wiring binds a listener's name). */
+export interface CancelPeers {
+  readonly ownTag: number;
+  addressesFor(tag: number, listener: string): readonly PeerAddress[];
+}
+
+/** A tag shared by more members than this is a misconfiguration, not a reason to open more connections. */
+const MAX_FORWARDS = 4;
+
+export type CancelOutcome = 'exact' | 'forwarded' | 'fanned-out' | 'dropped';
 
 /** Forward one CancelRequest; resolves once every server it went to has taken it (or failed). */
 export async function forwardCancel(processId: number, secretKey: number, deps: CancelDeps): Promise<CancelOutcome> {
@@ -56,7 +84,20 @@ export async function forwardCancel(processId: number, secretKey: number, deps: 
     await deps.sendCancel(known.host, known.port, exact);
     return 'exact';
   }
+  const peers = peerTargets(processId, deps.peers);
   if (!deps.fanout.take()) return 'dropped';
+  if (peers.length > 0) {
+    await Promise.all(peers.map((p) => deps.sendCancel(p.host, p.port, packet)));
+    return 'forwarded';
+  }
   await Promise.all(deps.cancelTargets().map((t) => deps.sendCancel(t.host, t.port, packet)));
   return 'fanned-out';
+}
+
+/** The members to forward an unknown key to: none unless it bears another member's tag. */
+export function peerTargets(processId: number, peers: ListenerPeers | undefined): readonly PeerAddress[] {
+  if (peers === undefined) return [];
+  const tag = tagOf(processId);
+  if (tag === NO_TAG || tag === peers.ownTag) return [];
+  return peers.addressesFor(tag).slice(0, MAX_FORWARDS);
 }

@@ -9,7 +9,7 @@ import type { Topology } from '../routing/topology';
 import type { BackendConnectError } from './backend-connect';
 import type { CancelRegistry, CancelTarget } from './cancel-registry';
 import type { CloseReason } from './close-reason';
-import type { CancelOutcome, FanoutBudget } from './cancel-forwarder';
+import type { CancelOutcome, FanoutBudget, ListenerPeers } from './cancel-forwarder';
 import type { EndCause } from './end-cause';
 import type { Phase } from './session-phase';
 import type { Clock } from '../clock';
@@ -101,6 +101,8 @@ export interface ListenerContext {
   readonly log: { debug(obj: object, msg: string): void; isLevelEnabled(level: string): boolean };
   /** The rate at which CancelRequests with an unknown key may fan out to every backend. */
   readonly fanout: FanoutBudget;
+  /** With coordination: this member's key tag, and where another member's keys are cancelled. */
+  readonly peers?: ListenerPeers;
   /** A connect to a backend failed: the health checker should look again now. */
   onConnectFailure(backend: string, err: BackendConnectError): void;
   /**
@@ -119,7 +121,7 @@ export interface ListenerContext {
   onSessionStart(backend: string): void;
   /** pgwarden closed an established session (drain, maint, switchover …). */
   onClosedByProxy(backend: string | undefined, reason: CloseReason, inTransaction: boolean): void;
-  /** A CancelRequest was delivered exactly, fanned out, or dropped (fan-out budget spent). */
+  /** A CancelRequest was delivered exactly, forwarded to the member that issued it, fanned out, or dropped (budget spent). */
   onCancel(outcome: CancelOutcome): void;
   /** An accept or a connect failed for lack of file descriptors (EMFILE/ENFILE): logged once per burst. */
   onOutOfDescriptors(where: string, errno: string | undefined): void;

@@ -122,7 +122,7 @@ export abstract class ProxyAuthSession extends MovableSession {
 
   private loggedIn(view: BackendView, socket: RelayEnd, r: LoginResult): void {
     socket.reportTo(this);
-    const own = issueKey(this.ctx.cancels);
+    const own = issueKey(this.ctx.cancels, this.ctx.peers?.ownTag);
     this.issuedKey = own;
     this.key = cancelKey(own.processId, own.secretKey);
     this.ctx.cancels.add(this.key, { backend: view.name, host: view.config.host, port: view.config.port, serverKey: { processId: r.processId, secretKey: r.secretKey } });

@@ -19,6 +19,7 @@ import { serverLogin, ServerLoginError } from '../survive/server-login';
 import type { Lookup } from './auth-lookup';
 import type { CancelRegistry } from './cancel-registry';
 import { cancelKey } from '../protocol/cancel';
+import { taggedProcessId } from './cancel-tag';
 
 /** PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH: the longest authentication message a client may send. */
 const MAX_AUTH_MESSAGE = 65535;
@@ -153,10 +154,14 @@ export function startupTail(parameters: ReadonlyMap<string, string>, processId: 
   return Buffer.concat(parts);
 }
 
-/** A cancel key pgwarden issues: a positive process id (some drivers expect one) and a random secret, not in use. */
-export function issueKey(cancels: CancelRegistry): { processId: number; secretKey: number } {
+/**
+ * A cancel key pgwarden issues: a positive process id (some drivers expect one) and a random
+ * secret, not in use. With coordination the process id carries this member's `tag`
+ * (cancel-tag.ts), so another instance can send a CancelRequest for it here.
+ */
+export function issueKey(cancels: CancelRegistry, tag?: number): { processId: number; secretKey: number } {
   for (;;) {
-    const processId = randomInt(1, 0x7fffffff);
+    const processId = tag === undefined ? randomInt(1, 0x7fffffff) : taggedProcessId(tag);
     const secretKey = randomInt(-0x80000000, 0x7fffffff);
     if (!cancels.get(cancelKey(processId, secretKey))) return { processId, secretKey };
   }

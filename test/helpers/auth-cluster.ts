@@ -34,7 +34,18 @@ export async function loginError(port: number, user: string, password: string): 
 /** A cluster whose pg_hba.conf asks these users for their passwords, with the README's function and roles. */
 export async function authCluster(t: Test, replicas: number): Promise<PgCluster> {
   const cluster = await startCluster(t, { replicas, checkUser: CHECK_USER });
+  await prepareProxyAuth(t, cluster);
+  return cluster;
+}
+
+/**
+ * Sets up a running cluster (started with CHECK_USER, e.g. startCluster3) for auth.mode proxy:
+ * the function, the auth user, the roles, and a pg_hba.conf that asks for passwords over
+ * 127.0.0.0/8 on every node.
+ */
+export async function prepareProxyAuth(t: Test, cluster: PgCluster): Promise<void> {
   const primary = cluster.primary;
+  const replicas = cluster.nodes.length - 1;
   // The README's function, the auth user, and one role per stored-password kind.
   for (const sql of [
     ...authFunctionSql(AUTH_PASSWORD),
@@ -57,7 +68,6 @@ export async function authCluster(t: Test, replicas: number): Promise<PgCluster>
   t.teardown(() => {
     delete process.env.TEST_AUTH_PASSWORD;
   });
-  return cluster;
 }
 
 export const AUTH_YAML = 'auth:\n  mode: proxy\n  user: pgwarden_auth\n  password_env: TEST_AUTH_PASSWORD\n';

@@ -34,6 +34,8 @@ export interface TrioOptions {
   coordination?: string;
   /** Start only these instances (the others may be started later with startInstance). */
   only?: readonly (typeof NAMES)[number][];
+  /** Runs on the started cluster before any instance starts (roles, pg_hba.conf …). */
+  prepare?: (cluster: PgCluster) => Promise<void>;
 }
 
 export async function startCluster3(t: Test): Promise<PgCluster> {
@@ -48,6 +50,7 @@ export async function startTrio(t: Test, opts: TrioOptions = {}): Promise<Trio> 
   // etcd's members also listen on each instance's address, so one instance can be cut from etcd.
   const etcd = await startEtcd(t, { members: 3, clientAddresses: ['127.0.0.1', ...Object.values(ADDRESS)] });
   const cluster = await startCluster3(t);
+  await opts.prepare?.(cluster);
   const kv = new Etcd3({ hosts: etcd.endpoints() });
   t.teardown(() => kv.close());
   const instances = {} as Trio['instances'];

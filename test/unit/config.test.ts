@@ -885,6 +885,32 @@ t.test('coordination: absent means no key; the rest has defaults', async (t) => 
   t.equal(empty.problems[2]?.hint, 'for example: `endpoints: [http://127.0.0.1:2379]`');
 });
 
+t.test('coordination.advertise: a host other instances reach; never a wildcard', async (t) => {
+  const at = (advertise: string) => `${MINIMAL}coordination: { name: a, members: [a, b], advertise: "${advertise}", etcd: { endpoints: [http://e:2379] } }\n`;
+  t.equal(parseConfig(at('10.0.0.1'), {}).coordination?.advertise, '10.0.0.1');
+  t.equal(parseConfig(at('pgw1.example.com'), {}).coordination?.advertise, 'pgw1.example.com');
+  t.equal(parseConfig(at('[fd00::1]'), {}).coordination?.advertise, 'fd00::1');
+  t.notOk('advertise' in parseConfig(coordinationWith('{ endpoints: [http://e:2379] }'), {}).coordination!, 'absent: no key');
+  for (const wildcard of ['0.0.0.0', '::', '[::]']) {
+    const p = problemAt(t, at(wildcard), 'coordination.advertise');
+    t.match(p.message, /is a wildcard address .*; expected the address the other instances reach this one at/, wildcard);
+    t.match(p.hint, /this host's own address/);
+  }
+  t.match(problemAt(t, at('http://pgw1:6432'), 'coordination.advertise').message, /expected a host name or IP address/);
+
+  // `pgwarden check` shows it, and says when auth.mode proxy has wildcard listeners without it.
+  const wild = (extra: string) =>
+    describeConfig(
+      parseConfig(
+        `listeners:\n  - { name: rw, bind: "0.0.0.0:6432", route: primary }\n${BACKENDS}auth: { mode: proxy, user: pgwarden_auth, password_env: P }\ncoordination: { name: a, members: [a, b], ${extra}etcd: { endpoints: [http://e:2379] } }\n`,
+        { P: 'x' },
+      ),
+    );
+  t.match(wild(''), /warning: rw bind a wildcard and `advertise` is not set/);
+  t.match(wild('advertise: 10.0.0.1, '), /advertise: 10\.0\.0\.1 \(where the others send cancels/);
+  t.notMatch(wild('advertise: 10.0.0.1, '), /warning: rw bind a wildcard/);
+});
+
 t.test('coordination: this instance is one of the members, each listed once', async (t) => {
   const missing = problemAt(t, `${MINIMAL}coordination: { name: d, members: [a, b, c], etcd: { endpoints: [http://e:2379] } }\n`, 'coordination.name');
   t.equal(missing.message, '`d` is not one of `members` (a, b, c)');

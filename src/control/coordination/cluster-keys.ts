@@ -4,7 +4,8 @@
 //
 //   leader              the leader's name, on the leader's lease; created only when absent
 //   state               ClusterState; written only by the leader, conditioned on what it read
-//   members/<name>      MemberRecord, on the member's lease: alive, and the epoch it acknowledged
+//   members/<name>      MemberRecord, on the member's lease: alive, the epoch it acknowledged,
+//                       and where it takes CancelRequests for keys it issued
 //   votes/<name>        Vote, on the member's lease: "the primary of epoch N is down" here
 //   switchover          SwitchoverRequest, from any member; the leader runs it and removes it
 import type { StoreSnapshot } from '../../coordination/store';
@@ -58,7 +59,14 @@ export interface MemberRecord {
   readonly ackEpoch: number;
   /** Its drain of the last switchover epoch. */
   readonly drained?: { readonly epoch: number; readonly idle: number; readonly inTransaction: number };
+  /** Its key tag and, per listener name, where it takes a CancelRequest (cancel-addresses.ts). */
+  readonly cancel?: MemberCancel;
   readonly at: number;
+}
+
+export interface MemberCancel {
+  readonly tag: number;
+  readonly listeners: Readonly<Record<string, { readonly host: string; readonly port: number }>>;
 }
 
 export interface Vote {

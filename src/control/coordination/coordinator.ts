@@ -10,6 +10,9 @@ import { LEADER, SWITCHOVER, memberKey, quorum, readCluster, voteKey, type Clust
 import type { CoordinationDeps } from './deps';
 import { LeaderDuties } from './leader';
 import { LeaseKeeper } from './lease-keeper';
+import { memberTag } from '../../proxy/cancel-tag';
+import type { CancelPeers } from '../../proxy/cancel-forwarder';
+import { cancelRecord, peerAddresses, sharingTag } from './cancel-addresses';
 import { MemberDuties } from './member';
 
 const TICK_MS = 500;
@@ -36,12 +39,24 @@ export class Coordinator {
   private stopWatch?: () => void;
   private readonly waiters = new Map<string, (r: SwitchoverOutcome) => void>();
   private readonly reportedUnreadable = new Set<string>();
+  private readonly reportedSharedTag = new Set<string>();
+  /** The tag in every cancel key this member issues (auth.mode proxy). */
+  readonly cancelTag: number;
   private readonly kick = () => this.evaluateSoon();
 
   constructor(private readonly deps: CoordinationDeps) {
     this.lease = new LeaseKeeper(deps.store, deps.settings.ttl, deps.clock, { held: () => this.onHeld(), lost: (reason) => this.onLost(reason) });
     this.member = new MemberDuties(deps);
     this.leader = new LeaderDuties(deps, this.lease);
+    this.cancelTag = memberTag(deps.settings.name);
+  }
+
+  /** Where the other live members take CancelRequests for keys they issued (from the last read). */
+  cancelPeers(): CancelPeers {
+    return {
+      ownTag: this.cancelTag,
+      addressesFor: (tag, listener) => peerAddresses(this.view, this.deps.settings.name, tag, listener),
+    };
   }
 
   start(): void {
@@ -194,10 +209,22 @@ export class Coordinator {
     const { name } = this.deps.settings;
     const rec = view.members.get(name);
     const drained = this.member.drained;
-    if (this.memberWritten && rec?.ackEpoch === this.member.ackEpoch && rec.drained?.epoch === drained?.epoch) return;
-    const value = JSON.stringify({ name, ackEpoch: this.member.ackEpoch, ...(drained ? { drained } : {}), at: Date.now() });
+    // Read each time: a reload may add or remove listeners.
+    const cancel = cancelRecord(this.cancelTag, this.deps.config().listeners, this.deps.settings.advertise);
+    this.reportSharedTag(view);
+    const sameCancel = JSON.stringify(rec?.cancel) === JSON.stringify(cancel);
+    if (this.memberWritten && rec?.ackEpoch === this.member.ackEpoch && rec.drained?.epoch === drained?.epoch && sameCancel) return;
+    const value = JSON.stringify({ name, ackEpoch: this.member.ackEpoch, ...(drained ? { drained } : {}), cancel, at: Date.now() });
     await this.deps.store.transact([], [{ put: memberKey(name), value, lease }]);
     this.memberWritten = true;
+  }
+
+  private reportSharedTag(view: ClusterView): void {
+    for (const other of sharingTag(view, this.deps.settings.name, this.cancelTag)) {
+      if (this.reportedSharedTag.has(other)) continue;
+      this.reportedSharedTag.add(other);
+      this.deps.timeline.add('warn', 'coordination.cancel_tag_shared', `${this.deps.settings.name} and ${other} have the same cancel key tag (${this.cancelTag}): a CancelRequest for a key of one that reaches the other is not forwarded (rename one member to fix)`, {});
+    }
   }
 
   private async publishVote(view: ClusterView, lease: string): Promise<void> {
