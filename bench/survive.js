@@ -17,6 +17,7 @@
 //
 // --until HH:MM (UTC): start no trial after that time (the run then reports the trials it made).
 // --quick: one switchover and one crash, raw JSON with a -quick suffix, bench/README.md left alone.
+// --no-readme: bench/README.md left alone, raw JSON with a -no-readme suffix.
 'use strict';
 const { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
@@ -259,7 +260,9 @@ async function main() {
   const date = started.toISOString().slice(0, 10);
   const resultsDir = path.join(__dirname, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const jsonFile = path.join(resultsDir, `survive-${date}${values.quick ? '-quick' : ''}.json`);
+  // A run that leaves bench/README.md alone must not overwrite the raw results the README cites.
+  const suffix = values.quick ? '-quick' : values['no-readme'] ? '-no-readme' : '';
+  const jsonFile = path.join(resultsDir, `survive-${date}${suffix}.json`);
   writeFileSync(jsonFile, `${JSON.stringify({ command, started: started.toISOString(), machine, switchovers: SWITCHOVERS, crashes: CRASHES, total: TOTAL, active: ACTIVE, trials }, null, 2)}\n`);
   console.log(`raw results: ${path.relative(process.cwd(), jsonFile)}`);
   if (values.quick || values['no-readme']) return;

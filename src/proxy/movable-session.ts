@@ -15,7 +15,7 @@ import { SqlState } from '../errors';
 import type { LoginSecret, SessionStateTracker, StartupParams } from '../survive/contracts';
 import { MessageTap } from '../survive/message-tap';
 import { ServerRelay } from '../survive/server-relay';
-import { moveSession, type MoveResult } from '../survive/session-mover';
+import { moveSession, type MoveResult } from './session-mover';
 import { trustedAtStartup } from '../survive/trust-at-startup';
 import type { CloseReason } from './close-reason';
 import type { MessageBoundaries } from './boundaries';

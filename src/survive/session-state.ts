@@ -48,12 +48,7 @@ export class SessionState {
   lose(reason: string): void {
     if (this.lost !== undefined) return;
     this.lost = reason;
-    this.sets.clear();
-    this.channels.clear();
-    this.prepared.clear();
-    this.holdCursors.clear();
-    this.ops = [];
-    this.marks = [];
+    this.forget();
   }
 
   markTemp(): void {
@@ -161,14 +156,19 @@ export class SessionState {
 
   /** DISCARD ALL: back to a fresh login (it also runs pg_advisory_unlock_all() and drops temp objects). */
   discardAll(): void {
+    this.forget();
+    this.temp = false;
+    this.advisory = false;
+  }
+
+  /** Drops every setting, channel, prepared statement and cursor, and what the open transaction did. */
+  private forget(): void {
     this.sets.clear();
     this.channels.clear();
     this.prepared.clear();
     this.holdCursors.clear();
     this.ops = [];
     this.marks = [];
-    this.temp = false;
-    this.advisory = false;
   }
 
   /** Why the committed state cannot be rebuilt, or undefined when it can. */

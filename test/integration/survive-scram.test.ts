@@ -131,11 +131,15 @@ async function withEveryConnection<T>(pool: Pool, size: number, fn: (c: PoolClie
 }
 
 /** A worker taking a connection from the pool for one statement (an insert or a count, in turn) every few ms. */
-function poolWorker(pool: Pool): { statements: () => number; stop: () => Promise<{ inserted: number; statements: number; errors: PgError[] }> } {
+function poolWorker(t: Test, pool: Pool): { statements: () => number; stop: () => Promise<{ inserted: number; statements: number; errors: PgError[] }> } {
   let running = true;
   let inserted = 0;
   let statements = 0;
   const errors: PgError[] = [];
+  // A failed assertion before stop() must not leave the loop spinning on a closed pool.
+  t.teardown(() => {
+    running = false;
+  });
   const loop = (async () => {
     for (let i = 0; running; i++) {
       const insert = i % 2 === 0;
@@ -168,7 +172,7 @@ t.test('a pg.Pool through a planned switchover with a busy worker: no error anyw
   const p = await startProxy(t, cluster, { extra: SURVIVE });
   await ready(p);
   const { pool, names, errors } = await warmPool(t, p.rwPort, POOL_SIZE);
-  const worker = poolWorker(pool);
+  const worker = poolWorker(t, pool);
   await waitFor('the worker has run statements', () => worker.statements() >= 10);
 
   const result = await p.app.switchover('pg2');

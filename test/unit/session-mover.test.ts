@@ -14,7 +14,7 @@ import { parameterStatusMessage } from '../../src/protocol/frontend-messages';
 import { MessageReader } from '../../src/protocol/message-reader';
 import type { BackendView } from '../../src/routing/topology';
 import type { ReplayStep, SessionStateTracker } from '../../src/survive/contracts';
-import { moveSession, type MoveDeps } from '../../src/survive/session-mover';
+import { moveSession, type MoveDeps } from '../../src/proxy/session-mover';
 import { trustLogin } from '../../src/survive/trust-login';
 import { framed as msg } from '../helpers/framed';
 

@@ -3,7 +3,7 @@
 // primary yet, up to failover.queue_timeout), connect (with tls.server like any session),
 // log in as the session's user with the ServerLogin its LoginSecret calls for, rebuild the
 // session's state from the tracker's replay steps, and say which ParameterStatus values the
-// client must be told. Nothing here touches the client: the session (proxy/movable-session.ts)
+// client must be told. Nothing here touches the client: the session (movable-session.ts)
 // pauses it before and resumes it after.
 //
 // A server that refuses the connection, or answers the login with 57P03 (starting up, shutting
@@ -15,12 +15,12 @@ import type { BackendView } from '../routing/topology';
 import type { ExcludeFn } from '../routing/router';
 import type { RelayEnd } from '../net/relay-socket';
 import { SessionMoveError, SqlState } from '../errors';
-import { startAttempt, type AttemptOutcome } from '../proxy/backend-attempt';
-import { BackendConnectError } from '../proxy/backend-connect';
-import type { ServerTlsOptions } from '../proxy/listener-context';
-import { RecentFailures } from '../proxy/recent-failures';
-import type { LoginResult, LoginSecret, ServerLogin, SessionStateTracker, StartupParams } from './contracts';
-import { replayState } from './state-replay';
+import { startAttempt, type AttemptOutcome } from './backend-attempt';
+import { BackendConnectError } from './backend-connect';
+import type { ServerTlsOptions } from './listener-context';
+import { RecentFailures } from './recent-failures';
+import type { LoginResult, LoginSecret, ServerLogin, SessionStateTracker, StartupParams } from '../survive/contracts';
+import { replayState } from '../survive/state-replay';
 
 export interface MoveDeps {
   readonly clock: Clock;
