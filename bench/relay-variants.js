@@ -6,6 +6,7 @@
 //   npm run build && node bench/relay-variants.js [--seconds 10] [--rounds 3] [-c 8] [--only a,b]
 //
 // `-c 8,64` measures both client counts in one run: each round runs every variant at each count.
+// The `tls` variants (and pgwarden and PgBouncer terminating TLS) run pgbench with PGSSLMODE=require.
 //
 // A variant runs as `node bench/relay-variants.js --serve VARIANT PORT PG_PORT`.
 'use strict';
@@ -134,6 +135,15 @@ const VARIANTS = {
   'native 2 processes': { native: true, processes: 2 }, // as HAProxy's two threads
   // The reference, in the same run: HAProxy in mode tcp (two threads, its default here).
   haproxy: { external: 'haproxy' },
+  // TLS to the clients (pgbench with PGSSLMODE=require), plain text to the server (issue 14): the
+  // floor of a Node.js relay that terminates TLS — answer the SSLRequest with 'S', a server-mode
+  // TLSSocket over the accepted socket, nothing else — with 'data' events or, as pgwarden does,
+  // reads into the shared buffer; then pgwarden itself and PgBouncer (`client_tls_sslmode =
+  // require`, session mode), both started as bench/run's TLS phase starts them.
+  'tls data': { tls: true },
+  'tls onread+frames': { tls: true, onread: true, frames: true },
+  'pgwarden tls': { tls: true, external: 'pgwarden' },
+  'pgbouncer tls': { tls: true, external: 'pgbouncer' },
 };
 
 const NATIVE_ADDON = require('node:path').join(__dirname, 'native-relay', 'build', 'Release', 'relay.node');
@@ -184,9 +194,53 @@ function serveNative(v, port, pgPort) {
   });
 }
 
+/**
+ * `tls` variants: the client's SSLRequest (8 bytes; pgbench sends it alone and waits for the
+ * answer) gets 'S', then a server-mode TLSSocket over the socket relays to the server, whose
+ * socket reads into the shared buffer. The certificate is RELAY_TLS_CERT / RELAY_TLS_KEY.
+ */
+function serveTls(v, port, pgPort) {
+  const tls = require('node:tls');
+  const { readFileSync } = require('node:fs');
+  const { readIntoSharedBuffer } = require('../dist/net/user-buffer-read');
+  const secureContext = tls.createSecureContext({ cert: readFileSync(process.env.RELAY_TLS_CERT), key: readFileSync(process.env.RELAY_TLS_KEY) });
+  const server = net.createServer({ noDelay: true }, (raw) => {
+    raw.once('data', (request) => {
+      raw.pause();
+      if (request.length !== 8) return raw.destroy();
+      raw.write('S');
+      const client = new tls.TLSSocket(raw, { isServer: true, secureContext });
+      const f = v.frames ? frames() : {};
+      const toClient = { dst: client };
+      const backend = net.connect({ port: pgPort, host: '127.0.0.1', noDelay: true, onread: onreadOptions(toClient, f.server) });
+      const close = () => (client.destroy(), backend.destroy());
+      const up = (chunk) => {
+        if (f.client) f.client(chunk);
+        return backend.write(chunk);
+      };
+      client.on('data', (chunk) => up(chunk) || client.pause());
+      if (v.onread) {
+        client.once('secure', () => readIntoSharedBuffer(client, (n, buf) => {
+          const chunk = Buffer.allocUnsafe(n);
+          buf.copy(chunk, 0, 0, n);
+          return up(chunk);
+        }));
+      }
+      client.on('drain', () => backend.resume());
+      backend.on('drain', () => client.resume());
+      for (const s of [client, backend, raw]) {
+        s.on('error', close);
+        s.on('close', close);
+      }
+    });
+  });
+  server.listen(port, '127.0.0.1');
+}
+
 function serve(name, port, pgPort) {
   const v = VARIANTS[name];
   if (v.external === 'haproxy') return serveHaproxy(port, pgPort);
+  if (v.tls) return serveTls(v, port, pgPort);
   if (v.processes) {
     const cluster = require('node:cluster');
     if (cluster.isPrimary) {
@@ -268,8 +322,9 @@ async function drive() {
   const path = require('node:path');
   const { PgCluster } = require('../dist/harness/cluster');
   const { findPgBinDir } = require('../dist/harness/binaries');
-  const { freePort } = require('../dist/harness/ports');
-  const { treeCpuSeconds: cpuSeconds, waitForPort } = require('./lib/perf-proc');
+  const { treeCpuSeconds: cpuSeconds } = require('./lib/perf-proc');
+  const { findProgram } = require('./lib/perf-targets');
+  const { makeCertificate } = require('./lib/perf-tls');
   const seconds = Number(opts.seconds ?? 10);
   const rounds = Number(opts.rounds ?? 3);
   const clientCounts = (opts.clients ?? '8').split(',');
@@ -279,6 +334,10 @@ async function drive() {
     if (VARIANTS[name].native) {
       if (require('node:fs').existsSync(NATIVE_ADDON)) return true;
       console.log(`${name}: addon not built (${NATIVE_BUILD}), skipped`);
+      return false;
+    }
+    if (VARIANTS[name].external === 'pgbouncer' && findProgram('pgbouncer') === undefined) {
+      console.log('pgbouncer tls: not installed (apt-get install pgbouncer), skipped');
       return false;
     }
     if (VARIANTS[name].external !== 'haproxy') return true;
@@ -291,6 +350,11 @@ async function drive() {
     }
   });
   const bin = findPgBinDir();
+  const { mkdtempSync, rmSync, chmodSync } = require('node:fs');
+  const dir = mkdtempSync(path.join(require('node:os').tmpdir(), 'relay-variants-'));
+  chmodSync(dir, 0o755); // PgBouncer runs as postgres when we are root and reads its config here
+  const cert = names.some((n) => VARIANTS[n].tls) ? makeCertificate(dir) : undefined;
+  if (cert?.missing) throw new Error(cert.missing);
   const cluster = await PgCluster.create({ replicas: 0 });
   const key = (name, clients) => (clientCounts.length > 1 ? `${name} -c ${clients}` : name);
   const results = new Map(clientCounts.flatMap((c) => names.map((n) => [key(n, c), []])));
@@ -299,24 +363,30 @@ async function drive() {
     execFileSync(path.join(bin, 'pgbench'), ['-i', '-q', '-s', '10', ...pg, '-p', String(cluster.primary.port), 'postgres'], { stdio: 'ignore' });
     for (let round = 1; round <= rounds; round++) {
       for (const clients of clientCounts) for (const name of round % 2 ? names : [...names].reverse()) {
-        const port = await freePort();
-        const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(cluster.primary.port)], { stdio: 'inherit' });
-        await waitForPort(port);
+        const { port, proc, stop } = await startVariant(name, cluster.primary.port, dir, cert);
         await new Promise((r) => setTimeout(r, 800)); // every worker of a multi-process variant listening too
         const t0 = cpuSeconds(proc.pid);
-        const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8' });
+        const env = { ...process.env, PGSSLMODE: VARIANTS[name].tls ? 'require' : 'prefer' };
+        const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8', env });
         const cpu = cpuSeconds(proc.pid) - t0;
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         results.get(key(name, clients)).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
         console.log(`round ${round} ${key(name, clients).padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
-        proc.kill('SIGTERM');
-        await new Promise((r) => proc.once('exit', r));
+        await stop();
       }
     }
   } finally {
     await cluster.destroy();
+    rmSync(dir, { recursive: true, force: true });
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  if (names.includes('pgbouncer tls')) {
+    for (const c of clientCounts) {
+      const ref = median(results.get(key('pgbouncer tls', c)).map((r) => r.tps));
+      const ratios = names.filter((n) => VARIANTS[n].tls && n !== 'pgbouncer tls').map((n) => `${n} ${(median(results.get(key(n, c)).map((r) => r.tps)) / ref).toFixed(2)}×`);
+      console.log(`-c ${c}, TPS / PgBouncer's (TLS): ${ratios.join(', ')}`);
+    }
+  }
   console.log(`\n| variant | TPS (median of ${rounds}) | relay CPU per transaction (median) |\n|---|--:|--:|`);
   for (const [name, rs] of results) console.log(`| ${name} | ${median(rs.map((r) => r.tps)).toFixed(0)} | ${median(rs.map((r) => r.us)).toFixed(1)} µs |`);
   // Against HAProxy, when it ran: TPS ratio of the medians per client count.
@@ -327,6 +397,27 @@ async function drive() {
       console.log(`-c ${c}, TPS / HAProxy's: ${ratios.join(', ')}`);
     }
   }
+}
+
+/**
+ * One variant listening: {port, proc (whose process tree's CPU is the relay's), stop()}. Our own
+ * variants run as `--serve` children; pgwarden and PgBouncer as bench/run starts them.
+ */
+async function startVariant(name, pgPort, dir, cert) {
+  const { spawn } = require('node:child_process');
+  const { freePort } = require('../dist/harness/ports');
+  const { waitForPort } = require('./lib/perf-proc');
+  const { startPgwarden, startPgbouncer } = require('./lib/perf-targets');
+  const v = VARIANTS[name];
+  if (v.external === 'pgwarden' || v.external === 'pgbouncer') {
+    const t = v.external === 'pgwarden' ? await startPgwarden(dir, [{ name: 'pg1', port: pgPort }], { tls: cert }) : await startPgbouncer(dir, pgPort, { tls: cert });
+    return { port: t.port, proc: t.server, stop: () => t.server.stop() };
+  }
+  const port = await freePort();
+  const env = cert ? { ...process.env, RELAY_TLS_CERT: cert.certFile, RELAY_TLS_KEY: cert.keyFile } : process.env;
+  const proc = spawn(process.execPath, [__filename, '--serve', name, String(port), String(pgPort)], { stdio: 'inherit', env });
+  await waitForPort(port);
+  return { port, proc, stop: () => (proc.kill('SIGTERM'), new Promise((r) => proc.once('exit', r))) };
 }
 
 if (opts.serve) serve(opts.serve, Number(process.argv[4]), Number(process.argv[5]));
