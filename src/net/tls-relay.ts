@@ -1,9 +1,9 @@
 // A TLS socket as an end of a session's relay (RelayEnd), for sessions whose TLS pgwarden
 // terminates: the client's side (a server-mode TLSSocket over the accepted socket) and, with
 // tls.server, the server's side (tls.connect over the backend socket, so Node verifies the
-// server's certificate). The four relay methods are given to the socket object itself rather
-// than through a subclass: the server leg's socket is made by tls.connect, which cannot make a
-// subclass, and one way for both sides is simpler to follow.
+// server's certificate). The client's side is a subclass, RelayTlsSocket, with the four relay
+// methods on its prototype; the server leg's socket is made by tls.connect, which cannot make a
+// subclass, so it is given the same four functions as its own properties.
 //
 // Once relaying, a TLS socket reads its decrypted bytes into the buffer shared with RelaySocket
 // (net/user-buffer-read.ts): Node's TLSSocket has no `onread` option when it wraps a socket,
@@ -11,7 +11,8 @@
 // had already buffered, chunks come as 'data' events. The relay itself is the same as for
 // RelaySocket: chunks written to the other end after the watcher's look, reads paused while
 // the other end is full and resumed on its 'drain'.
-import type tls from 'node:tls';
+import type net from 'node:net';
+import tls from 'node:tls';
 import type { ChunkWatcher, RelayEnd, SocketOwner } from './relay-socket';
 import { readIntoSharedBuffer } from './user-buffer-read';
 
@@ -24,8 +25,37 @@ interface TlsRelayState {
 
 type TlsEnd = tls.TLSSocket & RelayEnd & TlsRelayState;
 
-/** Give `socket` the relay methods (idempotent) and return it as a RelayEnd. */
+/**
+ * The client's side under terminate: a server-mode TLSSocket whose relay methods are on its
+ * prototype and whose relay fields exist from construction. Every client TLS socket then has
+ * one hidden class from the start, where methods and fields added one by one later would give
+ * it new ones: Node's stream code, which reads properties of every socket on every read and
+ * write, sees fewer kinds of socket and V8 keeps more of those loads on its fast paths.
+ */
+export class RelayTlsSocket extends tls.TLSSocket implements RelayEnd, TlsRelayState {
+  relayDst?: RelayEnd = undefined;
+  relayWatcher?: ChunkWatcher = undefined;
+  relayOwner?: SocketOwner = undefined;
+  relayReporting?: boolean = false;
+  waitingReader?: net.Socket = undefined;
+
+  constructor(socket: ConstructorParameters<typeof tls.TLSSocket>[0], options: tls.TLSSocketOptions) {
+    super(socket, { ...options, isServer: true });
+  }
+
+  declare relayTo: RelayEnd['relayTo'];
+  declare unrelay: RelayEnd['unrelay'];
+  declare holdErrors: RelayEnd['holdErrors'];
+  declare reportTo: RelayEnd['reportTo'];
+}
+Object.assign(RelayTlsSocket.prototype, { relayTo, unrelay, holdErrors, reportTo });
+
+/**
+ * Give `socket` (the server leg's, made by tls.connect, which cannot make a subclass) the relay
+ * methods and return it as a RelayEnd.
+ */
 export function tlsRelayEnd(socket: tls.TLSSocket): RelayEnd {
+  if (socket instanceof RelayTlsSocket) return socket;
   const s = socket as TlsEnd;
   s.relayTo = relayTo;
   s.unrelay = unrelay;

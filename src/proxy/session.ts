@@ -27,7 +27,7 @@ import { forwardCancel } from './cancel-forwarder';
 import { RecentFailures } from './recent-failures';
 import { cannotConnectNow } from './startup-refusal';
 import { FirstPacketReader } from './first-packet-reader';
-import { tlsRelayEnd } from '../net/tls-relay';
+import { RelayTlsSocket, tlsRelayEnd } from '../net/tls-relay';
 import { prefixedStream } from '../net/prefixed-stream';
 import tls, { TLSSocket } from 'node:tls';
 import { SaslPlusFilter } from '../protocol/sasl-plus-filter';
@@ -139,7 +139,7 @@ export class Session extends ProxyAuthSession {
     this.reader.dispose();
     const raw = this.client;
     if (hello === undefined) raw.write('S');
-    const socket = new tls.TLSSocket(hello === undefined ? raw : prefixedStream(raw, hello), { ...options, isServer: true });
+    const socket = new RelayTlsSocket(hello === undefined ? raw : prefixedStream(raw, hello), options);
     socket.once('secure', () =>
       this.guard(() => {
         const refused = this.ctx.clientCertificateError(socket);
