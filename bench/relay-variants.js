@@ -137,9 +137,10 @@ const VARIANTS = {
   haproxy: { external: 'haproxy' },
   // TLS to the clients (pgbench with PGSSLMODE=require), plain text to the server (issue 14): the
   // floor of a Node.js relay that terminates TLS — answer the SSLRequest with 'S', a server-mode
-  // TLSSocket over the accepted socket, nothing else — with 'data' events or, as pgwarden does,
-  // reads into the shared buffer; then pgwarden itself and PgBouncer (`client_tls_sslmode =
-  // require`, session mode), both started as bench/run's TLS phase starts them.
+  // TLSSocket over the accepted socket, nothing else — reading the TLS socket through 'data'
+  // events or, as pgwarden does, into the shared buffer (the server's socket reads into the
+  // shared buffer in both); then pgwarden itself and PgBouncer (`client_tls_sslmode = require`,
+  // session mode), both started as bench/run's TLS phase starts them.
   'tls data': { tls: true },
   'tls onread+frames': { tls: true, onread: true, frames: true },
   'pgwarden tls': { tls: true, external: 'pgwarden' },
@@ -318,7 +319,7 @@ function serveHaproxy(port, pgPort) {
 // ---- the driver -----------------------------------------------------------------------------
 
 async function drive() {
-  const { spawn, execFileSync } = require('node:child_process');
+  const { execFileSync } = require('node:child_process');
   const path = require('node:path');
   const { PgCluster } = require('../dist/harness/cluster');
   const { findPgBinDir } = require('../dist/harness/binaries');
@@ -364,15 +365,19 @@ async function drive() {
     for (let round = 1; round <= rounds; round++) {
       for (const clients of clientCounts) for (const name of round % 2 ? names : [...names].reverse()) {
         const { port, proc, stop } = await startVariant(name, cluster.primary.port, dir, cert);
-        await new Promise((r) => setTimeout(r, 800)); // every worker of a multi-process variant listening too
-        const t0 = cpuSeconds(proc.pid);
-        const env = { ...process.env, PGSSLMODE: VARIANTS[name].tls ? 'require' : 'prefer' };
-        const out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8', env });
-        const cpu = cpuSeconds(proc.pid) - t0;
+        let out, cpu;
+        try {
+          await new Promise((r) => setTimeout(r, 800)); // every worker of a multi-process variant listening too
+          const t0 = cpuSeconds(proc.pid);
+          const env = { ...process.env, PGSSLMODE: VARIANTS[name].tls ? 'require' : 'prefer' };
+          out = execFileSync(path.join(bin, 'pgbench'), ['-n', '-S', '-c', clients, '-j', '2', '-T', String(seconds), ...pg, '-p', String(port), 'postgres'], { encoding: 'utf8', env });
+          cpu = cpuSeconds(proc.pid) - t0;
+        } finally {
+          await stop(); // a failed pgbench must not leave the variant running
+        }
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         results.get(key(name, clients)).push({ tps, us: (cpu * 1e6) / (tps * seconds) });
         console.log(`round ${round} ${key(name, clients).padEnd(16)} ${tps.toFixed(0).padStart(7)} tps ${((cpu * 1e6) / (tps * seconds)).toFixed(1).padStart(6)} µs CPU/txn`);
-        await stop();
       }
     }
   } finally {
