@@ -206,6 +206,7 @@ function serveTls(v, port, pgPort) {
   const { readIntoSharedBuffer } = require('../dist/net/user-buffer-read');
   const secureContext = tls.createSecureContext({ cert: readFileSync(process.env.RELAY_TLS_CERT), key: readFileSync(process.env.RELAY_TLS_KEY) });
   const server = net.createServer({ noDelay: true }, (raw) => {
+    raw.on('error', () => raw.destroy()); // before the SSLRequest too
     raw.once('data', (request) => {
       raw.pause();
       if (request.length !== 8) return raw.destroy();

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { adoptAccepted, RelaySocket, type RelayEnd, type SocketOwner } from '../../src/net/relay-socket';
 import { RelayTlsSocket, tlsRelayEnd } from '../../src/net/tls-relay';
 import { makeTestCa, opensslMissing } from '../helpers/test-ca';
+import { waitFor } from '../helpers/proxy';
 
 const missing = opensslMissing();
 if (missing) t.comment(`skipped: ${missing}`);
@@ -44,14 +45,6 @@ async function eventually(cond: () => boolean, ms = 3_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return cond();
-}
-
-async function waitUntil(cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**
@@ -91,7 +84,7 @@ async function relayBothWays(t: Test, tlsEnd: RelayEnd, tlsPeer: tls.TLSSocket, 
   t.equal(watchedDown, down.length, 'the watcher saw every byte coming down');
   // The peer says goodbye properly (close_notify, FIN): the relay end closes, without an error.
   tlsPeer.end();
-  await waitUntil(() => closed.length > 0);
+  await waitFor('the relay end to close', () => closed.length > 0);
   t.same(closed, ['close'], 'the owner heard the close, and no error');
   sink.destroy();
   plain.destroy();
